@@ -1,0 +1,351 @@
+//! The gateway's data plane: hyper server and client, TLS, HTTP hardening, routing, upstream
+//! pools, and the pipeline run for every request.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let config = portcullis_config::load(std::path::Path::new("examples/demo.yaml"))?;
+//! let gateway = portcullis_proxy::Gateway::start(config, Default::default()).await?;
+//! println!("listening on {:?}", gateway.listener_addrs());
+//! gateway.handle().watch_config()?; // reload on SIGHUP and on file change
+//! gateway.wait_for_shutdown_signal().await;
+//! gateway.shutdown(std::time::Duration::from_secs(10)).await;
+//! # Ok(()) }
+//! ```
+
+mod body;
+mod handler;
+mod hygiene;
+mod pipeline;
+mod reload;
+mod router;
+mod runtime;
+mod server;
+mod tls;
+mod upstream;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use portcullis_config::{AccessLogTarget, Config, ConfigErrors};
+use portcullis_observe::AccessLogSink;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+pub use reload::WatchHandle;
+
+use crate::runtime::Runtime;
+use crate::server::ListenerRt;
+use crate::tls::CertResolver;
+
+/// How to start a gateway beyond its config.
+#[derive(Debug, Default, Clone)]
+pub struct GatewayOptions {
+    /// Send access log lines here instead of the configured target (tests use a memory sink).
+    pub access_log: Option<AccessLogSink>,
+    /// The config file, for reload on SIGHUP and file change.
+    pub config_path: Option<PathBuf>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listener could not be bound.
+    #[error("cannot bind listener {name} on {addr}: {source}")]
+    Bind {
+        /// The listener.
+        name: String,
+        /// Its address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The access log file could not be opened.
+    #[error("cannot open access log {path}: {source}")]
+    AccessLog {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The runtime could not be built (TLS setup).
+    #[error("{0}")]
+    Setup(String),
+}
+
+/// Why a reload was rejected. The old configuration keeps serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    /// The new file is invalid.
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+    /// The new config changes listeners, which needs a restart.
+    #[error("listeners changed ({0}); restart the gateway to apply listener changes")]
+    ListenersChanged(String),
+    /// The runtime could not be built.
+    #[error("{0}")]
+    Setup(String),
+    /// No config file is known to reload from.
+    #[error("the gateway was not started from a config file")]
+    NoConfigFile,
+}
+
+pub(crate) struct Shared {
+    pub(crate) runtime: ArcSwap<Runtime>,
+    pub(crate) inflight: Arc<Semaphore>,
+    pub(crate) conns: Arc<Semaphore>,
+    pub(crate) shutdown: watch::Sender<bool>,
+    resolvers: HashMap<Arc<str>, Arc<CertResolver>>,
+    sink: Mutex<SinkState>,
+    config_path: Option<PathBuf>,
+    reload_lock: Mutex<()>,
+    reloads_ok: AtomicU64,
+    reloads_failed: AtomicU64,
+    ready: AtomicBool,
+}
+
+struct SinkState {
+    fixed: Option<AccessLogSink>,
+    current: Option<(AccessLogTarget, AccessLogSink)>,
+}
+
+impl SinkState {
+    fn sink_for(&mut self, config: &Config) -> Result<Option<AccessLogSink>, StartError> {
+        if !config.access_log.enabled {
+            return Ok(None);
+        }
+        if let Some(s) = &self.fixed {
+            return Ok(Some(s.clone()));
+        }
+        if let Some((target, sink)) = &self.current
+            && *target == config.access_log.target
+        {
+            return Ok(Some(sink.clone()));
+        }
+        let sink = match &config.access_log.target {
+            AccessLogTarget::Stdout => AccessLogSink::writer(std::io::stdout()),
+            AccessLogTarget::Stderr => AccessLogSink::writer(std::io::stderr()),
+            AccessLogTarget::File(path) => {
+                let f = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(path)
+                    .map_err(|source| StartError::AccessLog { path: path.clone(), source })?;
+                AccessLogSink::writer(f)
+            }
+        };
+        self.current = Some((config.access_log.target.clone(), sink.clone()));
+        Ok(Some(sink))
+    }
+}
+
+/// A running gateway.
+pub struct Gateway {
+    handle: GatewayHandle,
+    addrs: Vec<(Arc<str>, SocketAddr)>,
+    tasks: JoinSet<()>,
+}
+
+/// A cheap handle to a running gateway: reload, readiness, counters.
+#[derive(Clone)]
+pub struct GatewayHandle {
+    shared: Arc<Shared>,
+}
+
+impl Gateway {
+    /// Binds every listener and starts serving.
+    pub async fn start(config: Config, opts: GatewayOptions) -> Result<Self, StartError> {
+        let mut sink = SinkState { fixed: opts.access_log, current: None };
+        let access_sink = sink.sink_for(&config)?;
+        let mut resolvers = HashMap::new();
+        let mut bound = Vec::new();
+        for l in &config.listeners {
+            let tcp = TcpListener::bind(l.bind).await.map_err(|source| StartError::Bind {
+                name: l.name.to_string(),
+                addr: l.bind,
+                source,
+            })?;
+            let tls = match &l.tls {
+                Some(t) => {
+                    let resolver = Arc::new(CertResolver::new(t.certified_key.clone()));
+                    resolvers.insert(l.name.clone(), resolver.clone());
+                    let cfg = tls::server_config(resolver).map_err(|e| StartError::Setup(e.to_string()))?;
+                    Some(tokio_rustls::TlsAcceptor::from(cfg))
+                }
+                None => None,
+            };
+            bound.push((tcp, Arc::new(ListenerRt { name: l.name.clone(), tls, h2c: l.h2c })));
+        }
+        let inflight = Arc::new(Semaphore::new(config.limits.max_inflight_requests));
+        let conns = Arc::new(Semaphore::new(config.limits.max_connections));
+        let runtime = Runtime::build(config, access_sink).map_err(|e| StartError::Setup(e.to_string()))?;
+        let (shutdown, _) = watch::channel(false);
+        let shared = Arc::new(Shared {
+            runtime: ArcSwap::from_pointee(runtime),
+            inflight,
+            conns,
+            shutdown,
+            resolvers,
+            sink: Mutex::new(sink),
+            config_path: opts.config_path,
+            reload_lock: Mutex::new(()),
+            reloads_ok: AtomicU64::new(0),
+            reloads_failed: AtomicU64::new(0),
+            ready: AtomicBool::new(false),
+        });
+        let mut tasks = JoinSet::new();
+        let mut addrs = Vec::new();
+        for (tcp, rt) in bound {
+            let addr = tcp.local_addr().map_err(|source| StartError::Bind {
+                name: rt.name.to_string(),
+                addr: ([0, 0, 0, 0], 0).into(),
+                source,
+            })?;
+            addrs.push((rt.name.clone(), addr));
+            tasks.spawn(server::accept_loop(shared.clone(), tcp, rt));
+        }
+        shared.ready.store(true, Ordering::Relaxed);
+        let names = shared.runtime.load().pipeline.stage_names();
+        tracing::info!(listeners = ?addrs, stages = ?names, "gateway started");
+        Ok(Self { handle: GatewayHandle { shared }, addrs, tasks })
+    }
+
+    /// The bound address of each listener, by name (useful with port 0).
+    pub fn listener_addrs(&self) -> &[(Arc<str>, SocketAddr)] {
+        &self.addrs
+    }
+
+    /// The bound address of the named listener.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        self.addrs.iter().find(|(n, _)| &**n == name).map(|(_, a)| *a)
+    }
+
+    /// A handle for reloads and readiness.
+    pub fn handle(&self) -> GatewayHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for SIGINT or SIGTERM.
+    pub async fn wait_for_shutdown_signal(&self) {
+        reload::shutdown_signal().await;
+    }
+
+    /// Stops accepting, lets connections finish their requests, and waits up to `grace`.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let shared = &self.handle.shared;
+        shared.ready.store(false, Ordering::Relaxed);
+        let _ = shared.shutdown.send(true);
+        while self.tasks.join_next().await.is_some() {}
+        let max = shared.runtime.load().config.limits.max_connections;
+        let drained = tokio::time::timeout(grace, async {
+            while shared.conns.available_permits() < max {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!("shutdown grace period over with connections still open");
+        }
+    }
+}
+
+impl GatewayHandle {
+    /// Whether the gateway is serving (false once shutdown began).
+    pub fn is_ready(&self) -> bool {
+        self.shared.ready.load(Ordering::Relaxed)
+    }
+
+    /// Successful and rejected reloads so far.
+    pub fn reload_counts(&self) -> (u64, u64) {
+        (self.shared.reloads_ok.load(Ordering::Relaxed), self.shared.reloads_failed.load(Ordering::Relaxed))
+    }
+
+    /// The pipeline's stages, in order.
+    pub fn stage_names(&self) -> Vec<&'static str> {
+        self.shared.runtime.load().pipeline.stage_names()
+    }
+
+    /// The config currently serving.
+    pub fn config(&self) -> Arc<Config> {
+        self.shared.runtime.load().config.clone()
+    }
+
+    /// Re-reads the config file (and everything it references) and applies it if valid.
+    pub fn reload_from_file(&self) -> Result<(), ReloadError> {
+        let Some(path) = &self.shared.config_path else {
+            return self.rejected(ReloadError::NoConfigFile);
+        };
+        match portcullis_config::load(path) {
+            Ok(c) => self.reload(c),
+            Err(e) => self.rejected(ReloadError::Invalid(e)),
+        }
+    }
+
+    /// Applies a new, already validated config atomically. Listener changes are refused (they need
+    /// a restart); TLS certificates of existing listeners are replaced.
+    pub fn reload(&self, config: Config) -> Result<(), ReloadError> {
+        let _serial = self.shared.reload_lock.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let current = self.shared.runtime.load_full();
+        let describe = |c: &Config| -> Vec<String> {
+            c.listeners
+                .iter()
+                .map(|l| {
+                    format!(
+                        "{}={}{}{}",
+                        l.name,
+                        l.bind,
+                        if l.tls.is_some() { "+tls" } else { "" },
+                        if l.h2c { "+h2c" } else { "" }
+                    )
+                })
+                .collect()
+        };
+        let (old, new) = (describe(&current.config), describe(&config));
+        if old != new {
+            return self.rejected(ReloadError::ListenersChanged(format!("{} -> {}", old.join(","), new.join(","))));
+        }
+        let sink = {
+            let mut s = self.shared.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            match s.sink_for(&config) {
+                Ok(s) => s,
+                Err(e) => return self.rejected(ReloadError::Setup(e.to_string())),
+            }
+        };
+        let certs: Vec<_> = config
+            .listeners
+            .iter()
+            .filter_map(|l| Some((l.name.clone(), l.tls.as_ref()?.certified_key.clone())))
+            .collect();
+        let runtime = match Runtime::build(config, sink) {
+            Ok(r) => r,
+            Err(e) => return self.rejected(ReloadError::Setup(e.to_string())),
+        };
+        for (name, key) in certs {
+            if let Some(r) = self.shared.resolvers.get(&name) {
+                r.replace(key);
+            }
+        }
+        self.shared.runtime.store(Arc::new(runtime));
+        self.shared.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("portcullis_config_reloads_total", "result" => "success").increment(1);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    fn rejected(&self, e: ReloadError) -> Result<(), ReloadError> {
+        self.shared.reloads_failed.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("portcullis_config_reloads_total", "result" => "failure").increment(1);
+        tracing::error!(error = %e, "configuration reload rejected; the previous configuration keeps serving");
+        Err(e)
+    }
+
+    /// Reloads on SIGHUP and whenever the config file or a file it references changes.
+    pub fn watch_config(&self) -> Result<WatchHandle, notify::Error> {
+        reload::watch(self.clone())
+    }
+}

@@ -1,0 +1,108 @@
+//! The pipeline: one closed list of stages in a fixed order. Configuration turns stages on and
+//! tunes them; it cannot reorder them. The order (see `docs/phases.md`):
+//!
+//! request id → connection and HTTP hygiene (in the proxy, before any stage) → authentication →
+//! authorization → rate limit and quota → contract (request) → inspection → upstream → contract
+//! (response) → masking → audit and metrics.
+//!
+//! Dispatch is a `match` over [`AnyStage`]: no boxing, no dynamic dispatch per request.
+
+use bytes::Bytes;
+use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
+use portcullis_observe::{AccessLogStage, MetricsStage};
+
+/// Every stage portcullis has, in pipeline order. Adding a stage means adding a variant here and
+/// a place in [`Pipeline::new`]'s fixed order.
+pub(crate) enum AnyStage {
+    AccessLog(AccessLogStage),
+    Metrics(MetricsStage),
+}
+
+macro_rules! dispatch {
+    ($stage:expr, $method:ident ( $($arg:expr),* )) => {
+        match $stage {
+            AnyStage::AccessLog(s) => s.$method($($arg),*),
+            AnyStage::Metrics(s) => s.$method($($arg),*),
+        }
+    };
+}
+
+macro_rules! dispatch_async {
+    ($stage:expr, $method:ident ( $($arg:expr),* )) => {
+        match $stage {
+            AnyStage::AccessLog(s) => s.$method($($arg),*).await,
+            AnyStage::Metrics(s) => s.$method($($arg),*).await,
+        }
+    };
+}
+
+pub(crate) struct Pipeline {
+    stages: Vec<AnyStage>,
+}
+
+impl Pipeline {
+    /// Builds the pipeline in its fixed order from the stages that are turned on.
+    pub(crate) fn new(access_log: Option<AccessLogStage>, metrics: MetricsStage) -> Self {
+        let mut stages = Vec::new();
+        // Audit and metrics come last: they see the final decision of every other stage.
+        if let Some(a) = access_log {
+            stages.push(AnyStage::AccessLog(a));
+        }
+        stages.push(AnyStage::Metrics(metrics));
+        Self { stages }
+    }
+
+    pub(crate) fn stage_names(&self) -> Vec<&'static str> {
+        self.stages.iter().map(|s| dispatch!(s, name())).collect()
+    }
+
+    pub(crate) async fn on_request(
+        &self,
+        req: &mut http::request::Parts,
+        ctx: &mut RequestCtx,
+    ) -> Result<Flow, StageError> {
+        for s in &self.stages {
+            if let Flow::Respond(r) = dispatch_async!(s, on_request(req, ctx))? {
+                return Ok(Flow::Respond(r));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        for s in &self.stages {
+            if let Flow::Respond(r) = dispatch_async!(s, on_request_body(body, ctx))? {
+                return Ok(Flow::Respond(r));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) async fn on_response(
+        &self,
+        resp: &mut http::response::Parts,
+        ctx: &mut RequestCtx,
+    ) -> Result<Flow, StageError> {
+        for s in &self.stages {
+            if let Flow::Respond(r) = dispatch_async!(s, on_response(resp, ctx))? {
+                return Ok(Flow::Respond(r));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) async fn on_response_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        for s in &self.stages {
+            if let Flow::Respond(r) = dispatch_async!(s, on_response_body(body, ctx))? {
+                return Ok(Flow::Respond(r));
+            }
+        }
+        Ok(Flow::Continue)
+    }
+
+    pub(crate) fn on_complete(&self, ctx: &RequestCtx, outcome: &Outcome) {
+        for s in &self.stages {
+            dispatch!(s, on_complete(ctx, outcome));
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! One generation of configuration, compiled for the hot path. A reload builds a new `Runtime`
+//! and swaps it in atomically; requests in flight finish on the one they started with.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use http::HeaderValue;
+use portcullis_config::Config;
+use portcullis_observe::{AccessLogSink, AccessLogStage, MetricsStage};
+
+use crate::pipeline::Pipeline;
+use crate::upstream::UpstreamPool;
+
+pub(crate) struct Runtime {
+    pub(crate) config: Arc<Config>,
+    /// The upstream pool of each route, by route index.
+    pub(crate) route_pools: Vec<Arc<UpstreamPool>>,
+    pub(crate) pipeline: Pipeline,
+    /// The HSTS header of each TLS listener, by listener name.
+    pub(crate) hsts: HashMap<Arc<str>, HeaderValue>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RuntimeError {
+    #[error("upstream {upstream}: TLS setup failed: {source}")]
+    UpstreamTls { upstream: String, source: rustls::Error },
+}
+
+impl Runtime {
+    pub(crate) fn build(config: Config, sink: Option<AccessLogSink>) -> Result<Self, RuntimeError> {
+        let mut pools: HashMap<String, Arc<UpstreamPool>> = HashMap::new();
+        for (name, up) in &config.upstreams {
+            let pool = UpstreamPool::new(up.clone(), config.timeouts.upstream_connect)
+                .map_err(|source| RuntimeError::UpstreamTls { upstream: name.clone(), source })?;
+            pools.insert(name.clone(), Arc::new(pool));
+        }
+        let route_pools = config.routes.iter().filter_map(|r| pools.get(&*r.upstream.name).cloned()).collect();
+        let access_log = sink.map(|s| AccessLogStage::new(s, config.access_log.log_query));
+        let pipeline = Pipeline::new(access_log, MetricsStage);
+        let hsts = config
+            .listeners
+            .iter()
+            .filter_map(|l| {
+                let age = l.tls.as_ref()?.hsts_max_age?;
+                let v = HeaderValue::from_str(&format!("max-age={}", age.as_secs())).ok()?;
+                Some((l.name.clone(), v))
+            })
+            .collect();
+        Ok(Self { config: Arc::new(config), route_pools, pipeline, hsts })
+    }
+}

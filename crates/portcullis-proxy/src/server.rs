@@ -1,0 +1,224 @@
+//! Listeners and connections: accept with a connection cap, TLS, HTTP/1.1 and HTTP/2 through
+//! hyper, header-read and idle timeouts, graceful shutdown.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::OwnedSemaphorePermit;
+use tokio_rustls::TlsAcceptor;
+
+use crate::Shared;
+use crate::handler::{ConnInfo, handle};
+
+/// A bound listener and what it needs to serve connections.
+pub(crate) struct ListenerRt {
+    pub(crate) name: Arc<str>,
+    pub(crate) tls: Option<TlsAcceptor>,
+    pub(crate) h2c: bool,
+}
+
+/// The answer to a connection over the cap on a cleartext listener: a complete, closed 503.
+const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\ncontent-length: 110\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"type\":\"urn:portcullis:problem:unavailable\",\"title\":\"The service is unavailable\",\"status\":503,\"request_id\":\"\"}";
+
+pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, rt: Arc<ListenerRt>) {
+    let mut shutdown = shared.shutdown.subscribe();
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off briefly rather than spin.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => break,
+        };
+        let Ok(permit) = shared.conns.clone().try_acquire_owned() else {
+            metrics::counter!("portcullis_shed_total", "reason" => "connections").increment(1);
+            if rt.tls.is_none() {
+                tokio::spawn(shed(stream));
+            }
+            continue;
+        };
+        tokio::spawn(serve_connection(shared.clone(), rt.clone(), stream, peer, permit));
+    }
+}
+
+async fn shed(mut stream: TcpStream) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), async {
+        let _ = stream.write_all(SHED_RESPONSE).await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+}
+
+async fn serve_connection(
+    shared: Arc<Shared>,
+    listener: Arc<ListenerRt>,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    _permit: OwnedSemaphorePermit,
+) {
+    let _ = stream.set_nodelay(true);
+    metrics::gauge!("portcullis_connections_active").increment(1.0);
+    let (timeouts, limits) = {
+        let rt = shared.runtime.load();
+        (rt.config.timeouts.clone(), rt.config.limits.clone())
+    };
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let info = Arc::new(ConnInfo {
+        peer,
+        listener: listener.name.clone(),
+        tls: listener.tls.is_some(),
+        inflight: Arc::new(AtomicUsize::new(0)),
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeouts.header_read)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .max_concurrent_streams(256)
+        .max_pending_accept_reset_streams(64)
+        .max_local_error_reset_streams(256);
+    match &listener.tls {
+        Some(acceptor) => {
+            let tls = match tokio::time::timeout(timeouts.header_read, acceptor.accept(stream)).await {
+                Ok(Ok(s)) => s,
+                _ => {
+                    metrics::counter!("portcullis_tls_handshake_failures_total").increment(1);
+                    metrics::gauge!("portcullis_connections_active").decrement(1.0);
+                    return;
+                }
+            };
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
+            drive(&shared, &info, builder, ActivityIo { inner: tls, last: last.clone() }, &last, timeouts.idle).await;
+        }
+        None => {
+            let builder = if listener.h2c { builder } else { builder.http1_only() };
+            drive(&shared, &info, builder, ActivityIo { inner: stream, last: last.clone() }, &last, timeouts.idle)
+                .await;
+        }
+    }
+    metrics::gauge!("portcullis_connections_active").decrement(1.0);
+}
+
+async fn drive<I>(
+    shared: &Arc<Shared>,
+    info: &Arc<ConnInfo>,
+    builder: auto::Builder<TokioExecutor>,
+    io: I,
+    last: &AtomicU64,
+    idle: Duration,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_shared = shared.clone();
+    let svc_info = info.clone();
+    let service = hyper::service::service_fn(move |req| handle(svc_shared.clone(), svc_info.clone(), req));
+    let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut shutdown = shared.shutdown.subscribe();
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(20), Duration::from_secs(5)));
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            res = conn.as_mut() => {
+                if let Err(e) = res {
+                    tracing::debug!(error = %e, peer = %info.peer, "connection ended with an error");
+                }
+                break;
+            }
+            _ = shutdown.changed(), if !closing => {
+                closing = true;
+                conn.as_mut().graceful_shutdown();
+            }
+            _ = tick.tick(), if !closing => {
+                let quiet = now_ms().saturating_sub(last.load(Ordering::Relaxed));
+                if info.inflight.load(Ordering::Relaxed) == 0 && quiet >= idle_ms {
+                    closing = true;
+                    conn.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// An IO that records when it last moved bytes, for the idle timer.
+struct ActivityIo<T> {
+    inner: T,
+    last: Arc<AtomicU64>,
+}
+
+impl<T> ActivityIo<T> {
+    fn touch(&self) {
+        self.last.store(now_ms(), Ordering::Relaxed);
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for ActivityIo<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let res = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        res
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        res
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let res = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(res, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        res
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

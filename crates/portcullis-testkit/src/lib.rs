@@ -1,0 +1,24 @@
+//! Dev-only kit for end-to-end tests: a recording upstream, a gateway started from YAML with a
+//! captured access log, and clients (HTTP/1.1, HTTP/2, TLS, raw bytes), all on `127.0.0.1:0`.
+//!
+//! ```no_run
+//! # async fn t() {
+//! use portcullis_testkit::{TestGateway, Upstream};
+//! let upstream = Upstream::start().await;
+//! let gw = TestGateway::start(&TestGateway::yaml(&upstream, "")).await;
+//! let resp = gw.get("/hello").await;
+//! assert_eq!(resp.status, 200);
+//! assert_eq!(upstream.requests()[0].path, "/hello");
+//! # }
+//! ```
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+
+mod client;
+mod gateway;
+mod tls;
+mod upstream;
+
+pub use client::{Mode, Resp, h2c_client, http1_client, raw_request, send, tls_client};
+pub use gateway::TestGateway;
+pub use tls::TestCert;
+pub use upstream::{Recorded, Upstream};
