@@ -31,6 +31,8 @@ pub(crate) struct ConnInfo {
     pub(crate) tls: bool,
     /// Requests in flight on this connection (the idle timer runs only when it is 0).
     pub(crate) inflight: Arc<AtomicUsize>,
+    /// Set when this connection switched protocols (WebSocket): the HTTP/1 guard stops parsing.
+    pub(crate) upgraded: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the completion phase exactly once, whatever happens to the request: normal end, client
@@ -127,7 +129,13 @@ pub(crate) async fn handle(
     }
 
     if let Err(r) = hygiene::check_request(&parts, &cfg.limits) {
-        return Ok(deny(guard, "hygiene", r.reason, Problem::new(r.kind)));
+        // A malformed head means the connection's framing cannot be trusted: answer and close
+        // (RFC 9112 §6.1), so nothing pipelined behind it is read as a request.
+        let mut resp = deny(guard, "hygiene", r.reason, Problem::new(r.kind));
+        if resp.version() != http::Version::HTTP_2 && r.kind == ProblemKind::BadRequest {
+            resp.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        return Ok(resp);
     }
 
     // One canonical path for the router, every stage and the upstream.
@@ -230,7 +238,10 @@ pub(crate) async fn handle(
 
     if upstream_resp.status() == http::StatusCode::SWITCHING_PROTOCOLS {
         return Ok(match client_upgrade {
-            Some(client_upgrade) => switch_protocols(guard, upstream_resp, client_upgrade),
+            Some(client_upgrade) => {
+                conn.upgraded.store(true, Ordering::Release);
+                switch_protocols(guard, upstream_resp, client_upgrade)
+            }
             // A 101 to a request that did not ask to upgrade is an upstream fault.
             None => upstream_failed(guard, &UpstreamError::UnexpectedUpgrade),
         });

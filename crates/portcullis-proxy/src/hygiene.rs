@@ -47,6 +47,13 @@ pub(crate) fn check_request(parts: &http::request::Parts, limits: &Limits) -> Re
         return Err(reject(ProblemKind::HeadersTooLarge, "headers-too-large"));
     }
 
+    // Shapes hyper's parser would hide, marked on the wire by the HTTP/1 guard.
+    if h.contains_key(crate::h1_guard::MARK_CL_AND_TE) {
+        return Err(reject(ProblemKind::BadRequest, "smuggling-cl-te"));
+    }
+    if h.contains_key(crate::h1_guard::MARK_CL_REPEAT) {
+        return Err(reject(ProblemKind::BadRequest, "smuggling-duplicate-cl"));
+    }
     let te: Vec<&HeaderValue> = h.get_all(header::TRANSFER_ENCODING).iter().collect();
     let cl: Vec<&HeaderValue> = h.get_all(header::CONTENT_LENGTH).iter().collect();
     if !te.is_empty() {

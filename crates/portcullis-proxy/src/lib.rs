@@ -13,6 +13,7 @@
 //! ```
 
 mod body;
+mod h1_guard;
 mod handler;
 mod hygiene;
 mod pipeline;
@@ -56,7 +57,7 @@ pub struct GatewayOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     /// A listener could not be bound.
-    #[error("cannot bind listener {name} on {addr}: {source}")]
+    #[error("cannot bind listener {name} on {addr}")]
     Bind {
         /// The listener.
         name: String,
@@ -66,7 +67,7 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The access log file could not be opened.
-    #[error("cannot open access log {path}: {source}")]
+    #[error("cannot open access log {path}")]
     AccessLog {
         /// The file.
         path: PathBuf,

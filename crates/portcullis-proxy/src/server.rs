@@ -2,7 +2,7 @@
 //! hyper, header-read and idle timeouts, graceful shutdown.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -15,6 +15,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
 
 use crate::Shared;
+use crate::h1_guard::H1Guard;
 use crate::handler::{ConnInfo, handle};
 
 /// A bound listener and what it needs to serve connections.
@@ -80,6 +81,7 @@ async fn serve_connection(
         listener: listener.name.clone(),
         tls: listener.tls.is_some(),
         inflight: Arc::new(AtomicUsize::new(0)),
+        upgraded: Arc::new(AtomicBool::new(false)),
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -107,13 +109,20 @@ async fn serve_connection(
                 }
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
-            let builder = if h2 { builder.http2_only() } else { builder.http1_only() };
-            drive(&shared, &info, builder, ActivityIo { inner: tls, last: last.clone() }, &last, timeouts.idle).await;
+            let io = ActivityIo { inner: tls, last: last.clone() };
+            if h2 {
+                drive(&shared, &info, builder.http2_only(), io, &last, timeouts.idle).await;
+            } else {
+                let io = H1Guard::new(io, limits.max_header_bytes.max(8192), info.upgraded.clone());
+                drive(&shared, &info, builder.http1_only(), io, &last, timeouts.idle).await;
+            }
         }
         None => {
+            // The guard lets an HTTP/2 preface through untouched, so h2c still works behind it.
             let builder = if listener.h2c { builder } else { builder.http1_only() };
-            drive(&shared, &info, builder, ActivityIo { inner: stream, last: last.clone() }, &last, timeouts.idle)
-                .await;
+            let io = ActivityIo { inner: stream, last: last.clone() };
+            let io = H1Guard::new(io, limits.max_header_bytes.max(8192), info.upgraded.clone());
+            drive(&shared, &info, builder, io, &last, timeouts.idle).await;
         }
     }
     metrics::gauge!("portcullis_connections_active").decrement(1.0);

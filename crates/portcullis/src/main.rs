@@ -32,7 +32,7 @@ enum Command {
     /// Validate a configuration file and everything it references; print every error.
     Check {
         /// The YAML configuration file.
-        #[arg(short, long)]
+        #[arg(short, long, env = "PORTCULLIS_CONFIG")]
         config: PathBuf,
     },
     /// Start the sample CRM API and the gateway in front of it, with the embedded demo config.
@@ -67,6 +67,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        // An invalid config is a usage error (exit 2), for `run` as for `check`.
+        Command::Run { config, .. } if portcullis_config::load(&config).is_err() => check(&config),
         Command::ConfigSchema => {
             println!("{:#}", portcullis_config::json_schema());
             ExitCode::SUCCESS
@@ -88,7 +90,8 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     let _ = match format {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.try_init(),

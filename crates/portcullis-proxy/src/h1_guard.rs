@@ -1,0 +1,396 @@
+//! A byte-level guard in front of hyper's HTTP/1 parser, for the smuggling shapes hyper
+//! tolerates and then hides: a request with both `Content-Length` and `Transfer-Encoding` (hyper
+//! drops the `Content-Length` and reads chunked) and repeated `Content-Length` lines (hyper keeps
+//! one). Once hyper has parsed the head, no later stage can see that they were there.
+//!
+//! The guard holds each request head until it is complete, parses it with httparse (the parser
+//! hyper uses), and renames the offending `Content-Length` lines in place to a marker of the
+//! same length (`x-pc-cl-and-te`, `x-pc-cl-repeat`), which [`crate::hygiene`] refuses with a 400
+//! problem. It follows the body framing (fixed length or chunked) to find the next head on a
+//! kept-alive connection; if it ever loses track it fails the connection rather than guess.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+/// Header name standing in for a `Content-Length` sent alongside `Transfer-Encoding`.
+pub(crate) const MARK_CL_AND_TE: &str = "x-pc-cl-and-te";
+/// Header name standing in for a repeated `Content-Length`.
+pub(crate) const MARK_CL_REPEAT: &str = "x-pc-cl-repeat";
+
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n";
+const MAX_LINE: usize = 8 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Collecting a request head.
+    Head,
+    /// Passing `n` more body bytes.
+    Fixed(u64),
+    /// Reading a chunk-size line.
+    ChunkSize,
+    /// Passing `n` more chunk bytes, then the CRLF after them.
+    ChunkData(u64),
+    /// Expecting the CRLF that ends a chunk; the number is how many of its bytes were seen.
+    ChunkEnd(u8),
+    /// Reading trailer lines after the last chunk.
+    Trailers,
+    /// After an upgrade request: passthrough if the handler switched protocols, else a new head.
+    AwaitUpgrade,
+    /// Not HTTP/1 any more (HTTP/2 preface, upgraded connection) or hyper is about to refuse and
+    /// close: bytes pass untouched.
+    Passthrough,
+    /// Framing lost: every further read fails.
+    Poisoned,
+}
+
+/// The guard around a connection's IO.
+pub(crate) struct H1Guard<T> {
+    inner: T,
+    state: State,
+    /// Bytes held back: an incomplete head, or an incomplete chunk-size/trailer line.
+    held: Vec<u8>,
+    /// Bytes ready for hyper.
+    out: Vec<u8>,
+    out_pos: usize,
+    max_head: usize,
+    at_start: bool,
+    after_body: State,
+    upgraded: Arc<AtomicBool>,
+    scratch: Box<[u8]>,
+}
+
+impl<T> H1Guard<T> {
+    pub(crate) fn new(inner: T, max_head: usize, upgraded: Arc<AtomicBool>) -> Self {
+        Self {
+            inner,
+            state: State::Head,
+            held: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            max_head,
+            at_start: true,
+            after_body: State::Head,
+            upgraded,
+            scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+        }
+    }
+
+    /// Runs `data` through the framing state machine, appending what hyper may read to `out`.
+    fn process(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            match self.state {
+                State::Passthrough => {
+                    self.out.extend_from_slice(data);
+                    return;
+                }
+                State::Poisoned => return,
+                State::AwaitUpgrade => {
+                    self.state = if self.upgraded.load(Ordering::Acquire) { State::Passthrough } else { State::Head };
+                }
+                State::Head => data = self.head(data),
+                State::Fixed(n) => {
+                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+                    self.out.extend_from_slice(&data[..k]);
+                    data = &data[k..];
+                    let left = n - k as u64;
+                    self.state = if left == 0 { self.after_body } else { State::Fixed(left) };
+                }
+                State::ChunkSize | State::Trailers => {
+                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
+                        self.held.extend_from_slice(data);
+                        self.out.extend_from_slice(data);
+                        if self.held.len() > MAX_LINE {
+                            self.state = State::Poisoned;
+                        }
+                        return;
+                    };
+                    self.held.extend_from_slice(&data[..=pos]);
+                    self.out.extend_from_slice(&data[..=pos]);
+                    data = &data[pos + 1..];
+                    let line = std::mem::take(&mut self.held);
+                    self.state = match (self.state, line.strip_suffix(b"\r\n")) {
+                        (_, None) => State::Poisoned,
+                        (State::Trailers, Some([])) => self.after_body,
+                        (State::Trailers, Some(_)) => State::Trailers,
+                        (_, Some(l)) => match chunk_size(l) {
+                            Some(0) => State::Trailers,
+                            Some(n) => State::ChunkData(n),
+                            None => State::Poisoned,
+                        },
+                    };
+                }
+                State::ChunkData(n) => {
+                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
+                    self.out.extend_from_slice(&data[..k]);
+                    data = &data[k..];
+                    let left = n - k as u64;
+                    self.state = if left == 0 { State::ChunkEnd(0) } else { State::ChunkData(left) };
+                }
+                State::ChunkEnd(seen) => {
+                    let want = if seen == 0 { b'\r' } else { b'\n' };
+                    if data[0] != want {
+                        self.state = State::Poisoned;
+                        return;
+                    }
+                    self.out.push(data[0]);
+                    data = &data[1..];
+                    self.state = if seen == 0 { State::ChunkEnd(1) } else { State::ChunkSize };
+                }
+            }
+        }
+    }
+
+    /// Collects a head; when complete, checks and rewrites it and sets the body framing.
+    fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        if self.at_start && self.held.is_empty() && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())]) {
+            if data.len() >= H2_PREFACE.len() {
+                self.state = State::Passthrough;
+                self.out.extend_from_slice(data);
+                return &[];
+            }
+            // Too short to tell yet: hold it.
+            self.held.extend_from_slice(data);
+            return &[];
+        }
+        let search_from = self.held.len().saturating_sub(3);
+        self.held.extend_from_slice(data);
+        let Some(end) = find_head_end(&self.held[search_from..]).map(|e| e + search_from) else {
+            if self.held.len() > self.max_head {
+                // hyper will answer 431 and close; pass the bytes on and stop looking.
+                self.state = State::Passthrough;
+                self.out.append(&mut self.held);
+            }
+            return &[];
+        };
+        self.at_start = false;
+        // Bytes after the head in this read belong to the body (or the next request).
+        let consumed_from_data = data.len() - (self.held.len() - end);
+        self.held.truncate(end);
+        let mut head = std::mem::take(&mut self.held);
+        let framing = inspect_and_mark(&mut head);
+        self.out.extend_from_slice(&head);
+        head.clear();
+        self.held = head;
+        self.after_body = if framing.upgrade { State::AwaitUpgrade } else { State::Head };
+        self.state = match framing.body {
+            Body::None => self.after_body,
+            Body::Fixed(0) => self.after_body,
+            Body::Fixed(n) => State::Fixed(n),
+            Body::Chunked => State::ChunkSize,
+            // hyper will refuse this head and close the connection.
+            Body::Unparsable => State::Passthrough,
+        };
+        &data[consumed_from_data..]
+    }
+}
+
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n").map(|p| p + 4)
+}
+
+fn chunk_size(line: &[u8]) -> Option<u64> {
+    let size = line.split(|&b| b == b';').next()?;
+    let size = size.trim_ascii();
+    if size.is_empty() || size.len() > 15 {
+        return None;
+    }
+    let s = std::str::from_utf8(size).ok()?;
+    u64::from_str_radix(s, 16).ok()
+}
+
+enum Body {
+    None,
+    Fixed(u64),
+    Chunked,
+    Unparsable,
+}
+
+struct Framing {
+    body: Body,
+    upgrade: bool,
+}
+
+/// Parses a complete head; renames `Content-Length` lines that must not be there; returns the
+/// body framing hyper will use.
+fn inspect_and_mark(head: &mut [u8]) -> Framing {
+    let mut marks: Vec<(usize, &'static str)> = Vec::new();
+    let framing = {
+        let mut headers = [httparse::EMPTY_HEADER; 256];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            _ => return Framing { body: Body::Unparsable, upgrade: false },
+        }
+        let base = head.as_ptr() as usize;
+        let mut cls = Vec::new();
+        let mut te_chunked = None;
+        let mut upgrade = false;
+        for h in req.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                cls.push((h.name.as_ptr() as usize - base, h.value));
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                let last = h.value.rsplit(|&b| b == b',').next().unwrap_or_default().trim_ascii();
+                te_chunked = Some(last.eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("upgrade") {
+                upgrade = true;
+            }
+        }
+        if te_chunked.is_some() {
+            marks.extend(cls.iter().map(|(off, _)| (*off, MARK_CL_AND_TE)));
+        } else if cls.len() > 1 {
+            marks.extend(cls.iter().skip(1).map(|(off, _)| (*off, MARK_CL_REPEAT)));
+        }
+        let body = match (te_chunked, cls.first()) {
+            (Some(true), _) => Body::Chunked,
+            (Some(false), _) => Body::Unparsable,
+            (None, Some((_, v))) => match std::str::from_utf8(v).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(n) => Body::Fixed(n),
+                None => Body::Unparsable,
+            },
+            (None, None) => Body::None,
+        };
+        Framing { body, upgrade }
+    };
+    for (off, mark) in marks {
+        if let Some(slot) = head.get_mut(off..off + mark.len()) {
+            slot.copy_from_slice(mark.as_bytes());
+        }
+    }
+    framing
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        loop {
+            if this.out_pos < this.out.len() {
+                let n = (this.out.len() - this.out_pos).min(buf.remaining());
+                buf.put_slice(&this.out[this.out_pos..this.out_pos + n]);
+                this.out_pos += n;
+                if this.out_pos == this.out.len() {
+                    this.out.clear();
+                    this.out_pos = 0;
+                }
+                return Poll::Ready(Ok(()));
+            }
+            match this.state {
+                State::Poisoned => {
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::InvalidData, "HTTP/1 framing lost")));
+                }
+                // Nothing to inspect: read straight into hyper's buffer.
+                State::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
+                _ => {}
+            }
+            let mut rb = ReadBuf::new(&mut this.scratch);
+            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(())) => {
+                    let n = rb.filled().len();
+                    if n == 0 {
+                        // EOF: hand over whatever was held so hyper sees the truncated message.
+                        this.out.append(&mut this.held);
+                        if this.out.is_empty() {
+                            return Poll::Ready(Ok(()));
+                        }
+                        continue;
+                    }
+                    let data = this.scratch[..n].to_vec();
+                    this.process(&data);
+                }
+            }
+        }
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for H1Guard<T> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, State) {
+        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(false)));
+        for c in chunks {
+            g.process(c);
+        }
+        (g.out, g.state)
+    }
+
+    #[test]
+    fn plain_requests_pass_unchanged_in_any_split() {
+        let stream: &[u8] = b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3;ext=1\r\nabc\r\n0\r\nX-T: 1\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n";
+        for split in 0..stream.len() {
+            let (out, state) = run(&[&stream[..split], &stream[split..]]);
+            assert_eq!(out, stream, "split at {split}");
+            assert_eq!(state, State::Head, "split at {split}");
+        }
+        let bytewise: Vec<&[u8]> = stream.chunks(1).collect();
+        assert_eq!(run(&bytewise).0, stream);
+    }
+
+    #[test]
+    fn cl_with_te_is_marked_in_either_order() {
+        let (out, _) = run(&[b"POST /a HTTP/1.1\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]);
+        assert!(out.windows(14).any(|w| w == MARK_CL_AND_TE.as_bytes()), "{}", String::from_utf8_lossy(&out));
+        let (out, _) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\ncontent-length: 4\r\n\r\n0\r\n\r\n"]);
+        assert!(out.windows(14).any(|w| w == MARK_CL_AND_TE.as_bytes()));
+        assert!(!out.windows(14).any(|w| w.eq_ignore_ascii_case(b"content-length")));
+    }
+
+    #[test]
+    fn repeated_cl_is_marked() {
+        let (out, state) = run(&[b"POST /a HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc"]);
+        assert!(out.windows(14).any(|w| w == MARK_CL_REPEAT.as_bytes()));
+        assert_eq!(state, State::Head);
+    }
+
+    #[test]
+    fn broken_chunk_framing_poisons() {
+        let (_, state) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]);
+        assert_eq!(state, State::Poisoned);
+        let (_, state) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX"]);
+        assert_eq!(state, State::Poisoned);
+    }
+
+    #[test]
+    fn h2_preface_and_upgrades_pass_through() {
+        let (out, state) = run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"]);
+        assert_eq!(state, State::Passthrough);
+        assert_eq!(out.len(), 26);
+        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(true)));
+        g.process(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+        assert_eq!(g.state, State::AwaitUpgrade);
+        g.process(b"\x81\x05hello");
+        assert_eq!(g.state, State::Passthrough);
+    }
+}
