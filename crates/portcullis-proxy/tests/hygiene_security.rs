@@ -1,3 +1,4 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers outside #[test] functions")]
 //! End-to-end HTTP hygiene: request smuggling shapes and path normalisation, on the wire.
 //! Every refused request must never reach the upstream; every accepted spelling of a path must
 //! reach the same route as its canonical form, and the upstream must see the canonical form.
