@@ -83,14 +83,17 @@ async fn serve_connection(
         inflight: Arc::new(AtomicUsize::new(0)),
         upgraded: Arc::new(AtomicBool::new(false)),
     });
+    // hyper's read buffer is twice the header limit, so a head between the two is refused by
+    // our own check with a problem+json 431; only a head beyond that gets hyper's bare 431.
+    let head_buf = limits.max_header_bytes.saturating_mul(2).max(16 * 1024);
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeouts.header_read)
-        .max_buf_size(limits.max_header_bytes.max(8192))
-        .max_headers(limits.max_headers)
-        .keep_alive(true);
+    let mut h1 = builder.http1();
+    h1.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read).max_buf_size(head_buf).keep_alive(true);
+    // hyper keeps up to 100 header slots on the stack and moves them to the heap per request when
+    // the count is changed; keep the fast path for the default.
+    if limits.max_headers != 100 {
+        h1.max_headers(limits.max_headers);
+    }
     builder
         .http2()
         .timer(TokioTimer::new())
@@ -113,7 +116,7 @@ async fn serve_connection(
             if h2 {
                 drive(&shared, &info, builder.http2_only(), io, &last, timeouts.idle).await;
             } else {
-                let io = H1Guard::new(io, limits.max_header_bytes.max(8192), info.upgraded.clone());
+                let io = H1Guard::new(io, head_buf, info.upgraded.clone());
                 drive(&shared, &info, builder.http1_only(), io, &last, timeouts.idle).await;
             }
         }
@@ -121,7 +124,7 @@ async fn serve_connection(
             // The guard lets an HTTP/2 preface through untouched, so h2c still works behind it.
             let builder = if listener.h2c { builder } else { builder.http1_only() };
             let io = ActivityIo { inner: stream, last: last.clone() };
-            let io = H1Guard::new(io, limits.max_header_bytes.max(8192), info.upgraded.clone());
+            let io = H1Guard::new(io, head_buf, info.upgraded.clone());
             drive(&shared, &info, builder, io, &last, timeouts.idle).await;
         }
     }

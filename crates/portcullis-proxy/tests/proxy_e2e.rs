@@ -186,7 +186,9 @@ async fn size_limits_are_enforced() {
         .header("x-big", "v".repeat(9000))
         .body(Full::new(Bytes::new()))
         .unwrap();
-    assert_eq!(gw.request(big_header).await.status, 431);
+    let resp = gw.request(big_header).await;
+    assert_eq!(resp.status, 431);
+    assert_eq!(resp.header("content-type"), Some("application/problem+json"), "our own limit, our own problem");
     // Declared length over the limit: refused before the upstream.
     let body = |n: usize| {
         http::Request::post("/echo").header("host", "x").body(Full::new(Bytes::from(vec![b'x'; n]))).unwrap()
