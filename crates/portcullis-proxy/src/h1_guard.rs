@@ -76,7 +76,7 @@ impl<T> H1Guard<T> {
             at_start: true,
             after_body: State::Head,
             upgraded,
-            scratch: vec![0u8; 16 * 1024].into_boxed_slice(),
+            scratch: vec![0u8; 8 * 1024].into_boxed_slice(),
         }
     }
 
@@ -300,8 +300,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
                         }
                         continue;
                     }
-                    let data = this.scratch[..n].to_vec();
-                    this.process(&data);
+                    let scratch = std::mem::take(&mut this.scratch);
+                    this.process(&scratch[..n]);
+                    this.scratch = scratch;
                 }
             }
         }
@@ -392,5 +393,47 @@ mod tests {
         assert_eq!(g.state, State::AwaitUpgrade);
         g.process(b"\x81\x05hello");
         assert_eq!(g.state, State::Passthrough);
+    }
+
+    fn request(body: &[u8], chunked: Option<usize>) -> Vec<u8> {
+        let mut r = b"POST /p HTTP/1.1\r\nHost: x\r\n".to_vec();
+        match chunked {
+            None => {
+                r.extend_from_slice(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes());
+                r.extend_from_slice(body);
+            }
+            Some(size) => {
+                r.extend_from_slice(b"Transfer-Encoding: chunked\r\n\r\n");
+                for c in body.chunks(size.max(1)) {
+                    r.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+                    r.extend_from_slice(c);
+                    r.extend_from_slice(b"\r\n");
+                }
+                r.extend_from_slice(b"0\r\n\r\n");
+            }
+        }
+        r
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn valid_streams_pass_unchanged_whatever_the_reads(
+            reqs in proptest::collection::vec((proptest::collection::vec(proptest::num::u8::ANY, 0..300), proptest::option::of(1usize..64)), 1..5),
+            cuts in proptest::collection::vec(0usize..2000, 0..8),
+        ) {
+            let stream: Vec<u8> = reqs.iter().flat_map(|(b, c)| request(b, *c)).collect();
+            let mut points: Vec<usize> = cuts.into_iter().map(|c| c % (stream.len() + 1)).collect();
+            points.sort_unstable();
+            let mut pieces = Vec::new();
+            let mut last = 0;
+            for p in points {
+                pieces.push(&stream[last..p]);
+                last = p;
+            }
+            pieces.push(&stream[last..]);
+            let (out, state) = run(&pieces);
+            proptest::prop_assert_eq!(out, stream);
+            proptest::prop_assert_eq!(state, State::Head);
+        }
     }
 }

@@ -191,12 +191,12 @@ fn demo_banner(gw: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> Strin
   sample API   http://{upstream}  (the over-sharing CRM; only the gateway should face clients)
 
 Try:
-  curl -i http://{gw}/customers/1                 # proxied; note X-Request-Id, no Server header
-  curl -i http://{gw}/customers/1/../../admin/export   # canonicalised to /admin/export before routing
-  curl -i http://{gw}/%2e%2e/etc/passwd           # rejected: escapes the root (400 problem+json)
-  curl -i http://{gw}/customers/%2F1              # rejected: encoded slash
-  curl -i http://{gw}/nope                        # 404 problem+json, upstream never contacted
-  curl -i -X DELETE http://{gw}/customers/1       # 405: the demo route allows GET, POST, PUT only
+  curl -i http://{gw}/customers/1                       # proxied; note X-Request-Id, no Server header
+  curl -i --path-as-is http://{gw}/x/../%61dmin/export  # canonicalised to /admin/export before routing
+  curl -i --path-as-is http://{gw}/%2e%2e/etc/passwd    # refused: escapes the root (400 problem+json)
+  curl -i http://{gw}/customers%2F1                     # refused: encoded slash
+  curl -i http://{gw}/nope                              # 404 problem+json, upstream never contacted
+  curl -i -X DELETE http://{gw}/customers/1             # 405: the demo route allows GET, POST, PUT
   curl -s http://{admin}/metrics | grep portcullis_requests_total
 
 Access log lines (one JSON object per request) go to stdout. Ctrl-C stops."#
