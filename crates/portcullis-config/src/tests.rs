@@ -46,7 +46,7 @@ fn every_semantic_error_is_collected_with_path_and_fix() {
     let yaml = r#"
 listeners: [{ name: a, bind: "nope" }, { name: a, bind: "127.0.0.1:1" }]
 admin: { bind: "0.0.0.0:9901" }
-timeouts: { idle: "forever" }
+timeouts: { idle: "forever", header_read: 0s }
 trusted_proxies: ["10.0.0.0/8", "bogus"]
 upstreams: { crm: { targets: ["ftp://x"], protocol: "http3" } }
 routes:
@@ -61,6 +61,7 @@ routes:
         "listeners[1].name",
         "admin.bind",
         "timeouts.idle",
+        "timeouts.header_read",
         "trusted_proxies[1]",
         "upstreams.crm.targets[0]",
         "upstreams.crm.protocol",

@@ -197,6 +197,14 @@ impl Builder<'_> {
         match value {
             None => default,
             Some(v) => match parse_duration(v) {
+                Ok(d) if d.is_zero() => {
+                    self.c.error(
+                        path,
+                        "must be longer than 0",
+                        "set a positive duration, or remove the key for the default",
+                    );
+                    default
+                }
                 Ok(d) => d,
                 Err(e) => {
                     self.c.error(

@@ -12,7 +12,7 @@
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -61,11 +61,16 @@ pub(crate) struct H1Guard<T> {
     at_start: bool,
     after_body: State,
     upgraded: Arc<AtomicBool>,
+    /// When the head being received started (ms, `server::now_ms`), 0 between requests: the
+    /// connection task closes the connection when a head takes longer than `header_read`.
+    head_started: Arc<AtomicU64>,
     scratch: Box<[u8]>,
 }
 
 impl<T> H1Guard<T> {
-    pub(crate) fn new(inner: T, max_head: usize, upgraded: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(inner: T, max_head: usize, upgraded: Arc<AtomicBool>, head_started: Arc<AtomicU64>) -> Self {
+        // A new connection owes us a head from the start.
+        head_started.store(crate::server::now_ms().max(1), Ordering::Relaxed);
         Self {
             inner,
             state: State::Head,
@@ -76,6 +81,7 @@ impl<T> H1Guard<T> {
             at_start: true,
             after_body: State::Head,
             upgraded,
+            head_started,
             scratch: vec![0u8; 8 * 1024].into_boxed_slice(),
         }
     }
@@ -147,9 +153,13 @@ impl<T> H1Guard<T> {
 
     /// Collects a head; when complete, checks and rewrites it and sets the body framing.
     fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
+        if self.held.is_empty() && self.head_started.load(Ordering::Relaxed) == 0 {
+            self.head_started.store(crate::server::now_ms().max(1), Ordering::Relaxed);
+        }
         if self.at_start && self.held.is_empty() && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())]) {
             if data.len() >= H2_PREFACE.len() {
                 self.state = State::Passthrough;
+                self.head_started.store(0, Ordering::Relaxed);
                 self.out.extend_from_slice(data);
                 return &[];
             }
@@ -168,6 +178,7 @@ impl<T> H1Guard<T> {
             return &[];
         };
         self.at_start = false;
+        self.head_started.store(0, Ordering::Relaxed);
         // Bytes after the head in this read belong to the body (or the next request).
         let consumed_from_data = data.len() - (self.held.len() - end);
         self.held.truncate(end);
@@ -340,7 +351,7 @@ mod tests {
     use super::*;
 
     fn run(chunks: &[&[u8]]) -> (Vec<u8>, State) {
-        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(false)));
+        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(false)), Arc::default());
         for c in chunks {
             g.process(c);
         }
@@ -388,7 +399,7 @@ mod tests {
         let (out, state) = run(&[b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00"]);
         assert_eq!(state, State::Passthrough);
         assert_eq!(out.len(), 26);
-        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(true)));
+        let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(true)), Arc::default());
         g.process(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
         assert_eq!(g.state, State::AwaitUpgrade);
         g.process(b"\x81\x05hello");

@@ -33,6 +33,8 @@ pub(crate) struct ConnInfo {
     pub(crate) inflight: Arc<AtomicUsize>,
     /// Set when this connection switched protocols (WebSocket): the HTTP/1 guard stops parsing.
     pub(crate) upgraded: Arc<std::sync::atomic::AtomicBool>,
+    /// The connection's slot under `max_connections`; a WebSocket tunnel takes it over.
+    pub(crate) permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
 }
 
 /// Runs the completion phase exactly once, whatever happens to the request: normal end, client
@@ -240,7 +242,8 @@ pub(crate) async fn handle(
         return Ok(match client_upgrade {
             Some(client_upgrade) => {
                 conn.upgraded.store(true, Ordering::Release);
-                switch_protocols(guard, upstream_resp, client_upgrade)
+                let permit = conn.permit.lock().ok().and_then(|mut p| p.take());
+                switch_protocols(guard, upstream_resp, client_upgrade, permit, cfg.timeouts.idle)
             }
             // A 101 to a request that did not ask to upgrade is an upstream fault.
             None => upstream_failed(guard, &UpstreamError::UnexpectedUpgrade),
@@ -261,7 +264,8 @@ pub(crate) async fn handle(
             Ok(c) => c.to_bytes(),
             Err(_) => {
                 guard.ctx.fail("upstream-body");
-                return Ok(finish(guard, Problem::new(ProblemKind::BadGateway).to_response_body()));
+                let resp = Problem::new(ProblemKind::BadGateway).to_response(&guard.ctx.request_id).map(full);
+                return Ok(finish(guard, resp));
             }
         };
         match rt.pipeline.on_response_body(&mut bytes, &mut guard.ctx).await {
@@ -325,6 +329,8 @@ fn switch_protocols(
     mut guard: CompletionGuard,
     mut upstream_resp: http::Response<Incoming>,
     client_upgrade: hyper::upgrade::OnUpgrade,
+    permit: Option<OwnedSemaphorePermit>,
+    idle: Duration,
 ) -> Resp {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
     let mut resp = http::Response::new(full(Bytes::new()));
@@ -333,29 +339,25 @@ fn switch_protocols(
     hygiene::strip_hop_by_hop(resp.headers_mut(), true);
     let request_id = guard.ctx.request_id.clone();
     tokio::spawn(async move {
+        // The tunnel keeps the connection's slot under max_connections until it closes.
+        let _permit = permit;
         match tokio::try_join!(client_upgrade, upstream_upgrade) {
             Ok((client, upstream)) => {
-                let mut client = hyper_util::rt::TokioIo::new(client);
-                let mut upstream = hyper_util::rt::TokioIo::new(upstream);
-                if let Err(e) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(%request_id, error = %e, "websocket tunnel closed");
-                }
+                metrics::gauge!("portcullis_websocket_tunnels_active").increment(1.0);
+                crate::server::tunnel(
+                    hyper_util::rt::TokioIo::new(client),
+                    hyper_util::rt::TokioIo::new(upstream),
+                    idle,
+                )
+                .await;
+                metrics::gauge!("portcullis_websocket_tunnels_active").decrement(1.0);
+                tracing::debug!(%request_id, "websocket tunnel closed");
             }
             Err(e) => tracing::debug!(%request_id, error = %e, "websocket upgrade failed"),
         }
     });
     guard.status = 101;
     finish(guard, resp)
-}
-
-trait ProblemExt {
-    fn to_response_body(&self) -> http::Response<ProxyBody>;
-}
-
-impl ProblemExt for Problem {
-    fn to_response_body(&self) -> http::Response<ProxyBody> {
-        self.to_response("").map(full)
-    }
 }
 
 /// Final response hygiene, then hand the guard to the body so completion runs when it ends.

@@ -51,6 +51,9 @@ pub struct GatewayOptions {
     pub access_log: Option<AccessLogSink>,
     /// The config file, for reload on SIGHUP and file change.
     pub config_path: Option<PathBuf>,
+    /// Test-only: a misbehaving stage put first in the pipeline.
+    #[cfg(test)]
+    pub(crate) fault: Option<pipeline::fault::Fault>,
 }
 
 /// Why the gateway could not start.
@@ -85,9 +88,9 @@ pub enum ReloadError {
     /// The new file is invalid.
     #[error("{0}")]
     Invalid(#[from] ConfigErrors),
-    /// The new config changes listeners, which needs a restart.
-    #[error("listeners changed ({0}); restart the gateway to apply listener changes")]
-    ListenersChanged(String),
+    /// The new config changes what is fixed at start (listeners, connection and in-flight caps).
+    #[error("{0} changed; restart the gateway to apply it")]
+    RestartRequired(String),
     /// The runtime could not be built.
     #[error("{0}")]
     Setup(String),
@@ -100,6 +103,7 @@ pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) conns: Arc<Semaphore>,
+    max_connections: usize,
     pub(crate) shutdown: watch::Sender<bool>,
     resolvers: HashMap<Arc<str>, Arc<CertResolver>>,
     sink: Mutex<SinkState>,
@@ -183,13 +187,20 @@ impl Gateway {
             bound.push((tcp, Arc::new(ListenerRt { name: l.name.clone(), tls, h2c: l.h2c })));
         }
         let inflight = Arc::new(Semaphore::new(config.limits.max_inflight_requests));
-        let conns = Arc::new(Semaphore::new(config.limits.max_connections));
-        let runtime = Runtime::build(config, access_sink).map_err(|e| StartError::Setup(e.to_string()))?;
+        let max_connections = config.limits.max_connections;
+        let conns = Arc::new(Semaphore::new(max_connections));
+        #[allow(unused_mut, reason = "mutated only in tests")]
+        let mut runtime = Runtime::build(config, access_sink).map_err(|e| StartError::Setup(e.to_string()))?;
+        #[cfg(test)]
+        if let Some(f) = opts.fault {
+            runtime.pipeline.push_front_fault(pipeline::fault::FaultStage(f));
+        }
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             inflight,
             conns,
+            max_connections,
             shutdown,
             resolvers,
             sink: Mutex::new(sink),
@@ -242,7 +253,7 @@ impl Gateway {
         shared.ready.store(false, Ordering::Relaxed);
         let _ = shared.shutdown.send(true);
         while self.tasks.join_next().await.is_some() {}
-        let max = shared.runtime.load().config.limits.max_connections;
+        let max = shared.max_connections;
         let drained = tokio::time::timeout(grace, async {
             while shared.conns.available_permits() < max {
                 tokio::time::sleep(Duration::from_millis(10)).await;
@@ -308,7 +319,17 @@ impl GatewayHandle {
         };
         let (old, new) = (describe(&current.config), describe(&config));
         if old != new {
-            return self.rejected(ReloadError::ListenersChanged(format!("{} -> {}", old.join(","), new.join(","))));
+            return self.rejected(ReloadError::RestartRequired(format!(
+                "listeners ({} -> {})",
+                old.join(","),
+                new.join(",")
+            )));
+        }
+        let (ol, nl) = (&current.config.limits, &config.limits);
+        if ol.max_connections != nl.max_connections || ol.max_inflight_requests != nl.max_inflight_requests {
+            return self.rejected(ReloadError::RestartRequired(
+                "limits.max_connections or limits.max_inflight_requests".into(),
+            ));
         }
         let sink = {
             let mut s = self.shared.sink.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
@@ -350,3 +371,6 @@ impl GatewayHandle {
         reload::watch(self.clone())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -16,6 +16,9 @@ use portcullis_observe::{AccessLogStage, MetricsStage};
 pub(crate) enum AnyStage {
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
+    /// Test-only: a stage that fails or denies in a chosen phase.
+    #[cfg(test)]
+    Fault(fault::FaultStage),
 }
 
 macro_rules! dispatch {
@@ -23,6 +26,8 @@ macro_rules! dispatch {
         match $stage {
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
+            #[cfg(test)]
+            AnyStage::Fault(s) => s.$method($($arg),*),
         }
     };
 }
@@ -32,6 +37,8 @@ macro_rules! dispatch_async {
         match $stage {
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
+            #[cfg(test)]
+            AnyStage::Fault(s) => s.$method($($arg),*).await,
         }
     };
 }
@@ -52,6 +59,12 @@ impl Pipeline {
         Self { stages }
     }
 
+    /// Test-only: puts a fault stage first.
+    #[cfg(test)]
+    pub(crate) fn push_front_fault(&mut self, f: fault::FaultStage) {
+        self.stages.insert(0, AnyStage::Fault(f));
+    }
+
     pub(crate) fn stage_names(&self) -> Vec<&'static str> {
         self.stages.iter().map(|s| dispatch!(s, name())).collect()
     }
@@ -63,6 +76,8 @@ impl Pipeline {
     ) -> Result<Flow, StageError> {
         for s in &self.stages {
             if let Flow::Respond(r) = dispatch_async!(s, on_request(req, ctx))? {
+                // A stage that answered records its own reason; this names it if it did not.
+                ctx.deny(dispatch!(s, name()), "denied");
                 return Ok(Flow::Respond(r));
             }
         }
@@ -72,6 +87,8 @@ impl Pipeline {
     pub(crate) async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         for s in &self.stages {
             if let Flow::Respond(r) = dispatch_async!(s, on_request_body(body, ctx))? {
+                // A stage that answered records its own reason; this names it if it did not.
+                ctx.deny(dispatch!(s, name()), "denied");
                 return Ok(Flow::Respond(r));
             }
         }
@@ -85,6 +102,8 @@ impl Pipeline {
     ) -> Result<Flow, StageError> {
         for s in &self.stages {
             if let Flow::Respond(r) = dispatch_async!(s, on_response(resp, ctx))? {
+                // A stage that answered records its own reason; this names it if it did not.
+                ctx.deny(dispatch!(s, name()), "denied");
                 return Ok(Flow::Respond(r));
             }
         }
@@ -94,6 +113,8 @@ impl Pipeline {
     pub(crate) async fn on_response_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         for s in &self.stages {
             if let Flow::Respond(r) = dispatch_async!(s, on_response_body(body, ctx))? {
+                // A stage that answered records its own reason; this names it if it did not.
+                ctx.deny(dispatch!(s, name()), "denied");
                 return Ok(Flow::Respond(r));
             }
         }
@@ -103,6 +124,77 @@ impl Pipeline {
     pub(crate) fn on_complete(&self, ctx: &RequestCtx, outcome: &Outcome) {
         for s in &self.stages {
             dispatch!(s, on_complete(ctx, outcome));
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod fault {
+    use bytes::Bytes;
+    use portcullis_core::{Flow, Problem, ProblemKind, RequestCtx, Stage, StageError};
+
+    /// Which phase misbehaves, and how.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Fault {
+        FailRequest,
+        FailRequestBody,
+        FailResponse,
+        DenyRequest,
+        DenyResponseBody,
+    }
+
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct FaultStage(pub(crate) Fault);
+
+    fn boom() -> StageError {
+        StageError::new("fault", std::io::Error::other("internal detail: db password is hunter2"))
+    }
+
+    impl Stage for FaultStage {
+        fn name(&self) -> &'static str {
+            "fault"
+        }
+
+        async fn on_request(&self, _req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+            match self.0 {
+                Fault::FailRequest => Err(boom()),
+                Fault::DenyRequest => {
+                    ctx.deny("fault", "test-denied");
+                    Ok(Flow::Respond(Problem::new(ProblemKind::Forbidden).to_response(&ctx.request_id)))
+                }
+                Fault::FailRequestBody => {
+                    ctx.require_request_body(1024);
+                    Ok(Flow::Continue)
+                }
+                Fault::DenyResponseBody => {
+                    ctx.require_response_body(1024);
+                    Ok(Flow::Continue)
+                }
+                Fault::FailResponse => Ok(Flow::Continue),
+            }
+        }
+
+        async fn on_request_body(&self, body: &mut Bytes, _ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+            if self.0 == Fault::FailRequestBody && body.as_ref() == b"explode" {
+                return Err(boom());
+            }
+            Ok(Flow::Continue)
+        }
+
+        async fn on_response(
+            &self,
+            _resp: &mut http::response::Parts,
+            _ctx: &mut RequestCtx,
+        ) -> Result<Flow, StageError> {
+            if self.0 == Fault::FailResponse { Err(boom()) } else { Ok(Flow::Continue) }
+        }
+
+        async fn on_response_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+            if body.windows(6).any(|w| w == b"secret") {
+                return Ok(Flow::Respond(Problem::new(ProblemKind::BadGateway).to_response(&ctx.request_id)));
+            }
+            *body = Bytes::from(body.to_ascii_uppercase());
+            Ok(Flow::Continue)
         }
     }
 }

@@ -67,7 +67,7 @@ async fn serve_connection(
     listener: Arc<ListenerRt>,
     stream: TcpStream,
     peer: std::net::SocketAddr,
-    _permit: OwnedSemaphorePermit,
+    permit: OwnedSemaphorePermit,
 ) {
     let _ = stream.set_nodelay(true);
     metrics::gauge!("portcullis_connections_active").increment(1.0);
@@ -76,19 +76,23 @@ async fn serve_connection(
         (rt.config.timeouts.clone(), rt.config.limits.clone())
     };
     let last = Arc::new(AtomicU64::new(now_ms()));
+    let head_started = Arc::new(AtomicU64::new(0));
     let info = Arc::new(ConnInfo {
         peer,
         listener: listener.name.clone(),
         tls: listener.tls.is_some(),
         inflight: Arc::new(AtomicUsize::new(0)),
         upgraded: Arc::new(AtomicBool::new(false)),
+        permit: std::sync::Mutex::new(Some(permit)),
     });
     // hyper's read buffer is twice the header limit, so a head between the two is refused by
     // our own check with a problem+json 431; only a head beyond that gets hyper's bare 431.
     let head_buf = limits.max_header_bytes.saturating_mul(2).max(16 * 1024);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     let mut h1 = builder.http1();
-    h1.timer(TokioTimer::new()).header_read_timeout(timeouts.header_read).max_buf_size(head_buf).keep_alive(true);
+    // The header-read timeout is ours (see `drive`): hyper's also runs while a kept-alive
+    // connection waits for its next request, which would cut `idle` down to `header_read`.
+    h1.timer(TokioTimer::new()).header_read_timeout(None).max_buf_size(head_buf).keep_alive(true);
     // hyper keeps up to 100 header slots on the stack and moves them to the heap per request when
     // the count is changed; keep the fast path for the default.
     if limits.max_headers != 100 {
@@ -114,18 +118,18 @@ async fn serve_connection(
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = ActivityIo { inner: tls, last: last.clone() };
             if h2 {
-                drive(&shared, &info, builder.http2_only(), io, &last, timeouts.idle).await;
+                drive(&shared, &info, builder.http2_only(), io, &last, &head_started, &timeouts).await;
             } else {
-                let io = H1Guard::new(io, head_buf, info.upgraded.clone());
-                drive(&shared, &info, builder.http1_only(), io, &last, timeouts.idle).await;
+                let io = H1Guard::new(io, head_buf, info.upgraded.clone(), head_started.clone());
+                drive(&shared, &info, builder.http1_only(), io, &last, &head_started, &timeouts).await;
             }
         }
         None => {
             // The guard lets an HTTP/2 preface through untouched, so h2c still works behind it.
             let builder = if listener.h2c { builder } else { builder.http1_only() };
             let io = ActivityIo { inner: stream, last: last.clone() };
-            let io = H1Guard::new(io, head_buf, info.upgraded.clone());
-            drive(&shared, &info, builder, io, &last, timeouts.idle).await;
+            let io = H1Guard::new(io, head_buf, info.upgraded.clone(), head_started.clone());
+            drive(&shared, &info, builder, io, &last, &head_started, &timeouts).await;
         }
     }
     metrics::gauge!("portcullis_connections_active").decrement(1.0);
@@ -137,7 +141,8 @@ async fn drive<I>(
     builder: auto::Builder<TokioExecutor>,
     io: I,
     last: &AtomicU64,
-    idle: Duration,
+    head_started: &AtomicU64,
+    timeouts: &portcullis_config::Timeouts,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -147,8 +152,10 @@ async fn drive<I>(
     let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
     tokio::pin!(conn);
     let mut shutdown = shared.shutdown.subscribe();
-    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
-    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(20), Duration::from_secs(5)));
+    let idle_ms = u64::try_from(timeouts.idle.as_millis()).unwrap_or(u64::MAX);
+    let head_ms = u64::try_from(timeouts.header_read.as_millis()).unwrap_or(u64::MAX);
+    let period = (timeouts.idle.min(timeouts.header_read) / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
+    let mut tick = tokio::time::interval(period);
     let mut closing = false;
     loop {
         tokio::select! {
@@ -163,6 +170,12 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = tick.tick(), if !closing => {
+                let started = head_started.load(Ordering::Relaxed);
+                if started != 0 && now_ms().saturating_sub(started) >= head_ms {
+                    // Slow or stalled request head (slowloris): drop the connection.
+                    metrics::counter!("portcullis_timeouts_total", "kind" => "header_read").increment(1);
+                    break;
+                }
                 let quiet = now_ms().saturating_sub(last.load(Ordering::Relaxed));
                 if info.inflight.load(Ordering::Relaxed) == 0 && quiet >= idle_ms {
                     closing = true;
@@ -173,7 +186,7 @@ async fn drive<I>(
     }
 }
 
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
     u64::try_from(EPOCH.get_or_init(Instant::now).elapsed().as_millis()).unwrap_or(u64::MAX)
 }
@@ -232,5 +245,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Splices an upgraded client connection to the upstream until either side closes or both stay
+/// quiet for `idle`.
+pub(crate) async fn tunnel<A, B>(client: A, upstream: B, idle: Duration)
+where
+    A: AsyncRead + AsyncWrite + Unpin,
+    B: AsyncRead + AsyncWrite + Unpin,
+{
+    let last = Arc::new(AtomicU64::new(now_ms()));
+    let mut client = ActivityIo { inner: client, last: last.clone() };
+    let mut upstream = ActivityIo { inner: upstream, last: last.clone() };
+    let idle_ms = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX);
+    let mut tick = tokio::time::interval((idle / 4).clamp(Duration::from_millis(20), Duration::from_secs(5)));
+    let copy = tokio::io::copy_bidirectional(&mut client, &mut upstream);
+    tokio::pin!(copy);
+    loop {
+        tokio::select! {
+            _ = copy.as_mut() => return,
+            _ = tick.tick() => {
+                if now_ms().saturating_sub(last.load(Ordering::Relaxed)) >= idle_ms {
+                    return;
+                }
+            }
+        }
     }
 }

@@ -415,3 +415,19 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     assert_eq!(inflight.await.unwrap().status, 200);
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
 }
+
+#[tokio::test]
+async fn idle_keep_alive_is_governed_by_idle_not_header_read() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&TestGateway::yaml(&up, "timeouts: { header_read: 200ms, idle: 5s }\n")).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..2 {
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await.unwrap().unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        // Idle for longer than header_read, shorter than idle: the connection must survive.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+    assert_eq!(up.hits(), 2);
+}

@@ -61,6 +61,10 @@ async fn listener_changes_are_refused() {
     let err = gw.handle().reload_from_file().unwrap_err();
     assert!(err.to_string().contains("restart"), "{err}");
     assert_eq!(gw.get("/x").await.status, 200);
+    let capped = format!("{}limits: {{ max_connections: 5 }}\n", two_routes(&a, &b, false));
+    std::fs::write(gw.config_path(), capped).unwrap();
+    let err = gw.handle().reload_from_file().unwrap_err();
+    assert!(err.to_string().contains("max_connections"), "{err}");
 }
 
 #[tokio::test]

@@ -183,3 +183,24 @@ async fn websocket_upgrades_pass_through() {
     assert_eq!(up.hits(), 1);
     assert_eq!(up.requests()[0].headers["upgrade"], "websocket");
 }
+
+#[tokio::test]
+async fn websocket_tunnels_hold_their_connection_slot_and_time_out_when_idle() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&TestGateway::yaml(&up, "limits: { max_connections: 1 }\ntimeouts: { idle: 400ms }\n"))
+        .await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", gw.addr()), tcp).await.unwrap();
+    ws.send(Message::text("ping")).await.unwrap();
+    assert!(ws.next().await.unwrap().is_ok());
+    // The open tunnel still counts: a second connection is over the cap.
+    let other = portcullis_testkit::raw_request(gw.addr(), b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(other.starts_with("HTTP/1.1 503"), "{other}");
+    // Quiet for longer than `idle`: the tunnel is closed.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let next = tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap();
+    assert!(!matches!(next, Some(Ok(Message::Text(_)))), "{next:?}");
+    // And its slot is free again.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(send(gw.addr(), &Mode::H1, get("/after")).await.status, 200);
+}

@@ -11,7 +11,13 @@
 //! assert_eq!(upstream.requests()[0].path, "/hello");
 //! # }
 //! ```
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, unreachable_pub)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub,
+    reason = "a dev-only kit: failing loudly is its job"
+)]
 
 mod client;
 mod gateway;
