@@ -91,6 +91,10 @@ impl AccessLogStage {
             "bytes_out": outcome.bytes_out,
             "upstream": ctx.upstream.as_deref(),
             "decision": ctx.decision.label(),
+            "stage": match &ctx.decision {
+                portcullis_core::Decision::Deny { stage, .. } => Some(*stage),
+                _ => None,
+            },
             "reason": ctx.decision.reason(),
             "aborted": outcome.aborted,
         });

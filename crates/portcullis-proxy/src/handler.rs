@@ -243,7 +243,8 @@ pub(crate) async fn handle(
             Some(client_upgrade) => {
                 conn.upgraded.store(true, Ordering::Release);
                 let permit = conn.permit.lock().ok().and_then(|mut p| p.take());
-                switch_protocols(guard, upstream_resp, client_upgrade, permit, cfg.timeouts.idle)
+                let shutdown = shared.shutdown.subscribe();
+                switch_protocols(guard, upstream_resp, client_upgrade, permit, cfg.timeouts.idle, shutdown)
             }
             // A 101 to a request that did not ask to upgrade is an upstream fault.
             None => upstream_failed(guard, &UpstreamError::UnexpectedUpgrade),
@@ -331,6 +332,7 @@ fn switch_protocols(
     client_upgrade: hyper::upgrade::OnUpgrade,
     permit: Option<OwnedSemaphorePermit>,
     idle: Duration,
+    shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Resp {
     let upstream_upgrade = hyper::upgrade::on(&mut upstream_resp);
     let mut resp = http::Response::new(full(Bytes::new()));
@@ -348,6 +350,7 @@ fn switch_protocols(
                     hyper_util::rt::TokioIo::new(client),
                     hyper_util::rt::TokioIo::new(upstream),
                     idle,
+                    shutdown,
                 )
                 .await;
                 metrics::gauge!("portcullis_websocket_tunnels_active").decrement(1.0);
@@ -375,8 +378,8 @@ fn deny(mut guard: CompletionGuard, stage: &'static str, reason: &'static str, p
     finish(guard, resp)
 }
 
-fn stage_response(mut guard: CompletionGuard, resp: http::Response<Bytes>) -> Resp {
-    guard.ctx.deny("pipeline", "stage-denied");
+/// A stage answered; the pipeline has already recorded which one and why.
+fn stage_response(guard: CompletionGuard, resp: http::Response<Bytes>) -> Resp {
     finish(guard, resp.map(full))
 }
 

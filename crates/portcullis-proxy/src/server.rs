@@ -157,6 +157,7 @@ async fn drive<I>(
     let period = (timeouts.idle.min(timeouts.header_read) / 4).clamp(Duration::from_millis(20), Duration::from_secs(5));
     let mut tick = tokio::time::interval(period);
     let mut closing = false;
+    let mut busy_until = 0u64;
     loop {
         tokio::select! {
             res = conn.as_mut() => {
@@ -170,8 +171,14 @@ async fn drive<I>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = tick.tick(), if !closing => {
-                let started = head_started.load(Ordering::Relaxed);
-                if started != 0 && now_ms().saturating_sub(started) >= head_ms {
+                let now = now_ms();
+                if info.inflight.load(Ordering::Relaxed) != 0 {
+                    // A head pipelined behind a request in flight waits for hyper; its clock
+                    // starts when the connection is free again.
+                    busy_until = now;
+                }
+                let started = head_started.load(Ordering::Relaxed).max(busy_until);
+                if head_started.load(Ordering::Relaxed) != 0 && now.saturating_sub(started) >= head_ms {
                     // Slow or stalled request head (slowloris): drop the connection.
                     metrics::counter!("portcullis_timeouts_total", "kind" => "header_read").increment(1);
                     break;
@@ -249,9 +256,13 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for ActivityIo<T> {
 }
 
 /// Splices an upgraded client connection to the upstream until either side closes or both stay
-/// quiet for `idle`.
-pub(crate) async fn tunnel<A, B>(client: A, upstream: B, idle: Duration)
-where
+/// quiet for `idle`, or the gateway shuts down.
+pub(crate) async fn tunnel<A, B>(
+    client: A,
+    upstream: B,
+    idle: Duration,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) where
     A: AsyncRead + AsyncWrite + Unpin,
     B: AsyncRead + AsyncWrite + Unpin,
 {
@@ -265,6 +276,7 @@ where
     loop {
         tokio::select! {
             _ = copy.as_mut() => return,
+            _ = shutdown.changed() => return,
             _ = tick.tick() => {
                 if now_ms().saturating_sub(last.load(Ordering::Relaxed)) >= idle_ms {
                     return;

@@ -87,12 +87,13 @@ async fn stages_deny_with_their_own_name_and_reason() {
     assert_eq!(up.hits(), 0);
     let line: serde_json::Value = serde_json::from_str(&log.lock().unwrap()[0]).unwrap();
     assert_eq!(line["reason"], "test-denied");
+    assert_eq!(line["stage"], "fault");
 }
 
 #[tokio::test]
 async fn response_body_stages_see_and_rewrite_the_whole_body() {
     let up = Upstream::start().await;
-    let (gw, _) = gateway(&up, Fault::DenyResponseBody).await;
+    let (gw, log) = gateway(&up, Fault::DenyResponseBody).await;
     let addr = gw.listener_addr("public").unwrap();
     let resp =
         raw_request(addr, b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello")
