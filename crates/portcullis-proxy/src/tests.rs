@@ -106,6 +106,9 @@ async fn response_body_stages_see_and_rewrite_the_whole_body() {
             .await;
     assert_eq!(status(&denied), 502, "{denied}");
     assert!(!denied.contains("secret"));
+    // The stage answered without naming a reason: the pipeline names the stage.
+    let line: serde_json::Value = serde_json::from_str(&log.lock().unwrap()[1]).unwrap();
+    assert_eq!((line["stage"].as_str(), line["reason"].as_str()), (Some("fault"), Some("denied")));
     let too_big = raw_request(addr, b"GET /big/5000 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
     assert_eq!(status(&too_big), 502, "a response over the stage's cap fails closed");
     let rid =
