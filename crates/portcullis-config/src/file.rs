@@ -12,6 +12,10 @@ use serde::Deserialize;
 pub struct FileConfig {
     /// Where the gateway accepts client traffic. At least one.
     pub listeners: Vec<FileListener>,
+    /// Worker threads, each with its own event loop, accept socket (`SO_REUSEPORT`) and upstream
+    /// connections. Default: the number of CPUs this process may run on.
+    #[serde(default)]
+    pub workers: Option<usize>,
     /// The admin listener: `/metrics`, `/healthz`, `/readyz`. Loopback by default.
     #[serde(default)]
     pub admin: FileAdmin,

@@ -23,6 +23,8 @@ use crate::pattern::{HostMatch, PathPattern};
 pub struct Config {
     /// Client-facing listeners.
     pub listeners: Vec<ListenerConfig>,
+    /// Worker threads (event loops).
+    pub workers: usize,
     /// The admin listener's address.
     pub admin_bind: SocketAddr,
     /// Request limits.
@@ -306,6 +308,15 @@ impl Builder<'_> {
             );
         }
 
+        let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        let workers = match f.workers {
+            None => cpus,
+            Some(n @ 1..=1024) => n,
+            Some(_) => {
+                self.c.error("workers", "must be between 1 and 1024", "remove it to use one worker per CPU");
+                cpus
+            }
+        };
         let mut listeners = Vec::new();
         if f.listeners.is_empty() {
             self.c.error("listeners", "no listener", "add a listener, e.g. { name: public, bind: 127.0.0.1:8080 }");
@@ -411,6 +422,7 @@ impl Builder<'_> {
         }
         Ok(Config {
             listeners,
+            workers,
             admin_bind,
             limits,
             timeouts,

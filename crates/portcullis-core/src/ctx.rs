@@ -10,7 +10,8 @@ pub struct RequestId(Arc<str>);
 impl RequestId {
     /// A new, time-ordered, random id.
     pub fn generate() -> Self {
-        Self(Arc::from(uuid::Uuid::now_v7().to_string()))
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        Self(Arc::from(&*uuid::Uuid::now_v7().hyphenated().encode_lower(&mut buf)))
     }
 
     /// Accepts an id sent by a trusted proxy if it is short and made of safe characters, so it can

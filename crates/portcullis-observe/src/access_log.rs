@@ -1,59 +1,157 @@
 use std::fmt;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
-use portcullis_core::{Outcome, RequestCtx, Stage};
-use tracing_appender::non_blocking::{NonBlocking, NonBlockingBuilder, WorkerGuard};
+use portcullis_core::{Decision, Outcome, RequestCtx, Stage};
+use serde::Serialize;
 
-/// Where access log lines go. Writing never blocks the request: lines go through a bounded,
-/// lossy queue to a background writer (a full queue drops lines rather than stall traffic).
+/// Lines waiting for the writer thread beyond this are dropped (and counted) rather than let a
+/// slow disk grow memory or stall requests.
+const MAX_PENDING: usize = 8 * 1024 * 1024;
+/// How often the writer thread flushes: one write call per batch, not per line.
+const FLUSH_EVERY: Duration = Duration::from_millis(50);
+
+/// Where access log lines go. Requests append to an in-memory batch under a short lock; a
+/// background thread writes each batch with one call. Writing never blocks a request on I/O.
 #[derive(Clone)]
-pub struct AccessLogSink(Inner);
+pub struct AccessLogSink(Arc<Inner>);
 
-#[derive(Clone)]
 enum Inner {
-    // The guard flushes and stops the writer thread when the last sink clone is dropped.
-    Writer(NonBlocking, #[expect(dead_code, reason = "held for its Drop")] Arc<WorkerGuard>),
+    Batched { batch: Arc<Batch>, thread: Mutex<Option<std::thread::JoinHandle<()>>> },
     Memory(Arc<Mutex<Vec<String>>>),
+}
+
+#[derive(Default)]
+struct Batch {
+    buf: Mutex<Vec<u8>>,
+    stop: AtomicBool,
 }
 
 impl fmt::Debug for AccessLogSink {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self.0 {
-            Inner::Writer(..) => "AccessLogSink::Writer",
+        f.write_str(match &*self.0 {
+            Inner::Batched { .. } => "AccessLogSink::Batched",
             Inner::Memory(_) => "AccessLogSink::Memory",
         })
     }
 }
 
 impl AccessLogSink {
-    /// Lines are written to `writer` by a background thread.
-    pub fn writer(writer: impl Write + Send + 'static) -> Self {
-        let (nb, guard) = NonBlockingBuilder::default().lossy(true).buffered_lines_limit(64 * 1024).finish(writer);
-        Self(Inner::Writer(nb, Arc::new(guard)))
+    /// Lines are written to `writer` by a background thread, in batches.
+    pub fn writer(mut writer: impl Write + Send + 'static) -> Self {
+        let batch = Arc::new(Batch::default());
+        let worker = batch.clone();
+        let thread = std::thread::Builder::new()
+            .name("portcullis-access-log".into())
+            .spawn(move || {
+                let mut out = Vec::new();
+                loop {
+                    let stopping = worker.stop.load(Ordering::Acquire);
+                    {
+                        let mut buf = worker.buf.lock().unwrap_or_else(PoisonError::into_inner);
+                        std::mem::swap(&mut *buf, &mut out);
+                    }
+                    if !out.is_empty() {
+                        // A failed log write must never fail requests; the line is lost.
+                        let _ = writer.write_all(&out).and_then(|()| writer.flush());
+                        out.clear();
+                    }
+                    if stopping {
+                        return;
+                    }
+                    std::thread::park_timeout(FLUSH_EVERY);
+                }
+            })
+            .ok();
+        Self(Arc::new(Inner::Batched { batch, thread: Mutex::new(thread) }))
     }
 
     /// Lines are kept in memory (for tests); the returned handle reads them.
     pub fn memory() -> (Self, Arc<Mutex<Vec<String>>>) {
         let lines = Arc::new(Mutex::new(Vec::new()));
-        (Self(Inner::Memory(lines.clone())), lines)
+        (Self(Arc::new(Inner::Memory(lines.clone()))), lines)
     }
 
-    fn write_line(&self, line: String) {
-        match &self.0 {
-            Inner::Writer(nb, _) => {
-                let mut w = nb.clone();
-                let mut bytes = line.into_bytes();
-                bytes.push(b'\n');
-                // A failed log write must never fail the request.
-                let _ = w.write_all(&bytes);
+    fn write(&self, line: &Line<'_>) {
+        match &*self.0 {
+            Inner::Batched { batch, .. } => {
+                let mut buf = batch.buf.lock().unwrap_or_else(PoisonError::into_inner);
+                if buf.len() > MAX_PENDING {
+                    drop(buf);
+                    metrics::counter!("portcullis_access_log_dropped_total").increment(1);
+                    return;
+                }
+                if serde_json::to_writer(&mut *buf, line).is_ok() {
+                    buf.push(b'\n');
+                }
             }
             Inner::Memory(lines) => {
-                if let Ok(mut l) = lines.lock() {
-                    l.push(line);
+                if let (Ok(s), Ok(mut l)) = (serde_json::to_string(line), lines.lock()) {
+                    l.push(s);
                 }
             }
         }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // The last sink is gone: flush what is pending and stop the writer.
+        if let Inner::Batched { batch, thread } = self {
+            batch.stop.store(true, Ordering::Release);
+            if let Some(t) = thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+                t.thread().unpark();
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+/// One access log line. Borrowed fields: building it allocates nothing.
+#[derive(Serialize)]
+struct Line<'a> {
+    time: Rfc3339,
+    request_id: &'a str,
+    listener: &'a str,
+    client_ip: IpAddr,
+    tls: bool,
+    protocol: &'static str,
+    method: &'static str,
+    route: Option<&'a str>,
+    path_template: Option<&'a str>,
+    status: u16,
+    latency_ms: f64,
+    upstream_ms: Option<f64>,
+    bytes_in: u64,
+    bytes_out: u64,
+    upstream: Option<&'a str>,
+    decision: &'static str,
+    stage: Option<&'static str>,
+    reason: Option<&'static str>,
+    aborted: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query: Option<&'a str>,
+}
+
+struct Rfc3339(std::time::SystemTime);
+
+impl Serialize for Rfc3339 {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&humantime::format_rfc3339_millis(self.0))
+    }
+}
+
+fn protocol(v: http::Version) -> &'static str {
+    match v {
+        http::Version::HTTP_09 => "HTTP/0.9",
+        http::Version::HTTP_10 => "HTTP/1.0",
+        http::Version::HTTP_11 => "HTTP/1.1",
+        http::Version::HTTP_2 => "HTTP/2.0",
+        http::Version::HTTP_3 => "HTTP/3.0",
+        _ => "other",
     }
 }
 
@@ -72,38 +170,37 @@ impl AccessLogStage {
         Self { sink, log_query }
     }
 
-    /// The JSON document for one request.
-    pub fn line(&self, ctx: &RequestCtx, outcome: &Outcome) -> serde_json::Value {
-        let mut doc = serde_json::json!({
-            "time": humantime::format_rfc3339_millis(ctx.received_at_wall).to_string(),
-            "request_id": ctx.request_id.as_str(),
-            "listener": &*ctx.listener,
-            "client_ip": ctx.client_ip.to_string(),
-            "tls": ctx.tls,
-            "protocol": format!("{:?}", ctx.version),
-            "method": crate::method_label(&ctx.method),
-            "route": ctx.route.as_deref(),
-            "path_template": ctx.path_template.as_deref(),
-            "status": outcome.status,
-            "latency_ms": outcome.duration.as_secs_f64() * 1000.0,
-            "upstream_ms": outcome.upstream_duration.map(|d| d.as_secs_f64() * 1000.0),
-            "bytes_in": outcome.bytes_in,
-            "bytes_out": outcome.bytes_out,
-            "upstream": ctx.upstream.as_deref(),
-            "decision": ctx.decision.label(),
-            "stage": match &ctx.decision {
-                portcullis_core::Decision::Deny { stage, .. } => Some(*stage),
+    fn build<'a>(&self, ctx: &'a RequestCtx, outcome: &Outcome) -> Line<'a> {
+        Line {
+            time: Rfc3339(ctx.received_at_wall),
+            request_id: ctx.request_id.as_str(),
+            listener: &ctx.listener,
+            client_ip: ctx.client_ip,
+            tls: ctx.tls,
+            protocol: protocol(ctx.version),
+            method: crate::method_label(&ctx.method),
+            route: ctx.route.as_deref(),
+            path_template: ctx.path_template.as_deref(),
+            status: outcome.status,
+            latency_ms: outcome.duration.as_secs_f64() * 1000.0,
+            upstream_ms: outcome.upstream_duration.map(|d| d.as_secs_f64() * 1000.0),
+            bytes_in: outcome.bytes_in,
+            bytes_out: outcome.bytes_out,
+            upstream: ctx.upstream.as_deref(),
+            decision: ctx.decision.label(),
+            stage: match &ctx.decision {
+                Decision::Deny { stage, .. } => Some(*stage),
                 _ => None,
             },
-            "reason": ctx.decision.reason(),
-            "aborted": outcome.aborted,
-        });
-        if self.log_query
-            && let (Some(q), Some(map)) = (&ctx.query, doc.as_object_mut())
-        {
-            map.insert("query".into(), serde_json::Value::String(q.clone()));
+            reason: ctx.decision.reason(),
+            aborted: outcome.aborted,
+            query: if self.log_query { ctx.query.as_deref() } else { None },
         }
-        doc
+    }
+
+    /// The JSON document for one request.
+    pub fn line(&self, ctx: &RequestCtx, outcome: &Outcome) -> serde_json::Value {
+        serde_json::to_value(self.build(ctx, outcome)).unwrap_or_default()
     }
 }
 
@@ -113,7 +210,7 @@ impl Stage for AccessLogStage {
     }
 
     fn on_complete(&self, ctx: &RequestCtx, outcome: &Outcome) {
-        self.sink.write_line(self.line(ctx, outcome).to_string());
+        self.sink.write(&self.build(ctx, outcome));
     }
 }
 
@@ -126,8 +223,7 @@ mod tests {
     use super::*;
 
     fn ctx() -> RequestCtx {
-        let mut ctx =
-            RequestCtx::new(RequestId::generate(), "127.0.0.1:5555".parse().unwrap(), Arc::from("public"), false);
+        let mut ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:5555".parse().unwrap(), Arc::from("public"), false);
         ctx.method = http::Method::GET;
         ctx.path = "/customers/42".into();
         ctx.query = Some("token=secret".into());
@@ -147,6 +243,8 @@ mod tests {
         assert_eq!(doc["path_template"], "/customers/{id}");
         assert_eq!(doc["status"], 200);
         assert_eq!(doc["decision"], "allow");
+        assert_eq!(doc["protocol"], "HTTP/1.1");
+        assert!(doc["time"].as_str().unwrap().ends_with('Z'));
         assert!(!lines[0].contains("/customers/42"));
         assert!(!lines[0].contains("secret"));
     }
@@ -156,5 +254,29 @@ mod tests {
         let stage = AccessLogStage::new(AccessLogSink::memory().0, true);
         let doc = stage.line(&ctx(), &Outcome::new(200, 0, 0, Duration::ZERO));
         assert_eq!(doc["query"], "token=secret");
+    }
+
+    #[test]
+    fn batched_writer_writes_every_line_and_flushes_on_drop() {
+        #[derive(Clone, Default)]
+        struct Shared(Arc<Mutex<Vec<u8>>>);
+        impl Write for Shared {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Shared::default();
+        let stage = AccessLogStage::new(AccessLogSink::writer(out.clone()), false);
+        for _ in 0..1000 {
+            stage.on_complete(&ctx(), &Outcome::new(200, 0, 0, Duration::ZERO));
+        }
+        drop(stage);
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(text.lines().count(), 1000);
+        assert!(text.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()));
     }
 }

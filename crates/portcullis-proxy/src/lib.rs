@@ -34,9 +34,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use portcullis_config::{AccessLogTarget, Config, ConfigErrors};
 use portcullis_observe::AccessLogSink;
-use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
-use tokio::task::JoinSet;
 
 pub use reload::WatchHandle;
 
@@ -103,7 +101,7 @@ pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) conns: Arc<Semaphore>,
-    max_connections: usize,
+    pub(crate) max_connections: usize,
     pub(crate) shutdown: watch::Sender<bool>,
     resolvers: HashMap<Arc<str>, Arc<CertResolver>>,
     sink: Mutex<SinkState>,
@@ -112,6 +110,8 @@ pub(crate) struct Shared {
     reloads_ok: AtomicU64,
     reloads_failed: AtomicU64,
     ready: AtomicBool,
+    /// How long workers wait for connections to finish once shutdown began (ms).
+    pub(crate) grace_ms: AtomicU64,
 }
 
 struct SinkState {
@@ -153,7 +153,14 @@ impl SinkState {
 pub struct Gateway {
     handle: GatewayHandle,
     addrs: Vec<(Arc<str>, SocketAddr)>,
-    tasks: JoinSet<()>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        // Dropped without `shutdown`: stop the workers now, without a grace period.
+        let _ = self.handle.shared.shutdown.send(true);
+    }
 }
 
 /// A cheap handle to a running gateway: reload, readiness, counters.
@@ -165,16 +172,21 @@ pub struct GatewayHandle {
 impl Gateway {
     /// Binds every listener and starts serving.
     pub async fn start(config: Config, opts: GatewayOptions) -> Result<Self, StartError> {
+        // The metrics recorder must exist before the first request caches its metric handles.
+        let _ = portcullis_observe::install_recorder();
         let mut sink = SinkState { fixed: opts.access_log, current: None };
         let access_sink = sink.sink_for(&config)?;
         let mut resolvers = HashMap::new();
-        let mut bound = Vec::new();
+        let workers = config.workers.max(1);
+        // Each worker gets its own accept socket per listener (SO_REUSEPORT): the kernel spreads
+        // connections across workers, and no lock or wake-up is shared between them.
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRt>)>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut addrs = Vec::new();
         for l in &config.listeners {
-            let tcp = TcpListener::bind(l.bind).await.map_err(|source| StartError::Bind {
-                name: l.name.to_string(),
-                addr: l.bind,
-                source,
-            })?;
+            let bind_err = |source| StartError::Bind { name: l.name.to_string(), addr: l.bind, source };
+            let first = server::reuseport_listener(l.bind).map_err(bind_err)?;
+            let addr = first.local_addr().map_err(bind_err)?;
+            addrs.push((l.name.clone(), addr));
             let tls = match &l.tls {
                 Some(t) => {
                     let resolver = Arc::new(CertResolver::new(t.certified_key.clone()));
@@ -184,7 +196,14 @@ impl Gateway {
                 }
                 None => None,
             };
-            bound.push((tcp, Arc::new(ListenerRt { name: l.name.clone(), tls, h2c: l.h2c })));
+            let lrt = Arc::new(ListenerRt { name: l.name.clone(), tls, h2c: l.h2c });
+            let mut sockets = vec![first];
+            for _ in 1..workers {
+                sockets.push(server::reuseport_listener(addr).map_err(bind_err)?);
+            }
+            for (w, sock) in sockets.into_iter().enumerate() {
+                per_worker[w].push((sock, lrt.clone()));
+            }
         }
         let inflight = Arc::new(Semaphore::new(config.limits.max_inflight_requests));
         let max_connections = config.limits.max_connections;
@@ -209,22 +228,21 @@ impl Gateway {
             reloads_ok: AtomicU64::new(0),
             reloads_failed: AtomicU64::new(0),
             ready: AtomicBool::new(false),
+            grace_ms: AtomicU64::new(0),
         });
-        let mut tasks = JoinSet::new();
-        let mut addrs = Vec::new();
-        for (tcp, rt) in bound {
-            let addr = tcp.local_addr().map_err(|source| StartError::Bind {
-                name: rt.name.to_string(),
-                addr: ([0, 0, 0, 0], 0).into(),
-                source,
-            })?;
-            addrs.push((rt.name.clone(), addr));
-            tasks.spawn(server::accept_loop(shared.clone(), tcp, rt));
+        let mut threads = Vec::new();
+        for (w, listeners) in per_worker.into_iter().enumerate() {
+            let shared = shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("portcullis-worker-{w}"))
+                .spawn(move || server::worker(w, shared, listeners))
+                .map_err(|e| StartError::Setup(format!("cannot start worker thread: {e}")))?;
+            threads.push(spawned);
         }
         shared.ready.store(true, Ordering::Relaxed);
         let names = shared.runtime.load().pipeline.stage_names();
         tracing::info!(listeners = ?addrs, stages = ?names, "gateway started");
-        Ok(Self { handle: GatewayHandle { shared }, addrs, tasks })
+        Ok(Self { handle: GatewayHandle { shared }, addrs, threads })
     }
 
     /// The bound address of each listener, by name (useful with port 0).
@@ -249,18 +267,19 @@ impl Gateway {
 
     /// Stops accepting, lets connections finish their requests, and waits up to `grace`.
     pub async fn shutdown(mut self, grace: Duration) {
-        let shared = &self.handle.shared;
+        let shared = self.handle.shared.clone();
         shared.ready.store(false, Ordering::Relaxed);
+        shared.grace_ms.store(u64::try_from(grace.as_millis()).unwrap_or(u64::MAX), Ordering::Relaxed);
         let _ = shared.shutdown.send(true);
-        while self.tasks.join_next().await.is_some() {}
-        let max = shared.max_connections;
-        let drained = tokio::time::timeout(grace, async {
-            while shared.conns.available_permits() < max {
-                tokio::time::sleep(Duration::from_millis(10)).await;
+        let threads = std::mem::take(&mut self.threads);
+        // Each worker stops accepting, lets its connections finish (up to `grace`), and exits.
+        let joined = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
             }
         })
         .await;
-        if drained.is_err() {
+        if joined.is_err() || shared.conns.available_permits() < shared.max_connections {
             tracing::warn!("shutdown grace period over with connections still open");
         }
     }
@@ -324,6 +343,9 @@ impl GatewayHandle {
                 old.join(","),
                 new.join(",")
             )));
+        }
+        if current.config.workers != config.workers {
+            return self.rejected(ReloadError::RestartRequired("workers".into()));
         }
         let (ol, nl) = (&current.config.limits, &config.limits);
         if ol.max_connections != nl.max_connections || ol.max_inflight_requests != nl.max_inflight_requests {

@@ -30,13 +30,13 @@ impl Runtime {
     pub(crate) fn build(config: Config, sink: Option<AccessLogSink>) -> Result<Self, RuntimeError> {
         let mut pools: HashMap<String, Arc<UpstreamPool>> = HashMap::new();
         for (name, up) in &config.upstreams {
-            let pool = UpstreamPool::new(up.clone(), config.timeouts.upstream_connect)
+            let pool = UpstreamPool::new(up.clone(), config.timeouts.upstream_connect, config.workers)
                 .map_err(|source| RuntimeError::UpstreamTls { upstream: name.clone(), source })?;
             pools.insert(name.clone(), Arc::new(pool));
         }
         let route_pools = config.routes.iter().filter_map(|r| pools.get(&*r.upstream.name).cloned()).collect();
         let access_log = sink.map(|s| AccessLogStage::new(s, config.access_log.log_query));
-        let pipeline = Pipeline::new(access_log, MetricsStage);
+        let pipeline = Pipeline::new(access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()

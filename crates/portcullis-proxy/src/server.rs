@@ -28,6 +28,51 @@ pub(crate) struct ListenerRt {
 /// The answer to a connection over the cap on a cleartext listener: a complete, closed 503.
 const SHED_RESPONSE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/problem+json\r\ncontent-length: 110\r\nconnection: close\r\nretry-after: 1\r\n\r\n{\"type\":\"urn:portcullis:problem:unavailable\",\"title\":\"The service is unavailable\",\"status\":503,\"request_id\":\"\"}";
 
+/// A listening socket with `SO_REUSEPORT`, so every worker can have its own on the same address.
+pub(crate) fn reuseport_listener(addr: std::net::SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    #[cfg(unix)]
+    socket.set_reuse_port(true)?;
+    socket.set_nonblocking(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(4096)?;
+    Ok(socket.into())
+}
+
+/// A worker thread: its own single-threaded event loop running its accept sockets and every
+/// connection they accept, and its own upstream connections. Thread-per-core, like nginx's
+/// workers: no work stealing, no cross-thread wake-ups on the request path.
+pub(crate) fn worker(index: usize, shared: Arc<Shared>, listeners: Vec<(std::net::TcpListener, Arc<ListenerRt>)>) {
+    crate::upstream::set_worker(index);
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(worker = index, error = %e, "cannot start worker event loop");
+            return;
+        }
+    };
+    rt.block_on(async move {
+        let mut accepting = tokio::task::JoinSet::new();
+        for (l, lrt) in listeners {
+            match TcpListener::from_std(l) {
+                Ok(l) => {
+                    accepting.spawn(accept_loop(shared.clone(), l, lrt));
+                }
+                Err(e) => tracing::error!(worker = index, error = %e, "cannot register listener"),
+            }
+        }
+        while accepting.join_next().await.is_some() {}
+        // Shutdown: connections on this loop finish their requests, up to the grace period.
+        let deadline = Instant::now() + Duration::from_millis(shared.grace_ms.load(Ordering::Relaxed));
+        while shared.conns.available_permits() < shared.max_connections && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+}
+
 pub(crate) async fn accept_loop(shared: Arc<Shared>, listener: TcpListener, rt: Arc<ListenerRt>) {
     let mut shutdown = shared.shutdown.subscribe();
     loop {

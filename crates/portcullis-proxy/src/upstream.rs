@@ -25,10 +25,21 @@ struct TargetState {
     ejected_until: AtomicU64,
 }
 
-/// A pool of connections to one upstream's targets.
+thread_local! {
+    /// The index of the worker thread running this code (0 outside workers).
+    static WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as worker `i`: it uses its own upstream connections.
+pub(crate) fn set_worker(i: usize) {
+    WORKER.with(|w| w.set(i));
+}
+
+/// A pool of connections to one upstream's targets. Each worker thread has its own client (and
+/// so its own connections, driven by its own event loop); target health is shared.
 pub(crate) struct UpstreamPool {
     cfg: Arc<UpstreamConfig>,
-    client: Client<HttpsConnector<HttpConnector>, ProxyBody>,
+    clients: Vec<Client<HttpsConnector<HttpConnector>, ProxyBody>>,
     targets: Vec<TargetState>,
     next: AtomicUsize,
     epoch: Instant,
@@ -58,12 +69,32 @@ pub(crate) enum OutBody {
 }
 
 impl UpstreamPool {
-    pub(crate) fn new(cfg: Arc<UpstreamConfig>, connect_timeout: Duration) -> Result<Self, rustls::Error> {
+    pub(crate) fn new(cfg: Arc<UpstreamConfig>, connect_timeout: Duration, workers: usize) -> Result<Self, rustls::Error> {
+        let clients = (0..workers.max(1)).map(|_| Self::client(&cfg, connect_timeout)).collect::<Result<_, _>>()?;
+        let targets = cfg
+            .targets
+            .iter()
+            .filter_map(|t| {
+                Some(TargetState {
+                    authority: t.authority.parse().ok()?,
+                    target: t.clone(),
+                    failures: AtomicU32::new(0),
+                    ejected_until: AtomicU64::new(0),
+                })
+            })
+            .collect();
+        Ok(Self { cfg, clients, targets, next: AtomicUsize::new(0), epoch: Instant::now() })
+    }
+
+    fn client(
+        cfg: &UpstreamConfig,
+        connect_timeout: Duration,
+    ) -> Result<Client<HttpsConnector<HttpConnector>, ProxyBody>, rustls::Error> {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
-        let tls = crate::tls::upstream_client_config(&cfg)?;
+        let tls = crate::tls::upstream_client_config(cfg)?;
         let fixed: Option<ServerName<'static>> = cfg.server_name.clone();
         let resolver = move |uri: &http::Uri| -> Result<ServerName<'static>, BoxResolveError> {
             if let Some(n) = &fixed {
@@ -89,19 +120,7 @@ impl UpstreamPool {
             .http2_only(cfg.protocol == UpstreamProtocol::Http2)
             .set_host(false)
             .build(connector);
-        let targets = cfg
-            .targets
-            .iter()
-            .filter_map(|t| {
-                Some(TargetState {
-                    authority: t.authority.parse().ok()?,
-                    target: t.clone(),
-                    failures: AtomicU32::new(0),
-                    ejected_until: AtomicU64::new(0),
-                })
-            })
-            .collect();
-        Ok(Self { cfg, client, targets, next: AtomicUsize::new(0), epoch: Instant::now() })
+        Ok(client)
     }
 
     fn now_ms(&self) -> u64 {
@@ -195,7 +214,8 @@ impl UpstreamPool {
             parts.version = http::Version::HTTP_11;
         }
         let req = http::Request::from_parts(parts, body);
-        match tokio::time::timeout(timeout, self.client.request(req)).await {
+        let client = &self.clients[WORKER.with(std::cell::Cell::get) % self.clients.len()];
+        match tokio::time::timeout(timeout, client.request(req)).await {
             Err(_) => Err(UpstreamError::Timeout { target: label }),
             Ok(Ok(resp)) => {
                 self.record_success(i);

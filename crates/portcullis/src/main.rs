@@ -84,7 +84,9 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("cannot start the async runtime")
+    // The gateway runs its own worker threads, one event loop each; this loop only carries the
+    // admin listener, config watching, signals and (for `demo`) the sample API.
+    tokio::runtime::Builder::new_current_thread().enable_all().build().context("cannot start the async runtime")
 }
 
 fn init_logging(format: LogFormat) {
