@@ -102,7 +102,7 @@ impl Drop for Inner {
         // The last sink is gone: flush what is pending and stop the writer.
         if let Inner::Batched { batch, thread } = self {
             batch.stop.store(true, Ordering::Release);
-            if let Some(t) = thread.lock().unwrap_or_else(PoisonError::into_inner).take() {
+            if let Some(t) = thread.get_mut().unwrap_or_else(PoisonError::into_inner).take() {
                 t.thread().unpark();
                 let _ = t.join();
             }
@@ -223,7 +223,8 @@ mod tests {
     use super::*;
 
     fn ctx() -> RequestCtx {
-        let mut ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:5555".parse().unwrap(), Arc::from("public"), false);
+        let mut ctx =
+            RequestCtx::new(RequestId::generate(), "127.0.0.1:5555".parse().unwrap(), Arc::from("public"), false);
         ctx.method = http::Method::GET;
         ctx.path = "/customers/42".into();
         ctx.query = Some("token=secret".into());

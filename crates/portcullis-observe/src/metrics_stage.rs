@@ -80,7 +80,9 @@ impl Handles {
         ];
         Self {
             requests: metrics::counter!("portcullis_requests_total", labels),
-            rejected: k.reason.map(|r| metrics::counter!("portcullis_rejected_total", "reason" => r, "route" => route.clone())),
+            rejected: k
+                .reason
+                .map(|r| metrics::counter!("portcullis_rejected_total", "reason" => r, "route" => route.clone())),
             duration: metrics::histogram!("portcullis_request_duration_seconds", "route" => route.clone()),
             upstream_duration: metrics::histogram!("portcullis_upstream_duration_seconds", "route" => route),
             bytes_in: metrics::counter!("portcullis_request_bytes_total"),

@@ -52,9 +52,11 @@ enum State {
 pub(crate) struct H1Guard<T> {
     inner: T,
     state: State,
-    /// Bytes held back: an incomplete head, or an incomplete chunk-size/trailer line.
+    /// Bytes held back: an incomplete head.
     held: Vec<u8>,
-    /// Bytes ready for hyper.
+    /// An incomplete chunk-size or trailer line, kept for parsing (its bytes are passed on).
+    line: Vec<u8>,
+    /// Bytes ready for hyper ahead of anything read next (a head that was completed across reads).
     out: Vec<u8>,
     out_pos: usize,
     max_head: usize,
@@ -64,7 +66,6 @@ pub(crate) struct H1Guard<T> {
     /// When the head being received started (ms, `server::now_ms`), 0 between requests: the
     /// connection task closes the connection when a head takes longer than `header_read`.
     head_started: Arc<AtomicU64>,
-    scratch: Box<[u8]>,
 }
 
 impl<T> H1Guard<T> {
@@ -75,6 +76,7 @@ impl<T> H1Guard<T> {
             inner,
             state: State::Head,
             held: Vec::new(),
+            line: Vec::new(),
             out: Vec::new(),
             out_pos: 0,
             max_head,
@@ -82,43 +84,51 @@ impl<T> H1Guard<T> {
             after_body: State::Head,
             upgraded,
             head_started,
-            scratch: vec![0u8; 8 * 1024].into_boxed_slice(),
         }
     }
 
-    /// Runs `data` through the framing state machine, appending what hyper may read to `out`.
-    fn process(&mut self, mut data: &[u8]) {
-        while !data.is_empty() {
+    /// Runs `data` through the framing state machine in place. Returns how many leading bytes
+    /// hyper may read now; the rest (an incomplete head) has been moved to `held`. `scanned` is
+    /// how many leading bytes of `data` were already searched for the end of a head.
+    fn process(&mut self, data: &mut [u8], scanned: usize) -> usize {
+        let mut i = 0;
+        while i < data.len() {
             match self.state {
-                State::Passthrough => {
-                    self.out.extend_from_slice(data);
-                    return;
-                }
-                State::Poisoned => return,
+                State::Passthrough => return data.len(),
+                State::Poisoned => return i,
                 State::AwaitUpgrade => {
                     self.state = if self.upgraded.load(Ordering::Acquire) { State::Passthrough } else { State::Head };
                 }
-                State::Head => data = self.head(data),
-                State::Fixed(n) => {
-                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
-                    self.out.extend_from_slice(&data[..k]);
-                    data = &data[k..];
+                State::Head => match self.head(&mut data[i..], scanned.saturating_sub(i)) {
+                    Some(n) => i += n,
+                    None => {
+                        self.held.extend_from_slice(&data[i..]);
+                        return i;
+                    }
+                },
+                State::Fixed(n) | State::ChunkData(n) => {
+                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len() - i);
+                    i += k;
                     let left = n - k as u64;
-                    self.state = if left == 0 { self.after_body } else { State::Fixed(left) };
+                    self.state = match (self.state, left) {
+                        (State::Fixed(_), 0) => self.after_body,
+                        (State::Fixed(_), l) => State::Fixed(l),
+                        (_, 0) => State::ChunkEnd(0),
+                        (_, l) => State::ChunkData(l),
+                    };
                 }
                 State::ChunkSize | State::Trailers => {
-                    let Some(pos) = data.iter().position(|&b| b == b'\n') else {
-                        self.held.extend_from_slice(data);
-                        self.out.extend_from_slice(data);
-                        if self.held.len() > MAX_LINE {
+                    let rest = &data[i..];
+                    let Some(pos) = rest.iter().position(|&b| b == b'\n') else {
+                        self.line.extend_from_slice(rest);
+                        if self.line.len() > MAX_LINE {
                             self.state = State::Poisoned;
                         }
-                        return;
+                        return data.len();
                     };
-                    self.held.extend_from_slice(&data[..=pos]);
-                    self.out.extend_from_slice(&data[..=pos]);
-                    data = &data[pos + 1..];
-                    let line = std::mem::take(&mut self.held);
+                    self.line.extend_from_slice(&rest[..=pos]);
+                    i += pos + 1;
+                    let line = std::mem::take(&mut self.line);
                     self.state = match (self.state, line.strip_suffix(b"\r\n")) {
                         (_, None) => State::Poisoned,
                         (State::Trailers, Some([])) => self.after_body,
@@ -129,74 +139,58 @@ impl<T> H1Guard<T> {
                             None => State::Poisoned,
                         },
                     };
-                }
-                State::ChunkData(n) => {
-                    let k = usize::try_from(n).unwrap_or(usize::MAX).min(data.len());
-                    self.out.extend_from_slice(&data[..k]);
-                    data = &data[k..];
-                    let left = n - k as u64;
-                    self.state = if left == 0 { State::ChunkEnd(0) } else { State::ChunkData(left) };
+                    self.line = line;
+                    self.line.clear();
                 }
                 State::ChunkEnd(seen) => {
                     let want = if seen == 0 { b'\r' } else { b'\n' };
-                    if data[0] != want {
+                    if data[i] != want {
                         self.state = State::Poisoned;
-                        return;
+                        return i;
                     }
-                    self.out.push(data[0]);
-                    data = &data[1..];
+                    i += 1;
                     self.state = if seen == 0 { State::ChunkEnd(1) } else { State::ChunkSize };
                 }
             }
         }
+        data.len()
     }
 
-    /// Collects a head; when complete, checks and rewrites it and sets the body framing.
-    fn head<'a>(&mut self, data: &'a [u8]) -> &'a [u8] {
-        if self.held.is_empty() && self.head_started.load(Ordering::Relaxed) == 0 {
+    /// At the start of a head: if it is complete in `data`, checks and rewrites it in place,
+    /// sets the body framing and returns its length; `None` if more bytes are needed.
+    fn head(&mut self, data: &mut [u8], scanned: usize) -> Option<usize> {
+        if self.head_started.load(Ordering::Relaxed) == 0 {
             self.head_started.store(crate::server::now_ms().max(1), Ordering::Relaxed);
         }
-        if self.at_start && self.held.is_empty() && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())]) {
-            if data.len() >= H2_PREFACE.len() {
-                self.state = State::Passthrough;
-                self.head_started.store(0, Ordering::Relaxed);
-                self.out.extend_from_slice(data);
-                return &[];
+        if self.at_start && data.starts_with(&H2_PREFACE[..data.len().min(H2_PREFACE.len())]) {
+            if data.len() < H2_PREFACE.len() {
+                return None;
             }
-            // Too short to tell yet: hold it.
-            self.held.extend_from_slice(data);
-            return &[];
+            self.state = State::Passthrough;
+            self.head_started.store(0, Ordering::Relaxed);
+            return Some(data.len());
         }
-        let search_from = self.held.len().saturating_sub(3);
-        self.held.extend_from_slice(data);
-        let Some(end) = find_head_end(&self.held[search_from..]).map(|e| e + search_from) else {
-            if self.held.len() > self.max_head {
+        let from = scanned.saturating_sub(3);
+        let Some(end) = find_head_end(&data[from..]).map(|e| e + from) else {
+            if data.len() > self.max_head {
                 // hyper will answer 431 and close; pass the bytes on and stop looking.
                 self.state = State::Passthrough;
-                self.out.append(&mut self.held);
+                return Some(data.len());
             }
-            return &[];
+            return None;
         };
         self.at_start = false;
         self.head_started.store(0, Ordering::Relaxed);
-        // Bytes after the head in this read belong to the body (or the next request).
-        let consumed_from_data = data.len() - (self.held.len() - end);
-        self.held.truncate(end);
-        let mut head = std::mem::take(&mut self.held);
-        let framing = inspect_and_mark(&mut head);
-        self.out.extend_from_slice(&head);
-        head.clear();
-        self.held = head;
+        let framing = inspect_and_mark(&mut data[..end]);
         self.after_body = if framing.upgrade { State::AwaitUpgrade } else { State::Head };
         self.state = match framing.body {
-            Body::None => self.after_body,
-            Body::Fixed(0) => self.after_body,
+            Body::None | Body::Fixed(0) => self.after_body,
             Body::Fixed(n) => State::Fixed(n),
             Body::Chunked => State::ChunkSize,
             // hyper will refuse this head and close the connection.
             Body::Unparsable => State::Passthrough,
         };
-        &data[consumed_from_data..]
+        Some(end)
     }
 }
 
@@ -297,25 +291,39 @@ impl<T: AsyncRead + Unpin> AsyncRead for H1Guard<T> {
                 State::Passthrough => return Pin::new(&mut this.inner).poll_read(cx, buf),
                 _ => {}
             }
-            let mut rb = ReadBuf::new(&mut this.scratch);
-            match Pin::new(&mut this.inner).poll_read(cx, &mut rb) {
+            // Read straight into hyper's buffer and inspect the new bytes where they landed.
+            let start = buf.filled().len();
+            match Pin::new(&mut this.inner).poll_read(cx, buf) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) => {
-                    let n = rb.filled().len();
-                    if n == 0 {
-                        // EOF: hand over whatever was held so hyper sees the truncated message.
-                        this.out.append(&mut this.held);
-                        if this.out.is_empty() {
-                            return Poll::Ready(Ok(()));
-                        }
-                        continue;
-                    }
-                    let scratch = std::mem::take(&mut this.scratch);
-                    this.process(&scratch[..n]);
-                    this.scratch = scratch;
-                }
+                Poll::Ready(Ok(())) => {}
             }
+            let end = buf.filled().len();
+            if end == start {
+                // EOF: hand over whatever was held so hyper sees the truncated message.
+                if this.held.is_empty() {
+                    return Poll::Ready(Ok(()));
+                }
+                this.out.append(&mut this.held);
+                continue;
+            }
+            if this.held.is_empty() {
+                let n = this.process(&mut buf.filled_mut()[start..end], 0);
+                buf.set_filled(start + n);
+                if n > 0 {
+                    return Poll::Ready(Ok(()));
+                }
+            } else {
+                // The rest of a head that began in an earlier read: join them, then go on in
+                // place in the joined buffer; what is ready goes out ahead of the next read.
+                let mut joined = std::mem::take(&mut this.held);
+                let scanned = joined.len();
+                joined.extend_from_slice(&buf.filled()[start..end]);
+                buf.set_filled(start);
+                let n = this.process(&mut joined, scanned);
+                this.out.extend_from_slice(&joined[..n]);
+            }
+            // Everything read so far is held back: read again (Pending if nothing is there).
         }
     }
 }
@@ -350,12 +358,31 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for H1Guard<T> {
 mod tests {
     use super::*;
 
+    /// Feeds the chunks as successive reads and returns what hyper would have read.
     fn run(chunks: &[&[u8]]) -> (Vec<u8>, State) {
         let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(false)), Arc::default());
+        let mut delivered = Vec::new();
         for c in chunks {
-            g.process(c);
+            feed(&mut g, c, &mut delivered);
         }
-        (g.out, g.state)
+        (delivered, g.state)
+    }
+
+    /// One read of `c`, as poll_read handles it.
+    fn feed(g: &mut H1Guard<()>, c: &[u8], delivered: &mut Vec<u8>) {
+        if g.held.is_empty() {
+            let mut data = c.to_vec();
+            let n = g.process(&mut data, 0);
+            delivered.extend_from_slice(&g.out);
+            g.out.clear();
+            delivered.extend_from_slice(&data[..n]);
+        } else {
+            let mut joined = std::mem::take(&mut g.held);
+            let scanned = joined.len();
+            joined.extend_from_slice(c);
+            let n = g.process(&mut joined, scanned);
+            delivered.extend_from_slice(&joined[..n]);
+        }
     }
 
     #[test]
@@ -400,9 +427,10 @@ mod tests {
         assert_eq!(state, State::Passthrough);
         assert_eq!(out.len(), 26);
         let mut g = H1Guard::new((), 8192, Arc::new(AtomicBool::new(true)), Arc::default());
-        g.process(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+        let mut sink = Vec::new();
+        feed(&mut g, b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", &mut sink);
         assert_eq!(g.state, State::AwaitUpgrade);
-        g.process(b"\x81\x05hello");
+        feed(&mut g, b"\x81\x05hello", &mut sink);
         assert_eq!(g.state, State::Passthrough);
     }
 

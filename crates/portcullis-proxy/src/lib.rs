@@ -180,7 +180,8 @@ impl Gateway {
         let workers = config.workers.max(1);
         // Each worker gets its own accept socket per listener (SO_REUSEPORT): the kernel spreads
         // connections across workers, and no lock or wake-up is shared between them.
-        let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRt>)>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut per_worker: Vec<Vec<(std::net::TcpListener, Arc<ListenerRt>)>> =
+            (0..workers).map(|_| Vec::new()).collect();
         let mut addrs = Vec::new();
         for l in &config.listeners {
             let bind_err = |source| StartError::Bind { name: l.name.to_string(), addr: l.bind, source };

@@ -69,7 +69,11 @@ pub(crate) enum OutBody {
 }
 
 impl UpstreamPool {
-    pub(crate) fn new(cfg: Arc<UpstreamConfig>, connect_timeout: Duration, workers: usize) -> Result<Self, rustls::Error> {
+    pub(crate) fn new(
+        cfg: Arc<UpstreamConfig>,
+        connect_timeout: Duration,
+        workers: usize,
+    ) -> Result<Self, rustls::Error> {
         let clients = (0..workers.max(1)).map(|_| Self::client(&cfg, connect_timeout)).collect::<Result<_, _>>()?;
         let targets = cfg
             .targets
