@@ -27,6 +27,8 @@ use crate::upstream::{OutBody, UpstreamError, full};
 /// What the connection knows about itself.
 pub(crate) struct ConnInfo {
     pub(crate) peer: SocketAddr,
+    /// The peer's address as a header value, formatted once per connection.
+    pub(crate) peer_ip: HeaderValue,
     pub(crate) listener: Arc<str>,
     pub(crate) tls: bool,
     /// Requests in flight on this connection (the idle timer runs only when it is 0).
@@ -221,7 +223,7 @@ pub(crate) async fn handle(
         OutBody::Stream(LimitedBody::new(body, route.max_request_body_bytes, deadline, body_status.clone()).boxed())
     };
 
-    prepare_upstream_headers(&mut parts, &guard.ctx, trusted_peer, conn.tls, host.as_deref(), websocket);
+    prepare_upstream_headers(&mut parts, &guard.ctx, trusted_peer, conn.tls, host.as_deref(), websocket, &conn.peer_ip);
 
     let pool = &rt.route_pools[route_idx];
     let started = std::time::Instant::now();
@@ -291,16 +293,19 @@ fn prepare_upstream_headers(
     tls: bool,
     host: Option<&str>,
     websocket: bool,
+    peer_ip: &HeaderValue,
 ) {
     let h = &mut parts.headers;
     hygiene::strip_hop_by_hop(h, websocket);
-    let peer = ctx.peer_addr.ip().to_string();
-    let xff = match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(prev) if trusted_peer => format!("{prev}, {peer}"),
-        _ => peer,
-    };
-    if let Ok(v) = HeaderValue::from_str(&xff) {
-        h.insert(HeaderName::from_static("x-forwarded-for"), v);
+    match h.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
+        Some(prev) if trusted_peer => {
+            if let Ok(v) = HeaderValue::from_str(&format!("{prev}, {}", ctx.peer_addr.ip())) {
+                h.insert(HeaderName::from_static("x-forwarded-for"), v);
+            }
+        }
+        _ => {
+            h.insert(HeaderName::from_static("x-forwarded-for"), peer_ip.clone());
+        }
     }
     if !trusted_peer {
         h.remove(header::FORWARDED);

@@ -120,6 +120,20 @@ const HOP_BY_HOP: [HeaderName; 8] = [
 /// Removes hop-by-hop headers (RFC 9110 §7.6.1), including those the `Connection` header names.
 /// `Upgrade` is removed too unless `keep_upgrade` (a WebSocket handshake being passed through).
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass over the (few) headers present instead of a hash lookup per listed name.
+    let mut doomed: Vec<HeaderName> = Vec::new();
+    for name in h.keys() {
+        let listed = HOP_BY_HOP.contains(name) || (!keep_upgrade && *name == header::UPGRADE);
+        if listed && !doomed.contains(name) {
+            doomed.push(name.clone());
+        }
+    }
+    if doomed.is_empty() {
+        if keep_upgrade {
+            h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        }
+        return;
+    }
     let named: Vec<HeaderName> = h
         .get_all(header::CONNECTION)
         .iter()
@@ -132,13 +146,11 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
             h.remove(n);
         }
     }
-    for n in &HOP_BY_HOP {
+    for n in doomed {
         h.remove(n);
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::UPGRADE);
     }
 }
 
@@ -227,7 +239,8 @@ const FINGERPRINTS: [&str; 8] = [
 
 /// Response hygiene applied to every response, upstream or synthetic.
 pub(crate) fn secure_response_headers(h: &mut HeaderMap, request_id: &str, hsts: Option<&HeaderValue>) {
-    for name in FINGERPRINTS {
+    let doomed: Vec<HeaderName> = h.keys().filter(|n| FINGERPRINTS.contains(&n.as_str())).cloned().collect();
+    for name in doomed {
         h.remove(name);
     }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));

@@ -122,8 +122,11 @@ async fn serve_connection(
     };
     let last = Arc::new(AtomicU64::new(now_ms()));
     let head_started = Arc::new(AtomicU64::new(0));
+    let peer_ip =
+        http::HeaderValue::from_str(&peer.ip().to_string()).unwrap_or(http::HeaderValue::from_static("unknown"));
     let info = Arc::new(ConnInfo {
         peer,
+        peer_ip,
         listener: listener.name.clone(),
         tls: listener.tls.is_some(),
         inflight: Arc::new(AtomicUsize::new(0)),
