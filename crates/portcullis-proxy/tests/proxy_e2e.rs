@@ -431,3 +431,17 @@ async fn idle_keep_alive_is_governed_by_idle_not_header_read() {
     }
     assert_eq!(up.hits(), 2);
 }
+
+#[tokio::test]
+async fn a_connection_that_sends_nothing_is_closed_after_header_read() {
+    let up = Upstream::start().await;
+    let gw = TestGateway::start(&TestGateway::yaml(&up, "timeouts: { header_read: 300ms, idle: 60s }\n")).await;
+    let mut s = TcpStream::connect(gw.addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("a silent connection was kept open");
+    assert_eq!(n.unwrap_or(0), 0);
+    assert!(started.elapsed() < Duration::from_secs(3), "closed by idle, not header_read");
+}
