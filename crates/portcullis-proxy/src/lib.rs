@@ -185,6 +185,11 @@ impl Gateway {
         let mut addrs = Vec::new();
         for l in &config.listeners {
             let bind_err = |source| StartError::Bind { name: l.name.to_string(), addr: l.bind, source };
+            if l.bind.port() != 0 {
+                // SO_REUSEPORT would let a second gateway (same user) share the port silently;
+                // a plain bind first fails if anything already listens there.
+                drop(std::net::TcpListener::bind(l.bind).map_err(bind_err)?);
+            }
             let first = server::reuseport_listener(l.bind).map_err(bind_err)?;
             let addr = first.local_addr().map_err(bind_err)?;
             addrs.push((l.name.clone(), addr));

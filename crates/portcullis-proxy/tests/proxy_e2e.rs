@@ -445,3 +445,15 @@ async fn a_connection_that_sends_nothing_is_closed_after_header_read() {
     assert_eq!(n.unwrap_or(0), 0);
     assert!(started.elapsed() < Duration::from_secs(3), "closed by idle, not header_read");
 }
+
+#[tokio::test]
+async fn a_second_gateway_cannot_share_a_listening_port() {
+    let up = Upstream::start().await;
+    let port = dead_addr().await.port();
+    let yaml = TestGateway::yaml(&up, "").replace("127.0.0.1:0", &format!("127.0.0.1:{port}"));
+    let first = TestGateway::start(&yaml).await;
+    let config = portcullis_config::from_yaml(&yaml, std::path::Path::new(".")).unwrap();
+    let second = portcullis_proxy::Gateway::start(config, Default::default()).await;
+    assert!(matches!(second, Err(portcullis_proxy::StartError::Bind { .. })), "two gateways on one port");
+    assert_eq!(first.get("/a").await.status, 200);
+}
