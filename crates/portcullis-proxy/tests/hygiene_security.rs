@@ -3,12 +3,7 @@
 //! Every refused request must never reach the upstream; every accepted spelling of a path must
 //! reach the same route as its canonical form, and the upstream must see the canonical form.
 
-use portcullis_testkit::{TestGateway, Upstream, raw_request};
-
-fn status_of(resp: &str) -> Option<u16> {
-    let line = resp.lines().next()?;
-    line.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
+use portcullis_testkit::{TestGateway, Upstream, raw_request, status_of};
 
 #[tokio::test]
 async fn smuggling_shapes_are_refused_before_the_upstream() {

@@ -6,17 +6,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use portcullis_testkit::{Mode, TestGateway, Upstream, raw_request, send};
+use portcullis_testkit::{Mode, TestGateway, Upstream, get, raw_request, send, status_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-fn status_of(resp: &str) -> Option<u16> {
-    resp.lines().next()?.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-}
-
-fn get(path: &str) -> http::Request<Full<Bytes>> {
-    http::Request::get(path).header("host", "api.test").body(Full::new(Bytes::new())).unwrap()
-}
 
 /// A free loopback port with nothing listening (bound, then released).
 async fn dead_addr() -> std::net::SocketAddr {

@@ -9,12 +9,8 @@ use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use portcullis_testkit::{Mode, TestCert, TestGateway, Upstream, send, tls_client};
+use portcullis_testkit::{Mode, TestCert, TestGateway, Upstream, get, send, tls_client};
 use tokio_tungstenite::tungstenite::Message;
-
-fn get(path: &str) -> http::Request<Full<Bytes>> {
-    http::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap()
-}
 
 async fn tls_gateway(up: &Upstream, cert: &TestCert) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();

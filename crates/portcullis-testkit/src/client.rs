@@ -104,3 +104,13 @@ pub async fn raw_request(addr: SocketAddr, bytes: &[u8]) -> String {
     }
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// The status code of a raw HTTP/1.1 response text (from [`raw_request`]), if it has one.
+pub fn status_of(resp: &str) -> Option<u16> {
+    resp.lines().next()?.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+}
+
+/// A bodiless GET with a `Host` header, for [`send`].
+pub fn get(path: &str) -> http::Request<Full<Bytes>> {
+    http::Request::get(path).header("host", "localhost").body(Full::new(Bytes::new())).unwrap()
+}

@@ -24,7 +24,7 @@ mod gateway;
 mod tls;
 mod upstream;
 
-pub use client::{Mode, Resp, h2c_client, http1_client, raw_request, send, tls_client};
+pub use client::{Mode, Resp, get, h2c_client, http1_client, raw_request, send, status_of, tls_client};
 pub use gateway::TestGateway;
 pub use tls::TestCert;
 pub use upstream::{Recorded, Upstream};
