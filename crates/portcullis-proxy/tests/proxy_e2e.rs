@@ -10,6 +10,15 @@ use portcullis_testkit::{Mode, TestGateway, Upstream, get, raw_request, send, st
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// Waits (bounded) until the upstream has seen `n` requests.
+async fn wait_for_hits(up: &Upstream, n: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while up.hits() < n {
+        assert!(std::time::Instant::now() < deadline, "the upstream never saw request {n}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// A free loopback port with nothing listening (bound, then released).
 async fn dead_addr() -> std::net::SocketAddr {
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -338,7 +347,7 @@ async fn overload_sheds_with_503() {
         TestGateway::start(&TestGateway::yaml(&up, "limits: { max_inflight_requests: 1, max_connections: 2 }\n")).await;
     let addr = gw.addr();
     let slow = tokio::spawn(async move { send(addr, &Mode::H1, get("/slow/800")).await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    wait_for_hits(&up, 1).await;
     let shed = gw.get("/a").await;
     assert_eq!(shed.status, 503);
     assert_eq!(shed.json()["type"], "urn:portcullis:problem:unavailable");
@@ -346,9 +355,22 @@ async fn overload_sheds_with_503() {
     assert_eq!(gw.access_log().iter().filter(|l| l["reason"] == "inflight-limit").count(), 1);
 
     // Connections over the cap get a complete 503 and are closed.
-    let _c1 = TcpStream::connect(addr).await.unwrap();
-    let _c2 = TcpStream::connect(addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // Two kept-alive connections that have each been served (so both hold a slot); earlier
+    // connections may take a moment to be released, so retry until both are in.
+    let mut held = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while held.len() < 2 {
+        assert!(std::time::Instant::now() < deadline, "could not open two connections");
+        let mut c = TcpStream::connect(addr).await.unwrap();
+        c.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = c.read(&mut buf).await.unwrap_or(0);
+        if String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200") {
+            held.push(c);
+        } else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
     let third = raw_request(addr, b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert_eq!(status_of(&third), Some(503), "{third}");
 }
@@ -402,7 +424,7 @@ async fn graceful_shutdown_finishes_requests_in_flight() {
     let gw = TestGateway::start(&TestGateway::yaml(&up, "")).await;
     let addr = gw.addr();
     let inflight = tokio::spawn(async move { send(addr, &Mode::H1, get("/slow/300")).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_hits(&up, 1).await;
     gw.shutdown().await;
     assert_eq!(inflight.await.unwrap().status, 200);
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
