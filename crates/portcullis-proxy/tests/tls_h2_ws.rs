@@ -200,3 +200,34 @@ async fn websocket_tunnels_hold_their_connection_slot_and_time_out_when_idle() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(send(gw.addr(), &Mode::H1, get("/after")).await.status, 200);
 }
+
+#[tokio::test]
+async fn http2_rapid_reset_flood_does_not_take_the_gateway_down() {
+    // CVE-2023-44487: open streams and cancel them at once, as fast as possible.
+    let up = Upstream::start().await;
+    let yaml = TestGateway::yaml(&up, "").replace("bind: \"127.0.0.1:0\" }", "bind: \"127.0.0.1:0\", h2c: true }");
+    let gw = TestGateway::start(&yaml).await;
+    let tcp = tokio::net::TcpStream::connect(gw.addr()).await.unwrap();
+    let (mut client, conn) = h2::client::handshake(tcp).await.unwrap();
+    let conn = tokio::spawn(conn);
+    let mut sent = 0;
+    let flood = async {
+        for _ in 0..5000 {
+            let req = http::Request::get(format!("http://{}/slow/2000", gw.addr())).body(()).unwrap();
+            let Ok(ready) = client.clone().ready().await else { break };
+            client = ready;
+            let Ok((resp, _)) = client.send_request(req, true) else { break };
+            drop(resp); // RST_STREAM(CANCEL) right away
+            sent += 1;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(20), flood).await.expect("flood did not finish");
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn).await;
+    // The gateway still serves, and the upstream never saw anything close to the flood at once.
+    let resp = send(gw.addr(), &Mode::H2c, get("/after")).await;
+    assert_eq!(resp.status, 200);
+    eprintln!("rapid reset: {sent} streams sent, upstream saw {}", up.hits());
+    assert!(sent >= 100, "the flood stopped after {sent} streams");
+    // A cancelled stream drops its request future: cancelled requests stop before the upstream.
+    assert!(up.hits() < sent / 2, "{} of {sent} cancelled requests reached the upstream", up.hits());
+}
