@@ -211,3 +211,17 @@ async fn path_refusals_are_problem_json_with_the_request_id() {
     assert_eq!(log[0]["reason"], "escapes-root");
     assert!(log[0]["path_template"].is_null());
 }
+
+#[tokio::test]
+async fn absolute_form_targets_never_choose_the_destination() {
+    // SSRF through the request line: the authority in an absolute-form target is a routing input
+    // at most, never where the gateway connects.
+    let configured = Upstream::start().await;
+    let victim = Upstream::start().await;
+    let gw = TestGateway::start(&TestGateway::yaml(&configured, "")).await;
+    let req = format!("GET http://{}/internal/secrets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", victim.addr());
+    let resp = raw_request(gw.addr(), req.as_bytes()).await;
+    assert_eq!(status_of(&resp), Some(200), "{resp}");
+    assert_eq!(victim.hits(), 0, "the gateway connected where the client asked");
+    assert_eq!(configured.requests()[0].path, "/internal/secrets", "origin-form upstream, canonical path");
+}
