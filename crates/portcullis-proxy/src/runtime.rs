@@ -22,6 +22,8 @@ pub(crate) struct Runtime {
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum RuntimeError {
+    #[error("route {0} names an upstream that was not built")]
+    MissingUpstream(String),
     #[error("upstream {upstream}: TLS setup failed: {source}")]
     UpstreamTls { upstream: String, source: rustls::Error },
 }
@@ -34,7 +36,14 @@ impl Runtime {
                 .map_err(|source| RuntimeError::UpstreamTls { upstream: name.clone(), source })?;
             pools.insert(name.clone(), Arc::new(pool));
         }
-        let route_pools = config.routes.iter().filter_map(|r| pools.get(&*r.upstream.name).cloned()).collect();
+        // One pool per route, by index: the handler indexes this with the router's answer.
+        let route_pools = config
+            .routes
+            .iter()
+            .map(|r| {
+                pools.get(&*r.upstream.name).cloned().ok_or_else(|| RuntimeError::MissingUpstream(r.name.to_string()))
+            })
+            .collect::<Result<_, _>>()?;
         let access_log = sink.map(|s| AccessLogStage::new(s, config.access_log.log_query));
         let pipeline = Pipeline::new(access_log, MetricsStage::default());
         let hsts = config
