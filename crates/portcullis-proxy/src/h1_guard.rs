@@ -187,8 +187,9 @@ impl<T> H1Guard<T> {
             Body::None | Body::Fixed(0) => self.after_body,
             Body::Fixed(n) => State::Fixed(n),
             Body::Chunked => State::ChunkSize,
-            // hyper will refuse this head and close the connection.
-            Body::Unparsable => State::Passthrough,
+            // hyper refuses this head (and answers 400/431); should it ever accept it, nothing
+            // after the head is passed on: the guard fails closed rather than stop checking.
+            Body::Unparsable => State::Poisoned,
         };
         Some(end)
     }
@@ -418,6 +419,16 @@ mod tests {
         let (_, state) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n"]);
         assert_eq!(state, State::Poisoned);
         let (_, state) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcXX"]);
+        assert_eq!(state, State::Poisoned);
+    }
+
+    #[test]
+    fn an_unparsable_head_is_passed_on_and_nothing_after_it() {
+        let head: &[u8] = b"GET /a HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n";
+        let (out, state) = run(&[head, b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n"]);
+        assert_eq!(out, head, "hyper gets the bad head (to answer it), not the request behind it");
+        assert_eq!(state, State::Poisoned);
+        let (_, state) = run(&[b"POST /a HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"]);
         assert_eq!(state, State::Poisoned);
     }
 
