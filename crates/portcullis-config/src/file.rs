@@ -39,6 +39,10 @@ pub struct FileConfig {
     pub upstreams: BTreeMap<String, FileUpstream>,
     /// Routes, matched in order: the first route whose host, path and method match wins.
     pub routes: Vec<FileRoute>,
+    /// Consumers, credentials and how callers authenticate. When set, every route must say how
+    /// it is authenticated (or that it is public).
+    #[serde(default)]
+    pub identity: Option<crate::identity::FileIdentity>,
 }
 
 /// A client-facing listener.
@@ -227,4 +231,7 @@ pub struct FilePolicy {
     pub max_request_body_bytes: Option<u64>,
     /// Upstream response timeout for this route.
     pub upstream_timeout: Option<String>,
+    /// Authentication and authorization.
+    #[serde(default)]
+    pub auth: Option<crate::identity::FileRouteAuth>,
 }

@@ -17,6 +17,7 @@
 
 mod error;
 mod file;
+mod identity;
 mod pattern;
 mod secret;
 mod typed;
@@ -25,6 +26,7 @@ use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use file::*;
+pub use identity::*;
 pub use pattern::{HostMatch, PathPattern, PatternError};
 pub use secret::{Secret, SecretError, resolve_secret};
 pub use typed::*;

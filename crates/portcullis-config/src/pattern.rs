@@ -7,7 +7,7 @@ use std::sync::Arc;
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Segment {
     Literal(String),
-    Param,
+    Param(Arc<str>),
 }
 
 /// A compiled route path: an exact template (`/customers/{id}`) or a segment-wise prefix (`/api`).
@@ -59,7 +59,7 @@ impl PathPattern {
                     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
                         return Err(PatternError::BadParam);
                     }
-                    segments.push(Segment::Param);
+                    segments.push(Segment::Param(Arc::from(name)));
                 } else {
                     segments.push(Segment::Literal(seg.to_owned()));
                 }
@@ -78,6 +78,29 @@ impl PathPattern {
         self.prefix
     }
 
+    /// The names of the template's `{param}` segments, in order.
+    pub fn param_names(&self) -> impl Iterator<Item = &str> {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Param(n) => Some(&**n),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The value of the `{name}` segment in `path` (which must match this pattern), if any.
+    pub fn param<'p>(&self, path: &'p str, name: &str) -> Option<&'p str> {
+        let body = path.strip_prefix('/')?;
+        let mut parts = body.split('/');
+        for seg in &self.segments {
+            let part = parts.next()?;
+            if let Segment::Param(n) = seg
+                && &**n == name
+            {
+                return Some(part);
+            }
+        }
+        None
+    }
+
     /// Matches a canonical path. Prefixes match whole segments; templates match every segment,
     /// and a trailing `/` must agree with the template's.
     pub fn matches(&self, path: &str) -> bool {
@@ -93,7 +116,7 @@ impl PathPattern {
             };
             match seg {
                 Segment::Literal(lit) if lit != part => return false,
-                Segment::Param if part.is_empty() => return false,
+                Segment::Param(_) if part.is_empty() => return false,
                 _ => {}
             }
         }
@@ -162,6 +185,17 @@ mod tests {
         let root = PathPattern::parse("/", true).unwrap();
         assert!(root.matches("/"));
         assert!(root.matches("/anything/at/all"));
+    }
+
+    #[test]
+    fn params_are_captured_by_name() {
+        let p = PathPattern::parse("/orgs/{org}/customers/{id}", false).unwrap();
+        assert_eq!(p.param_names().collect::<Vec<_>>(), ["org", "id"]);
+        assert_eq!(p.param("/orgs/acme/customers/42", "id"), Some("42"));
+        assert_eq!(p.param("/orgs/acme/customers/42", "org"), Some("acme"));
+        assert_eq!(p.param("/orgs/acme/customers/42", "nope"), None);
+        let prefix = PathPattern::parse("/customers/{id}", true).unwrap();
+        assert_eq!(prefix.param("/customers/7/orders", "id"), Some("7"));
     }
 
     #[test]

@@ -133,3 +133,97 @@ fn schema_describes_the_file() {
     assert!(text.contains("listeners") && text.contains("danger_skip_verify"));
     assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
 }
+
+fn identity_yaml(route_auth: &str) -> String {
+    format!(
+        r#"
+listeners: [{{ name: public, bind: "127.0.0.1:8080" }}]
+upstreams: {{ crm: {{ targets: ["http://127.0.0.1:3000"] }} }}
+identity:
+  key_secret: "${{env:PC_TEST_KEY_SECRET}}"
+  upstream_signing_secret: "${{env:PC_TEST_KEY_SECRET}}"
+  issuers:
+    idp: {{ issuer: "https://idp.example", audiences: [api], jwks_url: "https://idp.example/jwks" }}
+routes:
+  - name: customer
+    path: /customers/{{customerId}}
+    upstream: crm
+    policy:
+      auth: {route_auth}
+"#
+    )
+}
+
+#[test]
+fn identity_routes_are_closed_by_default() {
+    let dir = tempdir_with_secret();
+    let yaml = identity_yaml("{}").replace("${env:PC_TEST_KEY_SECRET}", "${file:secret}");
+    let e = from_yaml(&yaml, &dir).unwrap_err().0;
+    assert!(e.iter().any(|e| e.path == "routes[0].policy.auth" && e.message.contains("no authentication")), "{e:?}");
+    let yaml = identity_yaml("{}")
+        .replace("${env:PC_TEST_KEY_SECRET}", "${file:secret}")
+        .replace("    policy:\n      auth: {}\n", "");
+    let e = from_yaml(&yaml, &dir).unwrap_err().0;
+    assert!(e.iter().any(|e| e.path == "routes[0].policy.auth" && e.message.contains("closed by default")), "{e:?}");
+}
+
+#[test]
+fn identity_route_auth_is_typed() {
+    let dir = tempdir_with_secret();
+    let yaml = identity_yaml(
+        "{ methods: [api_key, jwt], scopes: [orders:read], owner: [{ path_param: customerId, equals: org_name }] }",
+    )
+    .replace("${env:PC_TEST_KEY_SECRET}", "${file:secret}");
+    let c = from_yaml(&yaml, &dir).unwrap();
+    let auth = &c.routes[0].auth;
+    assert_eq!(auth.methods, vec![AuthMethod::ApiKey, AuthMethod::Jwt { issuers: vec!["idp".into()] }]);
+    assert_eq!(auth.scopes, ["orders:read"]);
+    assert_eq!(
+        auth.owner[0],
+        OwnerRule { source: OwnerSource::PathParam("customerId".into()), equals: OwnerValue::OrgName }
+    );
+    let id = c.identity.as_ref().unwrap();
+    assert_eq!(id.issuers["idp"].algorithms, ["RS256", "ES256"]);
+    assert_eq!(format!("{:?}", id.key_secret), "***");
+}
+
+#[test]
+fn identity_rejects_unsafe_settings() {
+    let dir = tempdir_with_secret();
+    std::fs::write(dir.join("short"), "too short").unwrap();
+    let yaml = identity_yaml(
+        "{ methods: [api_key, magic], owner: [{ path_param: nope, equals: org_name }, { body: customer, equals: x }] }",
+    )
+    .replace("key_secret: \"${env:PC_TEST_KEY_SECRET}\"", "key_secret: \"${file:short}\"")
+    .replace("${env:PC_TEST_KEY_SECRET}", "${file:secret}")
+    .replace("jwks_url: \"https://idp.example/jwks\"", "jwks_url: \"http://idp.example/jwks\", algorithms: [none]");
+    let e = from_yaml(&yaml, &dir).unwrap_err().0;
+    let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+    for want in [
+        "identity.key_secret",
+        "identity.issuers.idp.algorithms[0]",
+        "identity.issuers.idp.jwks_url",
+        "routes[0].policy.auth.methods[1]",
+        "routes[0].policy.auth.owner[0].path_param",
+        "routes[0].policy.auth.owner[1].body",
+        "routes[0].policy.auth.owner[1].equals",
+    ] {
+        assert!(paths.contains(&want), "missing {want} in {paths:?}");
+    }
+}
+
+#[test]
+fn inline_identity_secrets_are_refused() {
+    let dir = tempdir_with_secret();
+    let yaml = identity_yaml("{ public: true }")
+        .replace("\"${env:PC_TEST_KEY_SECRET}\"", "an-inline-secret-that-is-long-enough-1234");
+    let e = from_yaml(&yaml, &dir).unwrap_err().0;
+    assert!(e.iter().any(|e| e.path == "identity.key_secret"), "{e:?}");
+}
+
+fn tempdir_with_secret() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("pc-idcfg-{}-{:?}", std::process::id(), std::thread::current().id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("secret"), "0123456789abcdef0123456789abcdef").unwrap();
+    dir
+}

@@ -41,6 +41,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, Arc<UpstreamConfig>>,
     /// Routes in match order.
     pub routes: Vec<RouteConfig>,
+    /// Identity, if configured.
+    pub identity: Option<Arc<crate::identity::IdentityConfig>>,
     /// Files the configuration depends on (itself, certificates, keys, CA bundles): watched for reload.
     pub files: Vec<PathBuf>,
     /// Risky settings `check` reports.
@@ -181,6 +183,8 @@ pub struct RouteConfig {
     pub max_request_body_bytes: u64,
     /// Upstream response timeout.
     pub upstream_timeout: Duration,
+    /// Authentication and authorization.
+    pub auth: crate::identity::RouteAuth,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -249,7 +253,7 @@ impl Builder<'_> {
         }
     }
 
-    fn file(&mut self, path: &str, value: &str) -> Option<(PathBuf, Vec<u8>)> {
+    pub(crate) fn file(&mut self, path: &str, value: &str) -> Option<(PathBuf, Vec<u8>)> {
         let full = self.base_dir.join(value);
         match std::fs::read(&full) {
             Ok(bytes) => {
@@ -398,6 +402,7 @@ impl Builder<'_> {
             }
         }
 
+        let identity = f.identity.as_ref().and_then(|i| self.identity(i)).map(Arc::new);
         let mut routes = Vec::new();
         let mut route_names = HashSet::new();
         if f.routes.is_empty() {
@@ -412,7 +417,7 @@ impl Builder<'_> {
                     "give every route its own name",
                 );
             }
-            if let Some(r) = self.route(&p, fr, &upstreams, &limits, &timeouts) {
+            if let Some(r) = self.route(&p, fr, &upstreams, &limits, &timeouts, identity.as_deref()) {
                 routes.push(r);
             }
         }
@@ -431,6 +436,7 @@ impl Builder<'_> {
             access_log,
             upstreams,
             routes,
+            identity,
             files: self.files,
             warnings: self.c.warnings,
         })
@@ -587,6 +593,7 @@ impl Builder<'_> {
         upstreams: &BTreeMap<String, Arc<UpstreamConfig>>,
         limits: &Limits,
         timeouts: &Timeouts,
+        identity: Option<&crate::identity::IdentityConfig>,
     ) -> Option<RouteConfig> {
         let mut hosts = Vec::new();
         for (i, h) in fr.hosts.iter().enumerate() {
@@ -643,6 +650,7 @@ impl Builder<'_> {
             fr.policy.upstream_timeout.as_deref(),
             timeouts.upstream_response,
         );
+        let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -651,6 +659,7 @@ impl Builder<'_> {
             upstream: upstream?,
             max_request_body_bytes: fr.policy.max_request_body_bytes.unwrap_or(limits.max_request_body_bytes),
             upstream_timeout,
+            auth,
         })
     }
 }
