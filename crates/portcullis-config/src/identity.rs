@@ -255,7 +255,6 @@ pub struct FileOwnerRule {
 
 /// Where the store is.
 #[derive(Debug, Clone)]
-#[non_exhaustive]
 pub enum StoreSettings {
     /// A SQLite file.
     Sqlite {

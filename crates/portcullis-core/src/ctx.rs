@@ -130,6 +130,10 @@ pub struct RequestCtx {
     pub buffer_request_body: Option<usize>,
     /// Same for the response body and [`Stage::on_response_body`](crate::Stage::on_response_body).
     pub buffer_response_body: Option<usize>,
+    /// The authenticated caller, set only by the authentication stage.
+    pub principal: Option<Arc<crate::Principal>>,
+    /// The client certificate (DER) the TLS handshake verified, if the listener asks for one.
+    pub client_cert: Option<Arc<[u8]>>,
     /// Typed data later stages share (identity, rate-limit state, …).
     pub extensions: http::Extensions,
 }
@@ -155,6 +159,8 @@ impl RequestCtx {
             decision: Decision::Allow,
             buffer_request_body: None,
             buffer_response_body: None,
+            principal: None,
+            client_cert: None,
             extensions: http::Extensions::new(),
         }
     }

@@ -28,9 +28,11 @@
 
 mod ctx;
 pub mod path;
+mod principal;
 mod problem;
 mod stage;
 
 pub use ctx::{Decision, Outcome, RequestCtx, RequestId};
+pub use principal::{AuthMethodUsed, Principal};
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
 pub use stage::{Flow, Stage, StageError};

@@ -38,6 +38,18 @@ pub enum ProblemKind {
     Unavailable,
     /// The upstream did not answer in time.
     GatewayTimeout,
+    /// The credential is valid but its consumer, organization or key is suspended.
+    Suspended,
+    /// The caller lacks a required scope or role.
+    InsufficientScope,
+    /// The object named in the request does not belong to the caller (BOLA).
+    NotOwner,
+    /// Too many failed authentication attempts: locked out for a while.
+    AuthLockedOut,
+    /// The identity provider (JWKS, introspection) is unreachable and nothing usable is cached.
+    IdpUnavailable,
+    /// The route is switched off by a kill switch.
+    RouteSuspended,
 }
 
 impl ProblemKind {
@@ -58,6 +70,9 @@ impl ProblemKind {
             ProblemKind::BadGateway => StatusCode::BAD_GATEWAY,
             ProblemKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::GatewayTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ProblemKind::Suspended | ProblemKind::InsufficientScope | ProblemKind::NotOwner => StatusCode::FORBIDDEN,
+            ProblemKind::AuthLockedOut => StatusCode::TOO_MANY_REQUESTS,
+            ProblemKind::IdpUnavailable | ProblemKind::RouteSuspended => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -78,6 +93,12 @@ impl ProblemKind {
             ProblemKind::BadGateway => "bad-gateway",
             ProblemKind::Unavailable => "unavailable",
             ProblemKind::GatewayTimeout => "gateway-timeout",
+            ProblemKind::Suspended => "suspended",
+            ProblemKind::InsufficientScope => "insufficient-scope",
+            ProblemKind::NotOwner => "not-owner",
+            ProblemKind::AuthLockedOut => "auth-locked-out",
+            ProblemKind::IdpUnavailable => "idp-unavailable",
+            ProblemKind::RouteSuspended => "route-suspended",
         }
     }
 
@@ -98,6 +119,12 @@ impl ProblemKind {
             ProblemKind::BadGateway => "The upstream service failed",
             ProblemKind::Unavailable => "The service is unavailable",
             ProblemKind::GatewayTimeout => "The upstream service did not answer in time",
+            ProblemKind::Suspended => "Access is suspended",
+            ProblemKind::InsufficientScope => "The credential does not grant this operation",
+            ProblemKind::NotOwner => "The object does not belong to the caller",
+            ProblemKind::AuthLockedOut => "Too many failed authentication attempts",
+            ProblemKind::IdpUnavailable => "The identity provider is unavailable",
+            ProblemKind::RouteSuspended => "This API is temporarily switched off",
         }
     }
 
@@ -206,6 +233,12 @@ mod tests {
             BadGateway,
             Unavailable,
             GatewayTimeout,
+            Suspended,
+            InsufficientScope,
+            NotOwner,
+            AuthLockedOut,
+            IdpUnavailable,
+            RouteSuspended,
         ] {
             assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
             assert!(!k.title().is_empty());

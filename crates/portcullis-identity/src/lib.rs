@@ -14,4 +14,10 @@
 //! assert!(apikey::parse(issued.expose()).is_ok()); // recognisable by its prefix and checksum
 //! ```
 
+pub mod admin;
 pub mod apikey;
+pub mod service;
+pub mod stage;
+
+pub use service::{IdentityService, ServiceError};
+pub use stage::{Authenticated, AuthnStage, AuthzStage, RoutePolicies, route_policies};

@@ -133,6 +133,14 @@ struct Line<'a> {
     reason: Option<&'static str>,
     aborted: bool,
     #[serde(skip_serializing_if = "Option::is_none")]
+    auth_method: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    org: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    consumer: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    credential_id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     query: Option<&'a str>,
 }
 
@@ -194,6 +202,10 @@ impl AccessLogStage {
             },
             reason: ctx.decision.reason(),
             aborted: outcome.aborted,
+            auth_method: ctx.principal.as_ref().map(|p| p.method.as_str()),
+            org: ctx.principal.as_ref().and_then(|p| p.org_name.as_deref()),
+            consumer: ctx.principal.as_ref().and_then(|p| p.consumer_name.as_deref()),
+            credential_id: ctx.principal.as_ref().and_then(|p| p.credential_id.as_deref()),
             query: if self.log_query { ctx.query.as_deref() } else { None },
         }
     }

@@ -190,6 +190,9 @@ pub(crate) async fn handle(
         Err(_) => return Ok(deny(guard, "hygiene", "bad-uri", Problem::new(ProblemKind::BadRequest))),
     }
 
+    // Identity headers are the gateway's to set: a client that sends its own is not believed.
+    hygiene::strip_identity_headers(&mut parts.headers);
+
     match rt.pipeline.on_request(&mut parts, &mut guard.ctx).await {
         Ok(Flow::Continue) => {}
         Ok(Flow::Respond(resp)) => return Ok(stage_response(guard, resp)),
@@ -202,7 +205,9 @@ pub(crate) async fn handle(
     let deadline = tokio::time::Instant::now() + cfg.timeouts.request_body;
     let websocket = hygiene::is_websocket_upgrade(&parts);
     let client_upgrade = if websocket { parts.extensions.remove::<hyper::upgrade::OnUpgrade>() } else { None };
-    let out_body = if body.is_end_stream() {
+    // A stage that asked for the body sees it even when it is empty (a signature or ownership
+    // check over "no body" must still run).
+    let out_body = if guard.ctx.buffer_request_body.is_none() && body.is_end_stream() {
         OutBody::Full(Bytes::new())
     } else if let Some(cap) = guard.ctx.buffer_request_body {
         let limit = route.max_request_body_bytes.min(u64::try_from(cap).unwrap_or(u64::MAX));

@@ -252,6 +252,15 @@ pub(crate) fn secure_response_headers(h: &mut HeaderMap, request_id: &str, hsts:
     }
 }
 
+/// Removes every client-sent `x-portcullis-*` header: only the gateway sets identity headers.
+pub(crate) fn strip_identity_headers(h: &mut http::HeaderMap) {
+    let spoofed: Vec<http::HeaderName> =
+        h.keys().filter(|n| n.as_str().starts_with("x-portcullis-")).cloned().collect();
+    for name in spoofed {
+        h.remove(name);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -78,6 +78,9 @@ pub enum StartError {
     /// The runtime could not be built (TLS setup).
     #[error("{0}")]
     Setup(String),
+    /// The identity service (store, shared state) could not start.
+    #[error("identity: {0}")]
+    Identity(#[from] portcullis_identity::ServiceError),
 }
 
 /// Why a reload was rejected. The old configuration keeps serving.
@@ -99,6 +102,7 @@ pub enum ReloadError {
 
 pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
+    identity: Option<portcullis_identity::IdentityService>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) conns: Arc<Semaphore>,
     pub(crate) max_connections: usize,
@@ -214,8 +218,13 @@ impl Gateway {
         let inflight = Arc::new(Semaphore::new(config.limits.max_inflight_requests));
         let max_connections = config.limits.max_connections;
         let conns = Arc::new(Semaphore::new(max_connections));
+        let identity = match &config.identity {
+            Some(ic) => Some(portcullis_identity::IdentityService::start(ic.clone()).await?),
+            None => None,
+        };
         #[allow(unused_mut, reason = "mutated only in tests")]
-        let mut runtime = Runtime::build(config, access_sink).map_err(|e| StartError::Setup(e.to_string()))?;
+        let mut runtime =
+            Runtime::build(config, access_sink, identity.as_ref()).map_err(|e| StartError::Setup(e.to_string()))?;
         #[cfg(test)]
         if let Some(f) = opts.fault {
             runtime.pipeline.push_front_fault(pipeline::fault::FaultStage(f));
@@ -223,6 +232,7 @@ impl Gateway {
         let (shutdown, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
+            identity,
             inflight,
             conns,
             max_connections,
@@ -307,6 +317,11 @@ impl GatewayHandle {
         self.shared.runtime.load().pipeline.stage_names()
     }
 
+    /// The identity service, when `identity` is configured (the admin API drives it).
+    pub fn identity(&self) -> Option<&portcullis_identity::IdentityService> {
+        self.shared.identity.as_ref()
+    }
+
     /// The config currently serving.
     pub fn config(&self) -> Arc<Config> {
         self.shared.runtime.load().config.clone()
@@ -371,7 +386,10 @@ impl GatewayHandle {
             .iter()
             .filter_map(|l| Some((l.name.clone(), l.tls.as_ref()?.certified_key.clone())))
             .collect();
-        let runtime = match Runtime::build(config, sink) {
+        if identity_fixed(current.config.identity.as_deref()) != identity_fixed(config.identity.as_deref()) {
+            return self.rejected(ReloadError::RestartRequired("identity (other than route policies)".into()));
+        }
+        let runtime = match Runtime::build(config, sink, self.shared.identity.as_ref()) {
             Ok(r) => r,
             Err(e) => return self.rejected(ReloadError::Setup(e.to_string())),
         };
@@ -398,6 +416,27 @@ impl GatewayHandle {
     pub fn watch_config(&self) -> Result<WatchHandle, notify::Error> {
         reload::watch(self.clone())
     }
+}
+
+/// The identity section is fixed at start (the service is built once): any change needs a
+/// restart. Secrets print as `***` in `Debug`, so they are compared by a digest, never printed.
+fn identity_fixed(i: Option<&portcullis_config::IdentityConfig>) -> Option<String> {
+    let i = i?;
+    let mut secrets: Vec<&str> = vec![i.key_secret.expose()];
+    secrets.extend(i.upstream_signing_secret.as_ref().map(|s| s.expose()));
+    if let portcullis_config::StoreSettings::Postgres { url, .. } = &i.store {
+        secrets.push(url.expose());
+    }
+    secrets.extend(i.cluster.as_ref().map(|c| c.redis_url.expose()));
+    secrets.extend(i.issuers.values().filter_map(|x| x.hmac_secret.as_ref().map(|s| s.expose())));
+    secrets.extend(i.introspection.values().map(|x| x.client_secret.expose()));
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for s in secrets {
+        ctx.update(s.as_bytes());
+        ctx.update(b"\0");
+    }
+    let digest: String = ctx.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!("{i:?}|{digest}"))
 }
 
 #[cfg(test)]

@@ -9,11 +9,14 @@
 
 use bytes::Bytes;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
+use portcullis_identity::{AuthnStage, AuthzStage};
 use portcullis_observe::{AccessLogStage, MetricsStage};
 
 /// Every stage portcullis has, in pipeline order. Adding a stage means adding a variant here and
 /// a place in [`Pipeline::new`]'s fixed order.
 pub(crate) enum AnyStage {
+    Authn(AuthnStage),
+    Authz(AuthzStage),
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
     /// Test-only: a stage that fails or denies in a chosen phase.
@@ -24,6 +27,8 @@ pub(crate) enum AnyStage {
 macro_rules! dispatch {
     ($stage:expr, $method:ident ( $($arg:expr),* )) => {
         match $stage {
+            AnyStage::Authn(s) => s.$method($($arg),*),
+            AnyStage::Authz(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
             #[cfg(test)]
@@ -35,6 +40,8 @@ macro_rules! dispatch {
 macro_rules! dispatch_async {
     ($stage:expr, $method:ident ( $($arg:expr),* )) => {
         match $stage {
+            AnyStage::Authn(s) => s.$method($($arg),*).await,
+            AnyStage::Authz(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
             #[cfg(test)]
@@ -49,8 +56,17 @@ pub(crate) struct Pipeline {
 
 impl Pipeline {
     /// Builds the pipeline in its fixed order from the stages that are turned on.
-    pub(crate) fn new(access_log: Option<AccessLogStage>, metrics: MetricsStage) -> Self {
+    pub(crate) fn new(
+        identity: Option<(AuthnStage, AuthzStage)>,
+        access_log: Option<AccessLogStage>,
+        metrics: MetricsStage,
+    ) -> Self {
         let mut stages = Vec::new();
+        // Authentication, then authorization: nothing later runs for a caller who is not allowed.
+        if let Some((authn, authz)) = identity {
+            stages.push(AnyStage::Authn(authn));
+            stages.push(AnyStage::Authz(authz));
+        }
         // Audit and metrics come last: they see the final decision of every other stage.
         if let Some(a) = access_log {
             stages.push(AnyStage::AccessLog(a));

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 use portcullis_config::Config;
+use portcullis_identity::{AuthnStage, AuthzStage, IdentityService, route_policies};
 use portcullis_observe::{AccessLogSink, AccessLogStage, MetricsStage};
 
 use crate::pipeline::Pipeline;
@@ -29,7 +30,11 @@ pub(crate) enum RuntimeError {
 }
 
 impl Runtime {
-    pub(crate) fn build(config: Config, sink: Option<AccessLogSink>) -> Result<Self, RuntimeError> {
+    pub(crate) fn build(
+        config: Config,
+        sink: Option<AccessLogSink>,
+        identity: Option<&IdentityService>,
+    ) -> Result<Self, RuntimeError> {
         let mut pools: HashMap<String, Arc<UpstreamPool>> = HashMap::new();
         for (name, up) in &config.upstreams {
             let pool = UpstreamPool::new(up.clone(), config.timeouts.upstream_connect, config.workers)
@@ -45,7 +50,11 @@ impl Runtime {
             })
             .collect::<Result<_, _>>()?;
         let access_log = sink.map(|s| AccessLogStage::new(s, config.access_log.log_query));
-        let pipeline = Pipeline::new(access_log, MetricsStage::default());
+        let identity = identity.map(|svc| {
+            let routes = route_policies(&config);
+            (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
+        });
+        let pipeline = Pipeline::new(identity, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()
