@@ -15,3 +15,6 @@
 //! ```
 
 pub mod apikey;
+pub mod http;
+pub mod introspect;
+pub mod jwt;
