@@ -355,13 +355,22 @@ impl JwkSet {
             .ok_or(JwkError::NotAKeySet("no keys array"))?;
         let mut parsed = Vec::with_capacity(keys.len());
         let mut skipped = Vec::new();
+        // A kid used twice in the document is ambiguous even if one of the copies is malformed.
+        let kid_of = |k: &Value| k.get("kid").and_then(Value::as_str).map(str::to_owned);
+        let mut seen: HashMap<String, usize> = HashMap::new();
+        for kid in keys.iter().filter_map(kid_of) {
+            *seen.entry(kid).or_default() += 1;
+        }
         for k in keys {
+            if let Some(kid) = kid_of(k)
+                && seen.get(&kid).is_some_and(|&n| n > 1)
+            {
+                skipped.push(SkippedKey { kid: Some(kid), reason: "duplicate kid" });
+                continue;
+            }
             match Jwk::from_value(k, allow_oct) {
                 Ok(jwk) => parsed.push(jwk),
-                Err(reason) => {
-                    let kid = k.get("kid").and_then(Value::as_str).map(str::to_owned);
-                    skipped.push(SkippedKey { kid, reason });
-                }
+                Err(reason) => skipped.push(SkippedKey { kid: kid_of(k), reason }),
             }
         }
         let mut set = Self::from_keys(parsed)?;
@@ -423,6 +432,16 @@ impl JwkSet {
 
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<Jwk>> {
         self.by_kid.values().chain(&self.without_kid)
+    }
+
+    /// Every usable key.
+    pub fn keys(&self) -> impl Iterator<Item = &Jwk> {
+        self.iter().map(|k| k.as_ref())
+    }
+
+    /// The key with this `kid`.
+    pub fn get(&self, kid: &str) -> Option<&Jwk> {
+        self.by_kid.get(kid).map(|k| k.as_ref())
     }
 
     /// Whether a key with this `kid` exists.

@@ -120,9 +120,10 @@ pub(crate) fn select<'k>(keys: &'k JwkSet, compact: &Compact<'_>) -> Result<&'k 
     }
 }
 
-/// Verifies `signature` over `input` with `key` under `alg`. The caller has checked
-/// `key.fits(alg)`; it is checked again here so that no path can skip it.
-pub(crate) fn check_signature(key: &Jwk, alg: Alg, input: &[u8], sig: &[u8]) -> Result<(), JwtError> {
+/// Verifies `sig` over `input` with `key` under `alg`: the one function every token goes
+/// through. ECDSA signatures are the JOSE fixed-width `r || s` form. Refuses a key that does not
+/// fit `alg` (type, curve, declared `alg`, HMAC secret length).
+pub fn check_signature(key: &Jwk, alg: Alg, input: &[u8], sig: &[u8]) -> Result<(), JwtError> {
     if !key.fits(alg) {
         return Err(JwtError::KeyAlgMismatch(alg));
     }

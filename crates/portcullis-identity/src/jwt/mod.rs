@@ -65,7 +65,7 @@ pub use alg::Alg;
 pub use claims::{TokenSource, VerifiedToken};
 pub use jwk::{Jwk, JwkError, JwkSet, MAX_RSA_BITS, MIN_RSA_BITS, SkippedKey};
 pub use jwks::{Clock, FetchOptions, JwksCache, RemoteKeys, SystemClock};
-pub use jws::{VerifiedJws, verify_signature};
+pub use jws::{VerifiedJws, check_signature, verify_signature};
 
 pub(crate) use cache::{TtlCache, token_key};
 pub(crate) use claims::{ClaimRules, validate};
