@@ -192,6 +192,9 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
+    /// Keeps the port bound after `stop`, so no other test server can take it over: a stopped
+    /// server is a black hole (connections are accepted by the kernel, never answered).
+    listener: Arc<tokio::net::TcpListener>,
 }
 
 pub struct Seen {
@@ -205,8 +208,27 @@ pub type Handler = Arc<dyn Fn(Seen) -> futures_util::future::BoxFuture<'static, 
 
 impl TestServer {
     pub async fn start(handler: Handler) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_inner(handler, None).await
+    }
+
+    /// The same over TLS with a self-signed certificate for `localhost`; returns the CA PEM.
+    pub async fn start_tls(handler: Handler) -> (Self, String) {
+        let c = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::try_from(c.signing_key.serialize_der()).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![c.cert.der().clone()], key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+        (Self::start_inner(handler, Some(acceptor)).await, c.cert.pem())
+    }
+
+    async fn start_inner(handler: Handler, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let listener = Arc::new(tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap());
         let addr = listener.local_addr().unwrap();
+        let held = Arc::clone(&listener);
         let hits = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&hits);
         let task = tokio::spawn(async move {
@@ -216,6 +238,7 @@ impl TestServer {
                 let Ok((stream, _)) = listener.accept().await else { continue };
                 let handler = Arc::clone(&handler);
                 let counter = Arc::clone(&counter);
+                let tls = tls.clone();
                 conns.spawn(async move {
                     let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                         let handler = Arc::clone(&handler);
@@ -236,13 +259,22 @@ impl TestServer {
                             )
                         }
                     });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                    match tls {
+                        None => {
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                        }
+                        Some(acceptor) => {
+                            let Ok(stream) = acceptor.accept(stream).await else { return };
+                            let io = hyper_util::rt::TokioIo::new(stream);
+                            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                        }
+                    }
                 });
                 while conns.try_join_next().is_some() {}
             }
         });
-        Self { addr, hits, task }
+        Self { addr, hits, task, listener: held }
     }
 
     /// A server answering every request with the current value of `body`.
@@ -262,6 +294,7 @@ impl TestServer {
         self.hits.load(Ordering::SeqCst)
     }
 
+    /// Stops serving: every open connection is dropped and new ones are never answered.
     pub fn stop(&self) {
         self.task.abort();
     }
