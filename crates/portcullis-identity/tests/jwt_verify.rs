@@ -469,3 +469,23 @@ async fn verified_tokens_are_cached_until_exp_or_ttl() {
     bad.push(if token.ends_with('A') { 'E' } else { 'A' });
     assert!(check(&v, &bad).await.is_err());
 }
+
+#[tokio::test]
+async fn typ_is_checked_when_the_policy_lists_it() {
+    let s = Signer::rsa("rsa2048-a");
+    let c = good_claims(t0());
+    let mut p = policy(set_of(&[s.jwk("rsa-1")]), &[Alg::Rs256]);
+    p.typ = vec!["at+jwt".into()];
+    let v = Verifier::new(p).unwrap();
+    for ok in ["at+jwt", "AT+JWT", "application/at+jwt"] {
+        check(&v, &mint_with_header(&s, &json!({"alg": "RS256", "kid": "rsa-1", "typ": ok}), &c)).await.unwrap();
+    }
+    // An ID token (typ JWT) replayed as an access token, or no typ at all.
+    rejects(&v, &mint(&s, "RS256", "rsa-1", &c), JwtError::WrongType).await;
+    rejects(&v, &mint_with_header(&s, &json!({"alg": "RS256", "kid": "rsa-1"}), &c), JwtError::WrongType).await;
+    // Without a typ list, typ is not checked.
+    let (_, plain) = rsa();
+    check(&plain, &mint_with_header(&s, &json!({"alg": "RS256", "kid": "rsa-1", "typ": "whatever"}), &c))
+        .await
+        .unwrap();
+}

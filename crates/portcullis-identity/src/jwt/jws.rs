@@ -1,18 +1,7 @@
 //! JWS compact serialization (RFC 7515 §7.1): split, decode, check the protected header against
 //! our policy, pick the key from *our* key set, verify the signature with ring.
 //!
-//! Header policy:
-//! - `alg` must be a registered name we support, in the caller's allow-list, and fit the key
-//!   (`none` in any casing is refused before anything else).
-//! - `crit`: we implement no JWS extension, so any `crit` is refused (RFC 7515 §4.1.11 says an
-//!   extension we do not understand makes the JWS invalid).
-//! - `jku`, `x5u`, `jwk`: refused outright. They ask the verifier to fetch or trust a key the
-//!   token itself names; accepting tokens that merely carry them buys nothing and invites a
-//!   future code path that uses them. `x5c`, `x5t` and `x5t#S256` are tolerated (some identity
-//!   providers send them) but never read: keys come only from the issuer's configured set.
-//! - `kid` is only a map key into our set; any string is fine, an unknown one finds nothing.
-//! - The header and payload must be JSON objects without duplicate members (a duplicated `alg`
-//!   or `exp` is a parser-differential attack).
+//! The header policy is documented on the [`super`] module.
 
 use std::fmt;
 
@@ -62,6 +51,7 @@ pub(crate) struct Compact<'a> {
     pub(crate) signing_input: &'a [u8],
     pub(crate) alg: Alg,
     pub(crate) kid: Option<String>,
+    pub(crate) typ: Option<String>,
     pub(crate) payload: Vec<u8>,
     pub(crate) signature: Vec<u8>,
 }
@@ -104,10 +94,15 @@ pub(crate) fn parse<'a>(token: &'a str, algorithms: &[Alg], max_bytes: usize) ->
         Some(Value::String(k)) => Some(k.clone()),
         Some(_) => return Err(JwtError::Malformed("kid is not a string")),
     };
+    let typ = match header.get("typ") {
+        None => None,
+        Some(Value::String(t)) => Some(t.clone()),
+        Some(_) => return Err(JwtError::Malformed("typ is not a string")),
+    };
     let payload = b64::decode(p).ok_or(JwtError::Malformed("payload is not base64url"))?;
     let signature = b64::decode(s).ok_or(JwtError::Malformed("signature is not base64url"))?;
     let signing_input = &bytes[..h.len() + 1 + p.len()];
-    Ok(Compact { signing_input, alg, kid, payload, signature })
+    Ok(Compact { signing_input, alg, kid, typ, payload, signature })
 }
 
 /// Picks the key for `compact` from `keys`.

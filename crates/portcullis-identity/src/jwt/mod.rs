@@ -13,7 +13,25 @@
 //!   single-flight rate-limited refetch on unknown `kid`, and last-good-set fallback.
 //! - [`verify_signature`]: the signature layer alone.
 //!
-//! What is refused, and why, is listed on [`Verifier::verify`].
+//! What is refused, and in which order, is listed on [`Verifier::verify`].
+//!
+//! # Header policy
+//! - `alg` must be a registered name we support (case-sensitive), in the issuer's allow-list,
+//!   and fit the key: `none` in any casing is refused first; an HMAC `alg` never runs with an
+//!   RSA/EC/OKP key (an allow-list mixing HMAC and public-key algorithms is refused when the
+//!   verifier is built); a JWK that declares `alg` serves only that `alg`.
+//! - `crit`: we implement no JWS extension, so any `crit` is refused (RFC 7515 §4.1.11).
+//! - `jku`, `x5u`, `jwk`: refused outright. They ask the verifier to fetch or trust a key the
+//!   token itself names; accepting tokens that merely carry them buys nothing and invites a
+//!   future code path that uses them. `x5c`, `x5t` and `x5t#S256` are tolerated (some identity
+//!   providers send them) but never read: keys come only from the issuer's configured sources.
+//! - `kid` is only a map key into our key set: `../../dev/null` or `x' OR '1'='1` simply find
+//!   nothing. Without a `kid`, the single key that fits the `alg` is used; several are ambiguous.
+//! - `typ` is checked only when [`IssuerPolicy::typ`] lists accepted values (e.g. `at+jwt`,
+//!   RFC 9068), to stop one kind of token being replayed as another.
+//! - Header and payload must be JSON objects without duplicate members (a repeated `alg` or
+//!   `exp` is a parser-differential attack); base64url is strict (no padding, no stray
+//!   characters, canonical trailing bits).
 //!
 //! ```
 //! use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -128,6 +146,9 @@ pub enum JwtError {
     /// A claim has the wrong JSON type.
     #[error("claim {0} is invalid")]
     InvalidClaim(&'static str),
+    /// `typ` is absent or not one the policy accepts.
+    #[error("wrong token type")]
+    WrongType,
     /// `iss` is not the configured issuer.
     #[error("wrong issuer")]
     WrongIssuer,
@@ -162,6 +183,11 @@ pub(crate) fn check_algorithms(algorithms: &[Alg]) -> Result<(), JwtError> {
         return Err(JwtError::Config("the allow-list mixes HMAC and public-key algorithms".into()));
     }
     Ok(())
+}
+
+fn normalize_typ(t: &str) -> String {
+    let lower = t.to_ascii_lowercase();
+    lower.strip_prefix("application/").map(str::to_owned).unwrap_or(lower)
 }
 
 /// Where an issuer's keys come from.
@@ -218,6 +244,9 @@ pub struct IssuerPolicy {
     pub fetch: FetchOptions,
     /// Verified-token cache settings.
     pub cache: TokenCacheOptions,
+    /// Accepted `typ` header values, compared case-insensitively with an optional
+    /// `application/` prefix (RFC 8725 §3.11). Empty (the default): `typ` is not checked.
+    pub typ: Vec<String>,
 }
 
 impl IssuerPolicy {
@@ -233,6 +262,7 @@ impl IssuerPolicy {
             require_exp: true,
             fetch: FetchOptions::default(),
             cache: TokenCacheOptions::default(),
+            typ: Vec::new(),
         }
     }
 }
@@ -249,6 +279,7 @@ pub struct Verifier {
     remote: Option<Arc<JwksCache>>,
     cache: TtlCache<VerifiedToken>,
     cache_ttl: Duration,
+    typ: Vec<String>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -318,6 +349,7 @@ impl Verifier {
             remote,
             cache: TtlCache::new(if policy.cache.ttl.is_zero() { 0 } else { policy.cache.max_entries }),
             cache_ttl: policy.cache.ttl,
+            typ: policy.typ.iter().map(|t| normalize_typ(t)).collect(),
         })
     }
 
@@ -341,6 +373,7 @@ impl Verifier {
     ///    header not a JSON object, or with duplicate members;
     /// 3. `alg` missing, `none` in any casing, unknown, or outside the allow-list;
     /// 4. any `crit`; a `jku`, `x5u` or `jwk` header (keys come only from our key sources);
+    ///    a `typ` the policy does not accept (when it lists any);
     /// 5. no key for the `kid` (after one rate-limited refetch of a remote set), or the key
     ///    does not fit the `alg` (type, curve, declared `alg`): an HMAC `alg` never runs with
     ///    an RSA/EC/OKP key;
@@ -361,6 +394,9 @@ impl Verifier {
             return Ok(hit);
         }
         let compact = jws::parse(token, &self.algorithms, self.max_token_bytes)?;
+        if !self.typ.is_empty() && !compact.typ.as_deref().is_some_and(|t| self.typ.contains(&normalize_typ(t))) {
+            return Err(JwtError::WrongType);
+        }
         let set;
         let jwk = match (jws::select(&self.static_keys, &compact), &self.remote) {
             (Ok(k), _) => k,
