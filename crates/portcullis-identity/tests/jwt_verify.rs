@@ -489,3 +489,26 @@ async fn typ_is_checked_when_the_policy_lists_it() {
         .await
         .unwrap();
 }
+
+#[tokio::test]
+async fn random_inputs_never_panic_and_never_pass() {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let (s, v) = rsa();
+    let valid = mint(&s, "RS256", "rsa-1", &good_claims(t0()));
+    let rng = SystemRandom::new();
+    let alphabet = b"eyJhbGciOiJSUzI1NiJ9.-_=+/ {}\"\\\0\xff";
+    for _ in 0..2000 {
+        let mut seed = [0u8; 64];
+        rng.fill(&mut seed).unwrap();
+        // Random strings over a JWS-ish alphabet, and random splices into a valid token.
+        let random: String = seed.iter().map(|b| char::from(alphabet[usize::from(*b) % alphabet.len()])).collect();
+        let cut = usize::from(seed[0]) * valid.len() / 256;
+        let insert: String = random.chars().take(usize::from(seed[1] % 8)).collect();
+        let spliced = format!("{}{insert}{}", &valid[..cut], &valid[cut..]);
+        for candidate in [random, spliced] {
+            if candidate != valid {
+                assert!(check(&v, &candidate).await.is_err(), "{candidate}");
+            }
+        }
+    }
+}
