@@ -16,6 +16,9 @@
 
 pub mod admin;
 pub mod apikey;
+pub mod http;
+pub mod introspect;
+pub mod jwt;
 pub mod service;
 pub mod stage;
 
