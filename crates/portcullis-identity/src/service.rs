@@ -45,6 +45,14 @@ pub enum ServiceError {
     /// The service's I/O runtime could not start or went away.
     #[error("identity runtime: {0}")]
     Runtime(String),
+    /// A JWT issuer's settings are unusable (key set, algorithm mix).
+    #[error("issuer {issuer}: {message}")]
+    Issuer {
+        /// The issuer's name in the config.
+        issuer: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// A credential with the consumer and organization it belongs to, as read from the store.
@@ -110,6 +118,9 @@ impl Drop for IoRuntime {
 
 struct Inner {
     config: Arc<IdentityConfig>,
+    issuers: HashMap<String, Arc<crate::jwt::Verifier>>,
+    introspectors: HashMap<String, Arc<crate::introspect::Introspector>>,
+    subjects: RwLock<HashMap<String, (Option<Arc<SubjectMapping>>, Instant)>>,
     store: Store,
     shared: SharedState,
     hasher: KeyHasher,
@@ -171,8 +182,16 @@ impl IdentityService {
             .await
             .map_err(|e| ServiceError::Runtime(e.to_string()))??;
         let hasher = KeyHasher::new(&config.key_secret)?;
+        let (issuers, introspectors) = {
+            // Background JWKS refreshers run on the identity runtime.
+            let _enter = handle.enter();
+            (build_issuers(&config)?, build_introspectors(&config)?)
+        };
         let inner = Arc::new(Inner {
             config,
+            issuers,
+            introspectors,
+            subjects: RwLock::new(HashMap::new()),
             store,
             shared,
             hasher,
@@ -247,6 +266,40 @@ impl IdentityService {
         if let Ok(mut c) = self.inner.cache.write() {
             c.clear();
         }
+        if let Ok(mut c) = self.inner.subjects.write() {
+            c.clear();
+        }
+    }
+
+    /// The JWT verifier of a configured issuer.
+    pub fn issuer(&self, name: &str) -> Option<&Arc<crate::jwt::Verifier>> {
+        self.inner.issuers.get(name)
+    }
+
+    /// The introspection client of a configured endpoint.
+    pub fn introspector(&self, name: &str) -> Option<&Arc<crate::introspect::Introspector>> {
+        self.inner.introspectors.get(name)
+    }
+
+    /// The consumer (and organization) an external subject (JWT `sub`, certificate subject) maps
+    /// to, cached like credentials.
+    pub async fn resolve_subject(&self, subject: &str) -> Result<Option<Arc<SubjectMapping>>, ServiceError> {
+        let now = Instant::now();
+        if let Ok(c) = self.inner.subjects.read()
+            && let Some((v, until)) = c.get(subject)
+            && *until > now
+        {
+            return Ok(v.clone());
+        }
+        let found = self.consumer_by_subject(subject).await?.map(|(consumer, org)| Arc::new(SubjectMapping { consumer, org }));
+        let ttl = if found.is_some() { self.inner.config.cache_ttl } else { NEGATIVE_TTL };
+        if let Ok(mut c) = self.inner.subjects.write() {
+            if c.len() >= CACHE_CAPACITY {
+                c.clear();
+            }
+            c.insert(subject.to_owned(), (found.clone(), now + ttl));
+        }
+        Ok(found)
     }
 
     /// Tells every node (this one included) that something changed.
@@ -364,6 +417,75 @@ impl IdentityService {
         })
         .await
     }
+}
+
+/// A consumer found by its external subject.
+#[derive(Debug, Clone)]
+pub struct SubjectMapping {
+    /// The consumer.
+    pub consumer: Consumer,
+    /// Its organization.
+    pub org: Organization,
+}
+
+impl Suspensions {
+    /// The first suspension that stops this consumer or its organization.
+    pub fn blocking_consumer(&self, consumer: &Consumer, now: i64) -> Option<&Suspension> {
+        self.active(&SuspensionTarget::Consumer(consumer.id.clone()), now)
+            .or_else(|| self.active(&SuspensionTarget::Organization(consumer.org_id.clone()), now))
+    }
+}
+
+fn build_issuers(config: &IdentityConfig) -> Result<HashMap<String, Arc<crate::jwt::Verifier>>, ServiceError> {
+    use crate::jwt::{Alg, IssuerPolicy, Jwk, JwkSet, KeySource, SystemClock, Verifier};
+    let mut out = HashMap::new();
+    for (name, s) in &config.issuers {
+        let err = |message: String| ServiceError::Issuer { issuer: name.clone(), message };
+        let algorithms = s
+            .algorithms
+            .iter()
+            .map(|a| Alg::from_name(a).ok_or_else(|| err(format!("unsupported algorithm {a}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut keys = Vec::new();
+        if let Some(text) = &s.jwks_static {
+            keys.push(KeySource::Static(JwkSet::from_json(text).map_err(|e| err(e.to_string()))?));
+        }
+        if let Some(secret) = &s.hmac_secret {
+            let jwk = Jwk::hmac(None, None, secret).map_err(|e| err(e.to_string()))?;
+            keys.push(KeySource::Static(JwkSet::from_keys(vec![jwk]).map_err(|e| err(e.to_string()))?));
+        }
+        if let Some(url) = &s.jwks_url {
+            keys.push(KeySource::Jwks { url: url.clone() });
+        } else if let Some(url) = &s.discovery_url {
+            keys.push(KeySource::Discovery { issuer_url: url.clone() });
+        }
+        let mut policy = IssuerPolicy::new(&s.issuer, s.audiences.clone(), algorithms, keys);
+        policy.leeway = s.leeway;
+        policy.fetch.refresh_interval = s.refresh_interval;
+        policy.fetch.http.danger_allow_http = s.danger_allow_http;
+        let verifier = Arc::new(Verifier::new(policy).map_err(|e| err(e.to_string()))?);
+        if let Some(jwks) = verifier.jwks() {
+            jwks.spawn_refresher(Arc::new(SystemClock));
+        }
+        out.insert(name.clone(), verifier);
+    }
+    Ok(out)
+}
+
+fn build_introspectors(
+    config: &IdentityConfig,
+) -> Result<HashMap<String, Arc<crate::introspect::Introspector>>, ServiceError> {
+    use crate::introspect::{IntrospectionConfig, Introspector};
+    let mut out = HashMap::new();
+    for (name, s) in &config.introspection {
+        let mut c = IntrospectionConfig::new(&s.endpoint, &s.client_id, s.client_secret.clone());
+        c.label = name.clone();
+        c.max_ttl = s.cache_max_ttl;
+        c.negative_ttl = s.negative_ttl;
+        let i = Introspector::new(c).map_err(|e| ServiceError::Issuer { issuer: name.clone(), message: e.to_string() })?;
+        out.insert(name.clone(), Arc::new(i));
+    }
+    Ok(out)
 }
 
 /// Why an otherwise valid credential is refused.

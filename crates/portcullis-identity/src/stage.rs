@@ -91,7 +91,14 @@ fn problem(ctx: &mut RequestCtx, stage: &'static str, reason: &'static str, kind
 /// The credential a request presents for one of the route's methods.
 enum Presented {
     ApiKey(String),
+    /// A bearer token for `jwt` or `introspection`.
+    Token(String),
 }
+
+/// Marks a request let through unauthenticated because the identity provider is down and the
+/// route says `on_idp_outage: open`.
+#[derive(Debug, Clone, Copy)]
+struct OutageBypass;
 
 /// Finds the credential, looking only where the route's methods allow.
 fn presented(req: &http::request::Parts, policy: &RouteAuth, svc: &IdentityService) -> Option<Presented> {
@@ -111,7 +118,40 @@ fn presented(req: &http::request::Parts, policy: &RouteAuth, svc: &IdentityServi
             return Some(Presented::ApiKey(v));
         }
     }
+    let tokens = policy.methods.iter().any(|m| matches!(m, AuthMethod::Jwt { .. } | AuthMethod::Introspection { .. }));
+    if tokens && let Some(token) = bearer(req) {
+        return Some(Presented::Token(token.to_owned()));
+    }
     None
+}
+
+/// The unverified `iss` of a JWT, only to pick which issuer's verifier to run (the verifier then
+/// checks `iss` itself).
+fn peek_issuer(token: &str) -> Option<String> {
+    let payload = token.split('.').nth(1)?;
+    let bytes = crate::jwt::b64::decode(payload.as_bytes())?;
+    let v: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    v.get("iss")?.as_str().map(str::to_owned)
+}
+
+fn principal_from_token(
+    t: &crate::jwt::VerifiedToken,
+    method: AuthMethodUsed,
+    subject: Option<&str>,
+    mapping: Option<&crate::service::SubjectMapping>,
+) -> Principal {
+    let mut p = Principal::new(method);
+    p.subject = subject.map(Arc::from);
+    p.scopes = t.scopes().iter().map(|s| Arc::from(s.as_str())).collect();
+    if let Some(m) = mapping {
+        p.org_id = Some(Arc::from(m.org.id.as_str()));
+        p.org_name = Some(Arc::from(m.org.name.as_str()));
+        p.consumer_id = Some(Arc::from(m.consumer.id.as_str()));
+        p.consumer_name = Some(Arc::from(m.consumer.name.as_str()));
+        p.roles = m.consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
+        p.plan = m.consumer.plan.as_deref().or(m.org.plan.as_deref()).map(Arc::from);
+    }
+    p
 }
 
 fn bearer(req: &http::request::Parts) -> Option<&str> {
@@ -245,7 +285,87 @@ impl Stage for AuthnStage {
                     strip_query_param(req, ctx, param);
                 }
             }
+            Presented::Token(token) => return self.token(req, ctx, policy, &token, now).await,
         }
+        Ok(Flow::Continue)
+    }
+}
+
+impl AuthnStage {
+    /// Verifies a bearer token: as a JWT of one of the route's issuers (picked by its `iss`), else
+    /// by introspection when the route allows it.
+    async fn token(
+        &self,
+        req: &mut http::request::Parts,
+        ctx: &mut RequestCtx,
+        policy: &RoutePolicy,
+        token: &str,
+        now: i64,
+    ) -> Result<Flow, StageError> {
+        let methods = &policy.auth.methods;
+        let wall = std::time::SystemTime::now();
+        let mut outage = false;
+        let mut verified = None;
+        if token.bytes().filter(|&b| b == b'.').count() == 2
+            && let Some(AuthMethod::Jwt { issuers }) = methods.iter().find(|m| matches!(m, AuthMethod::Jwt { .. }))
+            && let Some(iss) = peek_issuer(token)
+        {
+            let chosen = issuers.iter().find_map(|n| self.svc.issuer(n).filter(|v| v.issuer() == iss).map(|v| (n, v)));
+            if let Some((name, v)) = chosen {
+                match v.verify(token, wall).await {
+                    Ok(t) => verified = Some((t, AuthMethodUsed::Jwt, name.clone())),
+                    Err(e) if e.is_unavailable() => outage = true,
+                    Err(e) => tracing::debug!(issuer = %name, error = %e, "JWT refused"),
+                }
+            }
+        }
+        if verified.is_none()
+            && let Some(AuthMethod::Introspection { endpoint }) =
+                methods.iter().find(|m| matches!(m, AuthMethod::Introspection { .. }))
+            && let Some(i) = self.svc.introspector(endpoint)
+        {
+            match i.introspect(token, wall).await {
+                Ok(t) => verified = Some((t, AuthMethodUsed::Introspection, endpoint.clone())),
+                Err(e) if e.is_unavailable() => outage = true,
+                Err(e) => tracing::debug!(endpoint = %endpoint, error = %e, "token refused by introspection"),
+            }
+        }
+        let Some((t, method, source)) = verified else {
+            if outage {
+                metrics::counter!("portcullis_auth_idp_unavailable_total").increment(1);
+                let a = &policy.auth;
+                let bypass = a.on_idp_outage == portcullis_config::IdpOutage::Open
+                    && a.scopes.is_empty()
+                    && a.roles.is_empty()
+                    && a.owner.is_empty();
+                if bypass {
+                    ctx.extensions.insert(OutageBypass);
+                    return Ok(Flow::Continue);
+                }
+                return Ok(problem(ctx, "authn", "idp-unavailable", ProblemKind::IdpUnavailable));
+            }
+            return Ok(unauthorized(ctx, "credential-invalid", methods));
+        };
+        let subject_claim = match method {
+            AuthMethodUsed::Jwt => self.svc.config().issuers.get(&source).map_or("sub", |i| i.subject_claim.as_str()),
+            _ => "sub",
+        };
+        let subject = t.claims().get(subject_claim).and_then(|v| v.as_str()).map(str::to_owned);
+        let mapping = match &subject {
+            Some(sub) => self.svc.resolve_subject(sub).await.map_err(|e| StageError::new("authn", e))?,
+            None => None,
+        };
+        if let Some(m) = &mapping {
+            let active = m.consumer.status == portcullis_store::Status::Active
+                && m.org.status == portcullis_store::Status::Active;
+            if !active || self.svc.suspensions().blocking_consumer(&m.consumer, now).is_some() {
+                return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended));
+            }
+        }
+        let principal = principal_from_token(&t, method, subject.as_deref(), mapping.as_deref());
+        let claims = Arc::new(t.claims().clone());
+        self.accept(ctx, Authenticated::new(principal, Some(claims)));
+        req.headers.remove(header::AUTHORIZATION);
         Ok(Flow::Continue)
     }
 }
@@ -362,6 +482,9 @@ impl Stage for AuthzStage {
             return Ok(problem(ctx, "authz", "no-policy", ProblemKind::Forbidden));
         };
         if policy.auth.public {
+            return Ok(Flow::Continue);
+        }
+        if ctx.extensions.get::<OutageBypass>().is_some() {
             return Ok(Flow::Continue);
         }
         let Some(auth) = ctx.extensions.get::<Authenticated>().cloned() else {
