@@ -15,3 +15,7 @@
 //! ```
 
 pub mod apikey;
+pub mod basic;
+pub mod bruteforce;
+pub mod cert;
+pub mod hmac_sig;
