@@ -144,6 +144,28 @@ pub struct Policy {
     pub max_keys: usize,
 }
 
+impl Policy {
+    /// The verdict for a key whose record reads `r` at `now_ms`. Pure: a tracker over an
+    /// asynchronous shared store (Redis) calls this and [`Policy::lock_until`] itself.
+    pub fn verdict(&self, r: FailureRecord, now_ms: u64) -> Verdict {
+        if r.locked_until_ms > now_ms {
+            return Verdict::Locked { until: r.locked_until_ms };
+        }
+        if self.delay_after == 0 || r.failures < self.delay_after {
+            return Verdict::Allow;
+        }
+        let exp = r.failures - self.delay_after;
+        let factor = if exp >= 31 { u32::MAX } else { 1u32 << exp };
+        Verdict::Delay(self.base_delay.saturating_mul(factor).min(self.max_delay))
+    }
+
+    /// After a failure brought the record to `r`: the time until which the key must now be
+    /// locked, if this failure reached the lockout threshold.
+    pub fn lock_until(&self, r: FailureRecord, now_ms: u64) -> Option<u64> {
+        (self.lockout_after > 0 && r.failures >= self.lockout_after).then(|| now_ms.saturating_add(ms(self.lockout)))
+    }
+}
+
 /// One [`Policy`] per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policies {
@@ -243,7 +265,9 @@ pub struct FailureRecord {
     pub locked_until_ms: u64,
 }
 
-/// Where failure counts live. Implementations must be safe to share between threads.
+/// Where failure counts live, for a synchronous store. Implementations must be safe to share
+/// between threads. A store that needs `.await` (Redis) keeps the same four operations in its own
+/// async type and takes its decisions from [`Policy::verdict`] and [`Policy::lock_until`].
 pub trait FailureStore: Send + Sync {
     /// The key's record at `now_ms`; failures of an ended window read as 0.
     fn load(&self, key: &FailureKey, now_ms: u64) -> FailureRecord;
@@ -380,21 +404,9 @@ impl<S: FailureStore> FailureTracker<S> {
         &self.store
     }
 
-    fn verdict(policy: &Policy, r: FailureRecord, now_ms: u64) -> Verdict {
-        if r.locked_until_ms > now_ms {
-            return Verdict::Locked { until: r.locked_until_ms };
-        }
-        if policy.delay_after == 0 || r.failures < policy.delay_after {
-            return Verdict::Allow;
-        }
-        let exp = r.failures - policy.delay_after;
-        let factor = if exp >= 31 { u32::MAX } else { 1u32 << exp };
-        Verdict::Delay(policy.base_delay.saturating_mul(factor).min(policy.max_delay))
-    }
-
     /// The verdict for an attempt under `key` at `now_ms`.
     pub fn check(&self, key: &FailureKey, now_ms: u64) -> Verdict {
-        Self::verdict(self.policies.for_kind(key.kind), self.store.load(key, now_ms), now_ms)
+        self.policies.for_kind(key.kind).verdict(self.store.load(key, now_ms), now_ms)
     }
 
     /// The most severe verdict over several keys (IP, credential, username of one attempt).
@@ -411,12 +423,11 @@ impl<S: FailureStore> FailureTracker<S> {
             return Verdict::Locked { until: current.locked_until_ms };
         }
         let r = self.store.add_failure(key, now_ms, policy.window);
-        if policy.lockout_after > 0 && r.failures >= policy.lockout_after {
-            let until = now_ms.saturating_add(ms(policy.lockout));
+        if let Some(until) = policy.lock_until(r, now_ms) {
             self.store.lock(key, until);
             return Verdict::Locked { until };
         }
-        Self::verdict(policy, r, now_ms)
+        policy.verdict(r, now_ms)
     }
 
     /// Counts a failure under every key; returns the most severe resulting verdict.

@@ -187,10 +187,15 @@ impl SigningSecret {
 }
 
 /// Derives a client's signing secret from the server secret, its key id and its stored salt:
-/// `HMAC-SHA256(server, "pc-hmac-v1:" + key_id + ":" + salt)`.
+/// `HMAC-SHA256(server, "pc-hmac-v1:" + key_id + ":" + salt)`. The key id must be well formed
+/// (as [`parse_authorization`] guarantees).
 pub fn derive_signing_secret(server: &Secret, key_id: &str, salt: &str) -> Result<SigningSecret, HmacError> {
     if server.expose().len() < MIN_SECRET_BYTES {
         return Err(HmacError::WeakServerSecret);
+    }
+    // Key ids never contain ':', so "key_id:salt" cannot be split two ways.
+    if !valid_key_id(key_id) {
+        return Err(HmacError::Malformed("keyId"));
     }
     let key = hmac::Key::new(hmac::HMAC_SHA256, server.expose().as_bytes());
     let mut ctx = hmac::Context::with_key(&key);

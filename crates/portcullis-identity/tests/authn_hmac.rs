@@ -319,6 +319,10 @@ fn derivation_depends_on_server_secret_key_id_and_salt_and_round_trips() {
         hmac_sig::derive_signing_secret(&server_secret("short"), "k", "s").unwrap_err(),
         HmacError::WeakServerSecret
     );
+    assert!(
+        matches!(hmac_sig::derive_signing_secret(&server, "a:b", "c").unwrap_err(), HmacError::Malformed(_)),
+        "a key id with ':' could collide with another key id and salt"
+    );
     let ids: std::collections::HashSet<String> = (0..100).map(|_| hmac_sig::new_key_id().unwrap()).collect();
     assert_eq!(ids.len(), 100);
     assert!(ids.iter().all(|k| k.starts_with("pchk_") && k.len() == 27));
