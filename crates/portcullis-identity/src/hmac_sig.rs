@@ -607,8 +607,9 @@ pub fn canonical_string(
     Ok(out)
 }
 
-/// Signs a request (clients, tests, the CLI). Returns the parameters; put
-/// [`SignatureParams::to_header_value`] in `Authorization`.
+/// Signs a request (clients, tests, the CLI). `signed_headers` must include `host`; names are
+/// lower-cased. Returns the parameters; put [`SignatureParams::to_header_value`] in
+/// `Authorization`.
 pub fn sign(
     secret: &SigningSecret,
     key_id: &str,
@@ -624,7 +625,7 @@ pub fn sign(
     if !valid_nonce(nonce) {
         return Err(HmacError::Malformed("nonce"));
     }
-    let signed_headers = parse_signed_headers(&signed_headers.join(";"))?;
+    let signed_headers = parse_signed_headers(&signed_headers.join(";").to_ascii_lowercase())?;
     let canonical = canonical_string(req, &signed_headers, body, ts, nonce)?;
     let tag = hmac::sign(&secret.key, &canonical);
     let mut sig = [0u8; 32];

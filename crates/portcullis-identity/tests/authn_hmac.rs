@@ -75,7 +75,7 @@ fn a_correct_signature_is_accepted_and_survives_the_header_round_trip() {
     assert_eq!(body, BodyDigest::of(&f.body), "chunked and whole digests agree");
     assert_eq!(round_trip(&f, &parts, &parts, &body), Ok(()));
 
-    let header = signed(&f, &parts, &["host", "content-type"]).to_header_value().unwrap();
+    let header = signed(&f, &parts, &["Host", "Content-Type"]).to_header_value().unwrap();
     let s = header.to_str().unwrap();
     assert!(s.starts_with("PC-HMAC-SHA256 keyId=\""), "{s}");
     let p = hmac_sig::parse_authorization(&header).unwrap();
