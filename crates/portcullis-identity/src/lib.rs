@@ -16,6 +16,10 @@
 
 pub mod admin;
 pub mod apikey;
+pub mod basic;
+pub mod bruteforce;
+pub mod cert;
+pub mod hmac_sig;
 pub mod http;
 pub mod introspect;
 pub mod jwt;
