@@ -18,8 +18,10 @@ use crate::store::RedisStore;
 /// reserved at time `r` and spent at `s` is what can shift. Units not spent within `max_hold` are
 /// dropped, so every unit admitted in an interval `[a, b]` was reserved in `[a - max_hold, b]`:
 /// admissions in any interval of length `L` are at most `burst + rate × (L + max_hold) / period`,
-/// and also at most the exact bound plus the units held unspent at its start (at most
-/// `nodes × (size - 1)` per key when each node reserves one batch at a time). The other side:
+/// and also at most the exact bound plus the units held unspent at its start, at most
+/// `nodes × (size - 1)` per key (a node has at most one batch reservation per key in flight;
+/// concurrent requests meanwhile reserve only their own cost). The bound is tight: it is reached
+/// when every node has just reserved a batch and spent one unit. The other side:
 /// units dropped unspent, at most `size - 1` per node and key per `max_hold`, are lost to
 /// everyone (under-admission). `RateLimit` header values in batch mode are the store's figures
 /// at the last reservation.
@@ -44,6 +46,8 @@ struct Stash {
     /// Store figures at reservation: units left there, and when its bucket is full again.
     remaining: u64,
     full_at: Nanos,
+    /// A batch reservation for this key is in flight from this node.
+    reserving: bool,
 }
 
 /// A GCRA limiter whose state lives in Redis, shared by every gateway of a cluster.
@@ -87,17 +91,21 @@ impl RedisLimiter {
     /// [`Decision::StoreUnavailable`]. Never waits longer than the store timeout.
     pub async fn check(&self, key: &str, gcra: &Gcra, cost: u32, now: Nanos, on_failure: OnStoreFailure) -> Decision {
         if let Some((cfg, stash)) = &self.batch {
-            if let Some(d) = take_from_stash(stash, key, cost, now) {
-                return d;
+            let want = match take_from_stash(stash, key, cost, now) {
+                Take::Taken(d) => return d,
+                // One batch reservation per key and node at a time: concurrent requests reserve
+                // just their own cost, so the stash never holds more than one batch.
+                Take::Reserve => cfg.size.max(cost),
+                Take::Direct => cost,
+            };
+            let mut guard = ReserveGuard { stash, key, armed: want != cost };
+            let reply = self.reserve(key, gcra, cost, want, now).await;
+            if guard.armed {
+                guard.armed = false;
+                finish_reservation(stash, key, reply.as_ref(), cost, now, cfg.max_hold);
             }
-            let want = cfg.size.max(cost);
-            return match self.reserve(key, gcra, cost, want, now).await {
-                Some((granted, decision)) => {
-                    if granted > cost {
-                        put_in_stash(stash, key, granted - cost, now, cfg.max_hold, &decision);
-                    }
-                    decision
-                }
+            return match reply {
+                Some((_, decision)) => decision,
                 None => self.fail(key, gcra, cost, now, on_failure),
             };
         }
@@ -114,6 +122,7 @@ impl RedisLimiter {
             let mut map = stash.lock(key);
             if let Some(s) = map.get_mut(key)
                 && s.expires > now
+                && s.units > 0
             {
                 s.units = s.units.saturating_add(cost);
                 return;
@@ -162,36 +171,72 @@ impl RedisLimiter {
     }
 }
 
-fn take_from_stash(stash: &ShardedMap<Stash>, key: &str, cost: u32, now: Nanos) -> Option<Decision> {
-    let mut map = stash.lock(key);
-    let s = map.get_mut(key)?;
-    if s.expires <= now {
-        map.remove(key);
-        return None;
-    }
-    if s.units < cost {
-        return None;
-    }
-    s.units -= cost;
-    let decision = Decision::Allow { remaining: s.remaining + u64::from(s.units), reset: s.full_at.since(now) };
-    if s.units == 0 {
-        map.remove(key);
-    }
-    Some(decision)
+enum Take {
+    Taken(Decision),
+    Reserve,
+    Direct,
 }
 
-fn put_in_stash(stash: &ShardedMap<Stash>, key: &str, units: u32, now: Nanos, hold: Duration, d: &Decision) {
-    let Decision::Allow { remaining, reset } = *d else { return };
+fn take_from_stash(stash: &ShardedMap<Stash>, key: &str, cost: u32, now: Nanos) -> Take {
     let mut map = stash.lock(key);
-    let entry = map.entry(key.into()).or_insert(Stash { units: 0, expires: now, remaining, full_at: now });
-    // We only reserve when the stash cannot cover a request, so any units left are fewer than one
-    // request's cost: they are dropped rather than held past their own `max_hold`.
-    entry.units = units;
-    entry.expires = now.plus(hold);
-    entry.remaining = remaining;
-    entry.full_at = now.plus(reset);
-    // Bounded memory: stashes of keys not seen for `max_hold` are stale and dropped in bulk.
+    let s =
+        map.entry(key.into()).or_insert(Stash { units: 0, expires: now, remaining: 0, full_at: now, reserving: false });
+    if s.expires > now && s.units >= cost {
+        s.units -= cost;
+        return Take::Taken(Decision::Allow {
+            remaining: s.remaining + u64::from(s.units),
+            reset: s.full_at.since(now),
+        });
+    }
+    if s.reserving {
+        return Take::Direct;
+    }
+    // Units left are fewer than one request's cost, or stale: they are dropped.
+    s.units = 0;
+    s.reserving = true;
+    Take::Reserve
+}
+
+/// Ends a batch reservation: the units granted beyond this request's cost become the stash.
+fn finish_reservation(
+    stash: &ShardedMap<Stash>,
+    key: &str,
+    reply: Option<&(u32, Decision)>,
+    cost: u32,
+    now: Nanos,
+    hold: Duration,
+) {
+    let mut map = stash.lock(key);
+    let entry =
+        map.entry(key.into()).or_insert(Stash { units: 0, expires: now, remaining: 0, full_at: now, reserving: false });
+    entry.reserving = false;
+    if let Some(&(granted, Decision::Allow { remaining, reset })) = reply
+        && granted > cost
+    {
+        entry.units = granted - cost;
+        entry.expires = now.plus(hold);
+        entry.remaining = remaining;
+        entry.full_at = now.plus(reset);
+    }
+    // Bounded memory: entries idle past `max_hold` are stale and dropped in bulk.
     if map.len() > 4096 {
-        map.retain(|_, s| s.expires > now);
+        map.retain(|_, s| s.expires > now || s.reserving);
+    }
+}
+
+/// Clears the "reserving" mark if a reservation's future is dropped before it finishes.
+struct ReserveGuard<'a> {
+    stash: &'a ShardedMap<Stash>,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Drop for ReserveGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed
+            && let Some(s) = self.stash.lock(self.key).get_mut(self.key)
+        {
+            s.reserving = false;
+        }
     }
 }
