@@ -59,8 +59,8 @@ impl ConcurrencyLimiter {
     /// # Errors
     /// [`ConcurrencyDenied`] when `limit` are already in flight.
     pub fn try_acquire(&self, key: &str, limit: u32) -> Result<ConcurrencyPermit, ConcurrencyDenied> {
-        let mut map = self.inner.lock(key);
-        if let Some(n) = map.get_mut(key) {
+        let (mut map, h) = self.inner.lock(key);
+        if let Some(n) = map.get_mut(h, key) {
             if *n >= limit {
                 return Err(ConcurrencyDenied { limit });
             }
@@ -69,7 +69,7 @@ impl ConcurrencyLimiter {
             if limit == 0 {
                 return Err(ConcurrencyDenied { limit });
             }
-            map.insert(key.into(), 1);
+            map.insert_new(h, key, 1);
         }
         drop(map);
         Ok(ConcurrencyPermit { inner: Arc::clone(&self.inner), key: key.into() })
@@ -78,7 +78,8 @@ impl ConcurrencyLimiter {
     /// Requests in flight for `key`.
     #[must_use]
     pub fn in_flight(&self, key: &str) -> u32 {
-        self.inner.lock(key).get(key).copied().unwrap_or(0)
+        let (map, h) = self.inner.lock(key);
+        map.get(h, key).copied().unwrap_or(0)
     }
 
     /// Keys with requests in flight.
@@ -90,11 +91,11 @@ impl ConcurrencyLimiter {
 
 impl Drop for ConcurrencyPermit {
     fn drop(&mut self) {
-        let mut map = self.inner.lock(&self.key);
-        if let Some(n) = map.get_mut(&*self.key) {
+        let (mut map, h) = self.inner.lock(&self.key);
+        if let Some(n) = map.get_mut(h, &self.key) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                map.remove(&*self.key);
+                map.remove(h, &self.key);
             }
         }
     }

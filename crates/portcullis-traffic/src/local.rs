@@ -1,10 +1,8 @@
 //! [`LocalLimiter`]: GCRA state for many keys in one process, sharded, with bounded memory.
 
-use std::collections::HashMap;
-
 use crate::clock::Nanos;
 use crate::gcra::{Decision, Gcra};
-use crate::shard::ShardedMap;
+use crate::shard::{ShardedMap, Table};
 
 /// Default bound on keys held (across all shards).
 pub const DEFAULT_MAX_KEYS: usize = 1 << 20;
@@ -49,8 +47,8 @@ impl LocalLimiter {
     /// Takes `cost` units for `key` under `gcra` at `now`. All calls for one key must use the same
     /// clock and the same `gcra`.
     pub fn check(&self, key: &str, gcra: &Gcra, cost: u32, now: Nanos) -> Decision {
-        let mut map = self.map.lock(key);
-        if let Some(tat) = map.get_mut(key) {
+        let (mut map, h) = self.map.lock(key);
+        if let Some(tat) = map.get_mut(h, key) {
             let (decision, new_tat) = gcra.step(Some(*tat), now, cost);
             if let Some(t) = new_tat {
                 *tat = t;
@@ -62,7 +60,7 @@ impl LocalLimiter {
             if map.len() >= self.max_per_shard {
                 evict(&mut map, now, self.max_per_shard);
             }
-            map.insert(key.into(), t);
+            map.insert_new(h, key, t);
         }
         decision
     }
@@ -70,12 +68,12 @@ impl LocalLimiter {
     /// Gives back `cost` units taken by an earlier allowed [`LocalLimiter::check`] (a later limit
     /// of the same request denied it).
     pub fn refund(&self, key: &str, gcra: &Gcra, cost: u32, now: Nanos) {
-        let mut map = self.map.lock(key);
-        if let Some(tat) = map.get_mut(key) {
+        let (mut map, h) = self.map.lock(key);
+        if let Some(tat) = map.get_mut(h, key) {
             match gcra.refund(*tat, now, cost) {
                 Some(t) => *tat = t,
                 None => {
-                    map.remove(key);
+                    map.remove(h, key);
                 }
             }
         }
@@ -100,7 +98,7 @@ impl LocalLimiter {
             .map(|i| {
                 let mut map = self.map.lock_at(i);
                 let before = map.len();
-                map.retain(|_, tat| *tat > now.0);
+                map.retain(|tat| *tat > now.0);
                 before - map.len()
             })
             .sum()
@@ -108,8 +106,8 @@ impl LocalLimiter {
 }
 
 /// Frees room in a full shard: idle keys first, then the keys closest to full capacity.
-fn evict(map: &mut HashMap<Box<str>, u64>, now: Nanos, max: usize) {
-    map.retain(|_, tat| *tat > now.0);
+fn evict(map: &mut Table<u64>, now: Nanos, max: usize) {
+    map.retain(|tat| *tat > now.0);
     let target = max - max / 8;
     if map.len() <= target {
         return;
@@ -119,7 +117,7 @@ fn evict(map: &mut HashMap<Box<str>, u64>, now: Nanos, max: usize) {
     let (_, cut, _) = tats.select_nth_unstable(excess - 1);
     let cut = *cut;
     let mut evicted = 0usize;
-    map.retain(|_, tat| {
+    map.retain(|tat| {
         if *tat <= cut && evicted < excess {
             evicted += 1;
             false

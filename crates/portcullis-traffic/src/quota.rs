@@ -230,23 +230,23 @@ impl LocalQuotas {
     /// Charges `cost` units to `key` (a [`QuotaSpec::state_key`]) unless that passes `limit`.
     pub fn charge(&self, key: &str, limit: u64, window: &QuotaWindow, cost: u64, now: Timestamp) -> QuotaDecision {
         let reset = window.remaining_time(now);
-        let mut map = self.map.lock(key);
-        let used = map.get(key).map_or(0, |c| c.used);
+        let (mut map, h) = self.map.lock(key);
+        let used = map.get(h, key).map_or(0, |c| c.used);
         let Some(after) = used.checked_add(cost).filter(|a| *a <= limit) else {
             return QuotaDecision::Exhausted { retry_after: reset };
         };
-        if let Some(c) = map.get_mut(key) {
+        if let Some(c) = map.get_mut(h, key) {
             c.used = after;
         } else {
             if map.len() >= self.max_per_shard {
-                map.retain(|_, c| c.end > now);
+                map.retain(|c| c.end > now);
                 if map.len() >= self.max_per_shard {
                     let excess = map.len() - (self.max_per_shard - self.max_per_shard / 8);
                     let mut used: Vec<u64> = map.values().map(|c| c.used).collect();
                     let (_, cut, _) = used.select_nth_unstable(excess.saturating_sub(1));
                     let cut = *cut;
                     let mut n = 0;
-                    map.retain(|_, c| {
+                    map.retain(|c| {
                         let go = c.used <= cut && n < excess;
                         n += usize::from(go);
                         !go
@@ -254,15 +254,15 @@ impl LocalQuotas {
                     metrics::counter!("portcullis_quota_local_evictions_total").increment(n as u64);
                 }
             }
-            map.insert(key.into(), Count { used: after, end: window.end });
+            map.insert_new(h, key, Count { used: after, end: window.end });
         }
         QuotaDecision::Allow { remaining: limit - after, reset }
     }
 
     /// Gives back `cost` units charged earlier.
     pub fn refund(&self, key: &str, cost: u64) {
-        let mut map = self.map.lock(key);
-        if let Some(c) = map.get_mut(key) {
+        let (mut map, h) = self.map.lock(key);
+        if let Some(c) = map.get_mut(h, key) {
             c.used = c.used.saturating_sub(cost);
         }
     }

@@ -119,8 +119,8 @@ impl RedisLimiter {
     /// counted). In batch mode the units return to the local stash.
     pub async fn refund(&self, key: &str, gcra: &Gcra, cost: u32, now: Nanos) {
         if let Some((_, stash)) = &self.batch {
-            let mut map = stash.lock(key);
-            if let Some(s) = map.get_mut(key)
+            let (mut map, h) = stash.lock(key);
+            if let Some(s) = map.get_mut(h, key)
                 && s.expires > now
                 && s.units > 0
             {
@@ -178,9 +178,14 @@ enum Take {
 }
 
 fn take_from_stash(stash: &ShardedMap<Stash>, key: &str, cost: u32, now: Nanos) -> Take {
-    let mut map = stash.lock(key);
-    let s =
-        map.entry(key.into()).or_insert(Stash { units: 0, expires: now, remaining: 0, full_at: now, reserving: false });
+    let (mut map, h) = stash.lock(key);
+    let s = map.get_or_insert_with(h, key, || Stash {
+        units: 0,
+        expires: now,
+        remaining: 0,
+        full_at: now,
+        reserving: false,
+    });
     if s.expires > now && s.units >= cost {
         s.units -= cost;
         return Take::Taken(Decision::Allow {
@@ -206,9 +211,14 @@ fn finish_reservation(
     now: Nanos,
     hold: Duration,
 ) {
-    let mut map = stash.lock(key);
-    let entry =
-        map.entry(key.into()).or_insert(Stash { units: 0, expires: now, remaining: 0, full_at: now, reserving: false });
+    let (mut map, h) = stash.lock(key);
+    let entry = map.get_or_insert_with(h, key, || Stash {
+        units: 0,
+        expires: now,
+        remaining: 0,
+        full_at: now,
+        reserving: false,
+    });
     entry.reserving = false;
     if let Some(&(granted, Decision::Allow { remaining, reset })) = reply
         && granted > cost
@@ -220,7 +230,7 @@ fn finish_reservation(
     }
     // Bounded memory: entries idle past `max_hold` are stale and dropped in bulk.
     if map.len() > 4096 {
-        map.retain(|_, s| s.expires > now || s.reserving);
+        map.retain(|s| s.expires > now || s.reserving);
     }
 }
 
@@ -233,10 +243,11 @@ struct ReserveGuard<'a> {
 
 impl Drop for ReserveGuard<'_> {
     fn drop(&mut self) {
-        if self.armed
-            && let Some(s) = self.stash.lock(self.key).get_mut(self.key)
-        {
-            s.reserving = false;
+        if self.armed {
+            let (mut map, h) = self.stash.lock(self.key);
+            if let Some(s) = map.get_mut(h, self.key) {
+                s.reserving = false;
+            }
         }
     }
 }
