@@ -392,6 +392,52 @@ impl QuotaSet {
         &self.quotas
     }
 
+    /// `RateLimit-Policy`, `RateLimit` and (when exhausted) `Retry-After` for `outcome`, in the
+    /// same syntax as [`crate::RouteLimits::headers`]: `"daily";q=1000;w=86400` and
+    /// `"daily";r=12;t=3600` (`t` = seconds to the window end). When rate-limit headers are sent
+    /// too, *append* these (a structured-field list may be split over several field lines).
+    #[must_use]
+    pub fn headers(&self, outcome: &QuotaOutcome) -> Vec<(http::HeaderName, http::HeaderValue)> {
+        let mut out = Vec::with_capacity(3);
+        let policy: Vec<String> =
+            self.quotas.iter().map(|q| format!("\"{}\";q={};w={}", q.name, q.limit, q.nominal_window_secs())).collect();
+        if let Ok(v) = http::HeaderValue::from_str(&policy.join(", "))
+            && !policy.is_empty()
+        {
+            out.push((crate::route::RATELIMIT_POLICY.clone(), v));
+        }
+        let items: Vec<String> = outcome
+            .results
+            .iter()
+            .filter_map(|(i, d)| {
+                let q = self.quotas.get(*i)?;
+                match d {
+                    QuotaDecision::Allow { remaining, reset } => {
+                        Some(format!("\"{}\";r={remaining};t={}", q.name, crate::route::ceil_secs(*reset)))
+                    }
+                    QuotaDecision::Exhausted { retry_after } => {
+                        Some(format!("\"{}\";r=0;t={}", q.name, crate::route::ceil_secs(*retry_after).max(1)))
+                    }
+                    QuotaDecision::StoreUnavailable => None,
+                }
+            })
+            .collect();
+        if let Ok(v) = http::HeaderValue::from_str(&items.join(", "))
+            && !items.is_empty()
+        {
+            out.push((crate::route::RATELIMIT.clone(), v));
+        }
+        match outcome.decision {
+            QuotaDecision::Exhausted { retry_after } => out.push((
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from(crate::route::ceil_secs(retry_after).max(1)),
+            )),
+            QuotaDecision::StoreUnavailable => out.push((http::header::RETRY_AFTER, http::HeaderValue::from(1u64))),
+            QuotaDecision::Allow { .. } => {}
+        }
+        out
+    }
+
     /// Charges `cost` to every quota; when one does not allow, earlier charges are given back.
     pub async fn charge(
         &self,
@@ -497,6 +543,14 @@ mod tests {
         let outcomes: Vec<_> = (0..5).map(|_| rt.block_on(set.charge(&store, &src, 1, now, Nanos(0)))).collect();
         assert_eq!(outcomes[2].decision, QuotaDecision::Allow { remaining: 0, reset: Duration::from_secs(3600) });
         assert_eq!(outcomes[3].decision, QuotaDecision::Exhausted { retry_after: Duration::from_secs(3600) });
+        let h = set.headers(&outcomes[3]);
+        let get = |n: &str| h.iter().find(|(k, _)| k == n).map(|(_, v)| v.to_str().unwrap().to_owned());
+        assert_eq!(get("ratelimit-policy").as_deref(), Some("\"daily\";q=3;w=86400"));
+        assert_eq!(get("ratelimit").as_deref(), Some("\"daily\";r=0;t=3600"));
+        assert_eq!(get("retry-after").as_deref(), Some("3600"));
+        let allowed = set.headers(&outcomes[0]);
+        assert_eq!(allowed[1].1, "\"daily\";r=2;t=3600");
+        assert_eq!(allowed.len(), 2, "no Retry-After when allowed");
         let next = ts("2026-11-24T00:00:00Z");
         assert!(rt.block_on(set.charge(&store, &src, 1, next, Nanos(0))).decision.is_allow());
         let other = RequestKeys { consumer: Some("c2"), route: "r", ..Default::default() };

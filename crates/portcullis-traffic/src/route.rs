@@ -86,7 +86,9 @@ impl RouteLimits {
         self.emit_on_allow
     }
 
-    /// Checks every limit for this request (see the type's docs for the order and refunds).
+    /// Checks every limit for this request (see the type's docs for the order and refunds). With
+    /// a Redis limiter each limit is one round trip. A `cost` above a limit's burst never fits and
+    /// is always denied; keep costs at or under the smallest burst (check it at config load).
     pub async fn check(&self, limiter: &Limiter, src: &dyn KeySource, cost: u32, now: Nanos) -> RouteOutcome {
         let mut results = Vec::with_capacity(self.limits.len());
         let mut keys: Vec<String> = Vec::with_capacity(self.limits.len());
