@@ -157,3 +157,16 @@ async fn quotas_fail_open_to_the_share_and_closed_to_unavailable() {
     let d = closed.charge(&quotas, &req, 1, clock.wall(), clock.now()).await.decision;
     assert_eq!(d, QuotaDecision::StoreUnavailable);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flushed_script_cache_is_reloaded_transparently() {
+    let redis = OwnRedis::start();
+    let lim = RedisLimiter::new(store(&redis.url(), &unique_namespace("noscript")));
+    let clock = SystemClock::new();
+    let gcra = Gcra::new(5, Duration::from_secs(3600), 5).unwrap();
+    assert_eq!(burst(&lim, &clock, "rl:s:route:r", &gcra, OnStoreFailure::Closed, 2).await, (2, 0));
+    // EVALSHA now answers NOSCRIPT; the script is loaded again and the state is intact.
+    redis_cmd(&redis.url(), &["SCRIPT", "FLUSH"]).unwrap();
+    assert_eq!(burst(&lim, &clock, "rl:s:route:r", &gcra, OnStoreFailure::Closed, 5).await, (3, 0));
+    assert!(!lim.store().breaker().is_open());
+}
