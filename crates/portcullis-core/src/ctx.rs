@@ -134,6 +134,9 @@ pub struct RequestCtx {
     pub principal: Option<Arc<crate::Principal>>,
     /// The client certificate (DER) the TLS handshake verified, if the listener asks for one.
     pub client_cert: Option<Arc<[u8]>>,
+    /// Headers a stage wants the upstream to receive, applied (replacing same-named ones) after
+    /// the request body phase, so body-phase stages can set them too.
+    pub upstream_headers: http::HeaderMap,
     /// Typed data later stages share (identity, rate-limit state, …).
     pub extensions: http::Extensions,
 }
@@ -161,6 +164,7 @@ impl RequestCtx {
             buffer_response_body: None,
             principal: None,
             client_cert: None,
+            upstream_headers: http::HeaderMap::new(),
             extensions: http::Extensions::new(),
         }
     }

@@ -259,6 +259,98 @@ impl IdentityService {
         Ok(issued)
     }
 
+    #[expect(clippy::too_many_arguments, reason = "one private helper for four credential kinds")]
+    async fn add_credential(
+        &self,
+        actor: &str,
+        consumer: &str,
+        kind: CredentialKind,
+        lookup: String,
+        hint: String,
+        secret: Option<String>,
+        label: Option<String>,
+    ) -> Result<Credential, AdminError> {
+        let c = self.consumer_named(consumer).await?;
+        let new = NewCredential {
+            consumer_id: c.id.clone(),
+            kind,
+            lookup,
+            hint,
+            secret,
+            scopes: None,
+            expires_at: None,
+            label,
+            created_at: unix_now(),
+        };
+        let store = self.store().clone();
+        let credential = self.io(async move { Ok(store.create_credential(new).await?) }).await?;
+        self.write_audit(audit(
+            actor,
+            &format!("{}.create", kind.as_str()),
+            &credential.id,
+            json!({ "consumer": c.name, "hint": credential.hint }),
+        ))
+        .await?;
+        self.publish_change(ChangeKind::Credential, Some(credential.id.clone())).await;
+        Ok(credential)
+    }
+
+    /// Gives a consumer a username and password for HTTP Basic; only an Argon2id hash is stored.
+    pub async fn set_password(
+        &self,
+        actor: &str,
+        consumer: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<Credential, AdminError> {
+        if password.chars().count() < 12 {
+            return Err(AdminError::Invalid("passwords must have at least 12 characters".into()));
+        }
+        let pw = password.to_owned();
+        let phc = tokio::task::spawn_blocking(move || crate::basic::hash_password(&pw))
+            .await
+            .map_err(|e| AdminError::Invalid(e.to_string()))?
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        self.add_credential(
+            actor,
+            consumer,
+            CredentialKind::Password,
+            username.to_owned(),
+            username.to_owned(),
+            Some(phc),
+            None,
+        )
+        .await
+    }
+
+    /// Issues an HMAC signing key: the key id and the secret (shown once; the store keeps only a
+    /// salt, the secret is derived from the server secret).
+    pub async fn issue_hmac_key(&self, actor: &str, consumer: &str) -> Result<(Credential, String), AdminError> {
+        let key_id = crate::hmac_sig::new_key_id().map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let salt = crate::hmac_sig::new_salt().map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let secret = crate::hmac_sig::derive_signing_secret(&self.config().key_secret, &key_id, &salt)
+            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+        let cred = self
+            .add_credential(actor, consumer, CredentialKind::HmacKey, key_id.clone(), key_id, Some(salt), None)
+            .await?;
+        Ok((cred, secret.to_base64()))
+    }
+
+    /// Registers a client certificate by its SHA-256 fingerprint (lower-case hex).
+    pub async fn register_certificate(
+        &self,
+        actor: &str,
+        consumer: &str,
+        fingerprint: &str,
+    ) -> Result<Credential, AdminError> {
+        let fp = fingerprint.to_ascii_lowercase().replace(':', "");
+        if fp.len() != 64 || !fp.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(AdminError::Invalid("a certificate fingerprint is 64 hex digits (SHA-256)".into()));
+        }
+        let hint = format!("sha256:{}…", &fp[..12]);
+        self.add_credential(actor, consumer, CredentialKind::Certificate, fp, hint, None, None).await
+    }
+
     /// A credential by id.
     pub async fn credential(&self, id: &str) -> Result<Credential, AdminError> {
         let store = self.store().clone();

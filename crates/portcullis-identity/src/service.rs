@@ -116,11 +116,15 @@ impl Drop for IoRuntime {
     }
 }
 
+/// A cached subject lookup and when it goes stale.
+type SubjectEntry = (Option<Arc<SubjectMapping>>, Instant);
+
 struct Inner {
     config: Arc<IdentityConfig>,
     issuers: HashMap<String, Arc<crate::jwt::Verifier>>,
     introspectors: HashMap<String, Arc<crate::introspect::Introspector>>,
-    subjects: RwLock<HashMap<String, (Option<Arc<SubjectMapping>>, Instant)>>,
+    subjects: RwLock<HashMap<String, SubjectEntry>>,
+    failures: crate::bruteforce::FailureTracker,
     store: Store,
     shared: SharedState,
     hasher: KeyHasher,
@@ -187,11 +191,13 @@ impl IdentityService {
             let _enter = handle.enter();
             (build_issuers(&config)?, build_introspectors(&config)?)
         };
+        let failures = crate::bruteforce::FailureTracker::new(failure_policies(&config.brute_force));
         let inner = Arc::new(Inner {
             config,
             issuers,
             introspectors,
             subjects: RwLock::new(HashMap::new()),
+            failures,
             store,
             shared,
             hasher,
@@ -271,6 +277,11 @@ impl IdentityService {
         }
     }
 
+    /// Failed-authentication counters (per node).
+    pub fn failures(&self) -> &crate::bruteforce::FailureTracker {
+        &self.inner.failures
+    }
+
     /// The JWT verifier of a configured issuer.
     pub fn issuer(&self, name: &str) -> Option<&Arc<crate::jwt::Verifier>> {
         self.inner.issuers.get(name)
@@ -291,7 +302,8 @@ impl IdentityService {
         {
             return Ok(v.clone());
         }
-        let found = self.consumer_by_subject(subject).await?.map(|(consumer, org)| Arc::new(SubjectMapping { consumer, org }));
+        let found =
+            self.consumer_by_subject(subject).await?.map(|(consumer, org)| Arc::new(SubjectMapping { consumer, org }));
         let ttl = if found.is_some() { self.inner.config.cache_ttl } else { NEGATIVE_TTL };
         if let Ok(mut c) = self.inner.subjects.write() {
             if c.len() >= CACHE_CAPACITY {
@@ -436,6 +448,21 @@ impl Suspensions {
     }
 }
 
+fn failure_policies(c: &portcullis_config::BruteForceSettings) -> crate::bruteforce::Policies {
+    let mut p = crate::bruteforce::Policies::default();
+    p.client_ip.window = c.window;
+    p.client_ip.delay_after = c.ip_threshold;
+    p.client_ip.lockout_after = c.lockout_after.saturating_mul(5);
+    p.client_ip.lockout = c.lockout_for;
+    for k in [&mut p.credential_prefix, &mut p.username] {
+        k.window = c.window;
+        k.delay_after = c.credential_threshold;
+        k.lockout_after = c.lockout_after;
+        k.lockout = c.lockout_for;
+    }
+    p
+}
+
 fn build_issuers(config: &IdentityConfig) -> Result<HashMap<String, Arc<crate::jwt::Verifier>>, ServiceError> {
     use crate::jwt::{Alg, IssuerPolicy, Jwk, JwkSet, KeySource, SystemClock, Verifier};
     let mut out = HashMap::new();
@@ -482,7 +509,8 @@ fn build_introspectors(
         c.label = name.clone();
         c.max_ttl = s.cache_max_ttl;
         c.negative_ttl = s.negative_ttl;
-        let i = Introspector::new(c).map_err(|e| ServiceError::Issuer { issuer: name.clone(), message: e.to_string() })?;
+        let i =
+            Introspector::new(c).map_err(|e| ServiceError::Issuer { issuer: name.clone(), message: e.to_string() })?;
         out.insert(name.clone(), Arc::new(i));
     }
     Ok(out)

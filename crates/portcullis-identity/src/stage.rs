@@ -18,7 +18,14 @@ use http::{HeaderName, HeaderValue, header};
 use portcullis_config::{AuthMethod, OwnerSource, OwnerValue, PathPattern, RouteAuth};
 use portcullis_core::{AuthMethodUsed, Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
 
+use portcullis_store::CredentialKind;
+
+use crate::bruteforce::{FailureKey, Verdict};
 use crate::service::{IdentityService, Refusal, Resolved, check_usable, unix_now};
+
+/// HMAC-signed bodies are read whole to check the digest, up to this size (the route's own body
+/// limit applies first).
+const MAX_SIGNED_BODY: u64 = 1024 * 1024;
 
 /// Identity headers the gateway sets upstream. Any client-sent header with this prefix is removed
 /// before the pipeline runs.
@@ -93,6 +100,31 @@ enum Presented {
     ApiKey(String),
     /// A bearer token for `jwt` or `introspection`.
     Token(String),
+    /// An HMAC-signed request.
+    Hmac(crate::hmac_sig::SignatureParams),
+    /// HTTP Basic.
+    Basic(crate::basic::BasicCredentials),
+    /// A verified client certificate.
+    Cert(Arc<[u8]>),
+    /// A credential for an accepted method that cannot even be parsed.
+    Malformed,
+}
+
+/// An HMAC-signed request waiting for its body to be verified.
+#[derive(Clone)]
+struct PendingHmac {
+    params: crate::hmac_sig::SignatureParams,
+    secret: Arc<crate::hmac_sig::SigningSecret>,
+    resolved: Arc<Resolved>,
+    method: http::Method,
+    uri: http::Uri,
+    headers: http::HeaderMap,
+}
+
+/// Authorization waits for the body (HMAC requests, body ownership rules).
+#[derive(Debug, Clone, Copy)]
+struct AuthzDeferred {
+    head_checked: bool,
 }
 
 /// Marks a request let through unauthenticated because the identity provider is down and the
@@ -101,7 +133,31 @@ enum Presented {
 struct OutageBypass;
 
 /// Finds the credential, looking only where the route's methods allow.
-fn presented(req: &http::request::Parts, policy: &RouteAuth, svc: &IdentityService) -> Option<Presented> {
+fn presented(
+    req: &http::request::Parts,
+    ctx: &RequestCtx,
+    policy: &RouteAuth,
+    svc: &IdentityService,
+) -> Option<Presented> {
+    let authz = req.headers.get(header::AUTHORIZATION);
+    let scheme = authz.and_then(|v| v.to_str().ok()).and_then(|v| v.split(' ').next()).unwrap_or("");
+    if policy.methods.contains(&AuthMethod::Hmac) && scheme == "PC-HMAC-SHA256" {
+        return Some(match authz.map(crate::hmac_sig::parse_authorization) {
+            Some(Ok(p)) => Presented::Hmac(p),
+            _ => Presented::Malformed,
+        });
+    }
+    if policy.methods.contains(&AuthMethod::Basic) && scheme.eq_ignore_ascii_case("basic") {
+        return Some(match authz.map(crate::basic::parse_basic) {
+            Some(Ok(c)) => Presented::Basic(c),
+            _ => Presented::Malformed,
+        });
+    }
+    if policy.methods.contains(&AuthMethod::Mtls)
+        && let Some(cert) = &ctx.client_cert
+    {
+        return Some(Presented::Cert(cert.clone()));
+    }
     if policy.methods.contains(&AuthMethod::ApiKey) {
         let header_name = &svc.config().api_key_header;
         if let Some(v) = req.headers.get(header_name).and_then(|v| v.to_str().ok()) {
@@ -263,18 +319,31 @@ impl Stage for AuthnStage {
         if policy.auth.public {
             return Ok(Flow::Continue);
         }
-        let Some(cred) = presented(req, &policy.auth, &self.svc) else {
+        let Some(cred) = presented(req, ctx, &policy.auth, &self.svc) else {
             return Ok(unauthorized(ctx, "credential-missing", &policy.auth.methods));
         };
+        // Brute force: a locked client IP (or, below, credential) is refused before any check.
+        let ip_key = FailureKey::client_ip(ctx.client_ip);
+        if let Some(flow) = self.locked(ctx, std::slice::from_ref(&ip_key)) {
+            return Ok(flow);
+        }
         match cred {
+            Presented::Malformed => return Ok(self.fail(ctx, &policy.auth, vec![ip_key], "credential-invalid").await),
             Presented::ApiKey(key) => {
+                let prefix = FailureKey::credential_prefix(key.get(..16).unwrap_or(&key));
+                let keys = vec![ip_key, prefix];
+                if let Some(flow) = self.locked(ctx, &keys) {
+                    return Ok(flow);
+                }
                 let resolved = self.svc.resolve_api_key(&key).await.map_err(|e| StageError::new("authn", e))?;
                 let Some(r) = resolved else {
-                    return Ok(unauthorized(ctx, "credential-invalid", &policy.auth.methods));
+                    return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await);
                 };
                 match check_usable(&r, &self.svc.suspensions(), now) {
                     Ok(()) => {}
-                    Err(Refusal::Unusable) => return Ok(unauthorized(ctx, "credential-invalid", &policy.auth.methods)),
+                    Err(Refusal::Unusable) => {
+                        return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await);
+                    }
                     Err(_) => return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended)),
                 }
                 self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::ApiKey), None));
@@ -286,12 +355,214 @@ impl Stage for AuthnStage {
                 }
             }
             Presented::Token(token) => return self.token(req, ctx, policy, &token, now).await,
+            Presented::Hmac(params) => return self.hmac_head(req, ctx, policy, params, ip_key, now).await,
+            Presented::Basic(creds) => return self.basic(req, ctx, policy, creds, ip_key, now).await,
+            Presented::Cert(der) => return self.cert(ctx, policy, &der, ip_key, now).await,
         }
+        Ok(Flow::Continue)
+    }
+
+    async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        let Some(pending) = ctx.extensions.remove::<PendingHmac>() else { return Ok(Flow::Continue) };
+        let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
+        let Some(policy) = self.routes.get(&route) else {
+            return Ok(problem(ctx, "authn", "no-policy", ProblemKind::Forbidden));
+        };
+        let keys = vec![FailureKey::client_ip(ctx.client_ip), FailureKey::credential_prefix(&pending.params.key_id)];
+        let parts =
+            crate::hmac_sig::RequestParts { method: &pending.method, uri: &pending.uri, headers: &pending.headers };
+        let digest = crate::hmac_sig::BodyDigest::of(body);
+        let window = self.svc.config().hmac_window;
+        let now = u64::try_from(unix_now()).unwrap_or(0);
+        if crate::hmac_sig::verify(&pending.secret, &pending.params, parts, &digest, now, window).is_err() {
+            return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await);
+        }
+        // Only a verified request may spend a nonce, so forgeries cannot fill the cache.
+        let shared = self.svc.shared().clone();
+        let (key_id, nonce) = (pending.params.key_id.clone(), pending.params.nonce.clone());
+        let fresh = self
+            .svc
+            .io(async move { Ok(shared.check_and_insert_nonce(&key_id, &nonce, window * 2).await?) })
+            .await
+            .map_err(|e| StageError::new("authn", e))?;
+        if !fresh {
+            return Ok(self.fail(ctx, &policy.auth, keys, "replay").await);
+        }
+        self.svc.failures().record_success(&keys[1]);
+        self.accept(ctx, Authenticated::new(principal_for(&pending.resolved, AuthMethodUsed::Hmac), None));
         Ok(Flow::Continue)
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// Longest a failure answer is held back (progressive delay); past it the caller is locked out.
+const MAX_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
 impl AuthnStage {
+    /// A 429 if any of `keys` is locked out.
+    fn locked(&self, ctx: &mut RequestCtx, keys: &[FailureKey]) -> Option<Flow> {
+        match self.svc.failures().check_all(keys, now_ms()) {
+            Verdict::Locked { until } => {
+                ctx.deny("authn", "locked-out");
+                metrics::counter!("portcullis_auth_lockouts_total").increment(1);
+                let secs = until.saturating_sub(now_ms()).div_ceil(1000).max(1);
+                let p =
+                    Problem::new(ProblemKind::AuthLockedOut).with_header(header::RETRY_AFTER, HeaderValue::from(secs));
+                Some(Flow::Respond(p.to_response(&ctx.request_id)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Records a failure for every key, holds the answer back as the counters say (bounded), and
+    /// answers the one uniform 401.
+    async fn fail(&self, ctx: &mut RequestCtx, auth: &RouteAuth, keys: Vec<FailureKey>, reason: &'static str) -> Flow {
+        if let Verdict::Delay(d) = self.svc.failures().record_failure_all(&keys, now_ms()) {
+            tokio::time::sleep(d.min(MAX_FAILURE_DELAY)).await;
+        }
+        unauthorized(ctx, reason, &auth.methods)
+    }
+
+    /// HMAC: finds the key and derives its secret now; the signature covers the body, so it is
+    /// verified in the body phase.
+    async fn hmac_head(
+        &self,
+        req: &mut http::request::Parts,
+        ctx: &mut RequestCtx,
+        policy: &RoutePolicy,
+        params: crate::hmac_sig::SignatureParams,
+        ip_key: FailureKey,
+        now: i64,
+    ) -> Result<Flow, StageError> {
+        let keys = vec![ip_key, FailureKey::credential_prefix(&params.key_id)];
+        if let Some(flow) = self.locked(ctx, &keys) {
+            return Ok(flow);
+        }
+        let resolved =
+            self.svc.resolve(CredentialKind::HmacKey, &params.key_id).await.map_err(|e| StageError::new("authn", e))?;
+        let Some(r) = resolved else { return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await) };
+        match check_usable(&r, &self.svc.suspensions(), now) {
+            Ok(()) => {}
+            Err(Refusal::Unusable) => return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await),
+            Err(_) => return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended)),
+        }
+        let Some(salt) = r.credential.secret.as_deref() else {
+            return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await);
+        };
+        let secret = crate::hmac_sig::derive_signing_secret(&self.svc.config().key_secret, &params.key_id, salt)
+            .map_err(|e| StageError::new("authn", e))?;
+        ctx.require_request_body(usize::try_from(MAX_SIGNED_BODY).unwrap_or(usize::MAX));
+        let pending = PendingHmac {
+            params,
+            secret: Arc::new(secret),
+            resolved: r,
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            headers: req.headers.clone(),
+        };
+        ctx.extensions.insert(pending);
+        req.headers.remove(header::AUTHORIZATION);
+        Ok(Flow::Continue)
+    }
+
+    /// HTTP Basic: Argon2id on the blocking pool; an unknown user costs the same as a wrong password.
+    async fn basic(
+        &self,
+        req: &mut http::request::Parts,
+        ctx: &mut RequestCtx,
+        policy: &RoutePolicy,
+        creds: crate::basic::BasicCredentials,
+        ip_key: FailureKey,
+        now: i64,
+    ) -> Result<Flow, StageError> {
+        let keys = vec![ip_key, FailureKey::username(&creds.username)];
+        if let Some(flow) = self.locked(ctx, &keys) {
+            return Ok(flow);
+        }
+        let resolved = self
+            .svc
+            .resolve(CredentialKind::Password, &creds.username)
+            .await
+            .map_err(|e| StageError::new("authn", e))?;
+        let stored = resolved.as_ref().and_then(|r| r.credential.secret.clone());
+        let password = creds.password;
+        let ok =
+            tokio::task::spawn_blocking(move || crate::basic::verify_password(password.expose(), stored.as_deref()))
+                .await
+                .map_err(|e| StageError::new("authn", e))?;
+        let Some(r) = resolved.filter(|_| ok) else {
+            return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await);
+        };
+        match check_usable(&r, &self.svc.suspensions(), now) {
+            Ok(()) => {}
+            Err(Refusal::Unusable) => return Ok(self.fail(ctx, &policy.auth, keys, "credential-invalid").await),
+            Err(_) => return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended)),
+        }
+        self.svc.failures().record_success(&keys[1]);
+        self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::Basic), None));
+        req.headers.remove(header::AUTHORIZATION);
+        Ok(Flow::Continue)
+    }
+
+    /// mTLS: the handshake verified the chain; map the certificate to a consumer by its SHA-256
+    /// fingerprint (a registered certificate credential), else by subject (CN, DNS/URI/e-mail SAN)
+    /// to a consumer's external subject.
+    async fn cert(
+        &self,
+        ctx: &mut RequestCtx,
+        policy: &RoutePolicy,
+        der: &[u8],
+        ip_key: FailureKey,
+        now: i64,
+    ) -> Result<Flow, StageError> {
+        let Ok(id) = crate::cert::CertIdentity::from_der(der) else {
+            return Ok(self.fail(ctx, &policy.auth, vec![ip_key], "credential-invalid").await);
+        };
+        let by_fingerprint = self
+            .svc
+            .resolve(CredentialKind::Certificate, &id.fingerprint_sha256)
+            .await
+            .map_err(|e| StageError::new("authn", e))?;
+        if let Some(r) = by_fingerprint {
+            return Ok(match check_usable(&r, &self.svc.suspensions(), now) {
+                Ok(()) => {
+                    self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::Mtls), None));
+                    Flow::Continue
+                }
+                Err(Refusal::Unusable) => self.fail(ctx, &policy.auth, vec![ip_key], "credential-invalid").await,
+                Err(_) => problem(ctx, "authn", "suspended", ProblemKind::Suspended),
+            });
+        }
+        let names = id.common_name.iter().chain(&id.dns_names).chain(&id.uris).chain(&id.emails);
+        for name in names {
+            let mapping = self.svc.resolve_subject(name).await.map_err(|e| StageError::new("authn", e))?;
+            if let Some(m) = mapping {
+                let active = m.consumer.status == portcullis_store::Status::Active
+                    && m.org.status == portcullis_store::Status::Active;
+                if !active || self.svc.suspensions().blocking_consumer(&m.consumer, now).is_some() {
+                    return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended));
+                }
+                let mut p = Principal::new(AuthMethodUsed::Mtls);
+                p.org_id = Some(Arc::from(m.org.id.as_str()));
+                p.org_name = Some(Arc::from(m.org.name.as_str()));
+                p.consumer_id = Some(Arc::from(m.consumer.id.as_str()));
+                p.consumer_name = Some(Arc::from(m.consumer.name.as_str()));
+                p.subject = Some(Arc::from(name.as_str()));
+                p.scopes = m.consumer.scopes.iter().map(|s| Arc::from(s.as_str())).collect();
+                p.roles = m.consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
+                p.plan = m.consumer.plan.as_deref().or(m.org.plan.as_deref()).map(Arc::from);
+                self.accept(ctx, Authenticated::new(p, None));
+                return Ok(Flow::Continue);
+            }
+        }
+        Ok(self.fail(ctx, &policy.auth, vec![ip_key], "credential-invalid").await)
+    }
+
     /// Verifies a bearer token: as a JWT of one of the route's issuers (picked by its `iss`), else
     /// by introspection when the route allows it.
     async fn token(
@@ -426,22 +697,29 @@ fn insufficient_scope(ctx: &mut RequestCtx, auth: &RouteAuth) -> Flow {
 }
 
 impl AuthzStage {
-    fn identity_headers(&self, req: &mut http::request::Parts, ctx: &RequestCtx, p: &Principal) {
-        let h = &mut req.headers;
+    /// Sets the identity headers (and their signature) the upstream receives.
+    fn identity_headers(&self, ctx: &mut RequestCtx, p: &Principal) {
         let scopes = p.scopes.iter().map(|s| &**s).collect::<Vec<_>>().join(" ");
-        let fields: [(&str, &str); 6] = [
-            ("x-portcullis-auth-method", p.method.as_str()),
-            ("x-portcullis-org", p.org_name.as_deref().unwrap_or("")),
-            ("x-portcullis-consumer", p.consumer_name.as_deref().unwrap_or("")),
-            ("x-portcullis-consumer-id", p.consumer_id.as_deref().unwrap_or("")),
-            ("x-portcullis-subject", p.subject.as_deref().unwrap_or("")),
-            ("x-portcullis-scopes", &scopes),
+        let values: [&str; 6] = [
+            p.method.as_str(),
+            p.org_name.as_deref().unwrap_or(""),
+            p.consumer_name.as_deref().unwrap_or(""),
+            p.consumer_id.as_deref().unwrap_or(""),
+            p.subject.as_deref().unwrap_or(""),
+            &scopes,
+        ];
+        const NAMES: [&str; 6] = [
+            "x-portcullis-auth-method",
+            "x-portcullis-org",
+            "x-portcullis-consumer",
+            "x-portcullis-consumer-id",
+            "x-portcullis-subject",
+            "x-portcullis-scopes",
         ];
         let ts = unix_now().to_string();
-        let mut signed = format!("v1\n{}\n{}\n{}\n{}", ctx.request_id, ts, ctx.method, req.uri.path());
-        for (name, value) in fields {
-            signed.push('\n');
-            signed.push_str(value);
+        let signed = identity_signature_input(&ctx.request_id, &ts, ctx.method.as_str(), &ctx.path, values);
+        let h = &mut ctx.upstream_headers;
+        for (name, value) in NAMES.into_iter().zip(values) {
             if let Ok(v) = HeaderValue::from_str(value) {
                 h.insert(HeaderName::from_static(name), v);
             }
@@ -456,6 +734,55 @@ impl AuthzStage {
                 h.insert(HeaderName::from_static("x-portcullis-identity-ts"), v);
             }
         }
+    }
+
+    /// Scopes, roles, and ownership rules on the path and query.
+    fn check_head(&self, ctx: &mut RequestCtx, policy: &RoutePolicy, auth: &Authenticated) -> Option<Flow> {
+        if !auth.principal.has_scopes(&policy.auth.scopes) || !auth.principal.has_any_role(&policy.auth.roles) {
+            return Some(insufficient_scope(ctx, &policy.auth));
+        }
+        for rule in &policy.auth.owner {
+            let requested = match &rule.source {
+                OwnerSource::PathParam(name) => policy.path.param(&ctx.path, name).map(percent_decode),
+                OwnerSource::Query(name) => match query_param(ctx.query.as_deref(), name) {
+                    Some(v) => Some(v),
+                    // No such parameter: nothing to check (the upstream sees no object id).
+                    None => continue,
+                },
+                OwnerSource::Body(_) => continue,
+                _ => None,
+            };
+            let owner = owner_value(auth, &rule.equals);
+            match (requested, owner) {
+                (Some(r), Some(o)) if r == *o => {}
+                _ => return Some(problem(ctx, "authz", "not-owner", ProblemKind::NotOwner)),
+            }
+        }
+        None
+    }
+
+    /// Ownership rules on the JSON body.
+    fn check_body(
+        &self,
+        ctx: &mut RequestCtx,
+        policy: &RoutePolicy,
+        auth: &Authenticated,
+        body: &[u8],
+    ) -> Option<Flow> {
+        let mut rules = policy.auth.owner.iter().filter(|r| matches!(r.source, OwnerSource::Body(_))).peekable();
+        rules.peek()?;
+        let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+        for rule in rules {
+            let OwnerSource::Body(pointer) = &rule.source else { continue };
+            let requested = doc.as_ref().and_then(|d| d.pointer(pointer)).and_then(json_scalar);
+            let owner = owner_value(auth, &rule.equals);
+            match (requested, owner) {
+                (Some(r), Some(o)) if r == o => {}
+                // A body the rule cannot read (not JSON, field missing) is refused: fail closed.
+                _ => return Some(problem(ctx, "authz", "not-owner", ProblemKind::NotOwner)),
+            }
+        }
+        None
     }
 }
 
@@ -476,70 +803,53 @@ impl Stage for AuthzStage {
         "authz"
     }
 
-    async fn on_request(&self, req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+    async fn on_request(&self, _req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
         let Some(policy) = self.routes.get(&route) else {
             return Ok(problem(ctx, "authz", "no-policy", ProblemKind::Forbidden));
         };
-        if policy.auth.public {
+        if policy.auth.public || ctx.extensions.get::<OutageBypass>().is_some() {
             return Ok(Flow::Continue);
         }
-        if ctx.extensions.get::<OutageBypass>().is_some() {
+        if ctx.extensions.get::<PendingHmac>().is_some() {
+            // The caller is proven only once the signed body is checked: decide then.
+            ctx.extensions.insert(AuthzDeferred { head_checked: false });
             return Ok(Flow::Continue);
         }
         let Some(auth) = ctx.extensions.get::<Authenticated>().cloned() else {
             // Authentication did not run or did not finish: never authorize without its proof.
             return Ok(problem(ctx, "authz", "not-authenticated", ProblemKind::Unauthorized));
         };
-        if !auth.principal.has_scopes(&policy.auth.scopes) || !auth.principal.has_any_role(&policy.auth.roles) {
-            return Ok(insufficient_scope(ctx, &policy.auth));
+        if let Some(flow) = self.check_head(ctx, policy, &auth) {
+            return Ok(flow);
         }
-        for rule in &policy.auth.owner {
-            let requested = match &rule.source {
-                OwnerSource::PathParam(name) => policy.path.param(&ctx.path, name).map(percent_decode),
-                OwnerSource::Query(name) => match query_param(req.uri.query(), name) {
-                    Some(v) => Some(v),
-                    // No such parameter: nothing to check (the upstream sees no object id).
-                    None => continue,
-                },
-                OwnerSource::Body(_) => {
-                    ctx.require_request_body(usize::try_from(policy_body_cap()).unwrap_or(usize::MAX));
-                    continue;
-                }
-                _ => None,
-            };
-            let owner = owner_value(&auth, &rule.equals);
-            match (requested, owner) {
-                (Some(r), Some(o)) if r == *o => {}
-                _ => return Ok(problem(ctx, "authz", "not-owner", ProblemKind::NotOwner)),
-            }
+        if policy.auth.needs_body() {
+            ctx.require_request_body(usize::try_from(policy_body_cap()).unwrap_or(usize::MAX));
+            ctx.extensions.insert(AuthzDeferred { head_checked: true });
+            return Ok(Flow::Continue);
         }
-        self.identity_headers(req, ctx, &auth.principal);
+        self.identity_headers(ctx, &auth.principal);
         Ok(Flow::Continue)
     }
 
     async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        let Some(deferred) = ctx.extensions.remove::<AuthzDeferred>() else { return Ok(Flow::Continue) };
         let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
-        let Some(policy) = self.routes.get(&route) else { return Ok(Flow::Continue) };
-        let body_rules: Vec<_> =
-            policy.auth.owner.iter().filter(|r| matches!(r.source, OwnerSource::Body(_))).collect();
-        if policy.auth.public || body_rules.is_empty() {
-            return Ok(Flow::Continue);
-        }
+        let Some(policy) = self.routes.get(&route) else {
+            return Ok(problem(ctx, "authz", "no-policy", ProblemKind::Forbidden));
+        };
         let Some(auth) = ctx.extensions.get::<Authenticated>().cloned() else {
             return Ok(problem(ctx, "authz", "not-authenticated", ProblemKind::Unauthorized));
         };
-        let doc: Option<serde_json::Value> = serde_json::from_slice(body).ok();
-        for rule in body_rules {
-            let OwnerSource::Body(pointer) = &rule.source else { continue };
-            let requested = doc.as_ref().and_then(|d| d.pointer(pointer)).and_then(json_scalar);
-            let owner = owner_value(&auth, &rule.equals);
-            match (requested, owner) {
-                (Some(r), Some(o)) if r == o => {}
-                // A body the rule cannot read (not JSON, field missing) is refused: fail closed.
-                _ => return Ok(problem(ctx, "authz", "not-owner", ProblemKind::NotOwner)),
-            }
+        if !deferred.head_checked
+            && let Some(flow) = self.check_head(ctx, policy, &auth)
+        {
+            return Ok(flow);
         }
+        if let Some(flow) = self.check_body(ctx, policy, &auth, body) {
+            return Ok(flow);
+        }
+        self.identity_headers(ctx, &auth.principal);
         Ok(Flow::Continue)
     }
 }

@@ -228,6 +228,11 @@ pub(crate) async fn handle(
         OutBody::Stream(LimitedBody::new(body, route.max_request_body_bytes, deadline, body_status.clone()).boxed())
     };
 
+    for (name, value) in std::mem::take(&mut guard.ctx.upstream_headers) {
+        if let Some(name) = name {
+            parts.headers.insert(name, value);
+        }
+    }
     prepare_upstream_headers(&mut parts, &guard.ctx, trusted_peer, conn.tls, host.as_deref(), websocket, &conn.peer_ip);
 
     let pool = &rt.route_pools[route_idx];

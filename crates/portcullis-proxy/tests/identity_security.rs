@@ -12,6 +12,7 @@ use portcullis_identity::apikey::KeyEnv;
 use portcullis_testkit::{Resp, TestGateway, Upstream};
 
 const SECRET: &str = "an-identity-test-secret-of-32-bytes-or-more";
+const JWT_SECRET: &str = "a-jwt-hmac-secret-that-is-long-enough-0123";
 
 fn config(up: &Upstream) -> String {
     format!(
@@ -22,7 +23,26 @@ identity:
   store: {{ sqlite: {{ path: ids.db }} }}
   key_secret: "${{file:key.secret}}"
   upstream_signing_secret: "${{file:sign.secret}}"
+  brute_force: {{ ip_threshold: 1000, credential_threshold: 1000, lockout_after: 3 }}
+  issuers:
+    corp:
+      issuer: "https://idp.corp.test"
+      audiences: [crm-api]
+      algorithms: [HS256]
+      hmac_secret: "${{file:jwt.secret}}"
 routes:
+  - name: signed
+    prefix: /signed
+    upstream: up
+    policy: {{ auth: {{ methods: [hmac], scopes: [orders:read] }} }}
+  - name: basic
+    path: /basic
+    upstream: up
+    policy: {{ auth: {{ methods: [basic] }} }}
+  - name: tokens
+    prefix: /tokens
+    upstream: up
+    policy: {{ auth: {{ methods: [jwt], scopes: [reports:read] }} }}
   - name: health
     path: /health
     upstream: up
@@ -53,6 +73,7 @@ async fn start(up: &Upstream) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key.secret"), SECRET).unwrap();
     std::fs::write(dir.path().join("sign.secret"), "identity-header-signing-secret-0123456789").unwrap();
+    std::fs::write(dir.path().join("jwt.secret"), JWT_SECRET).unwrap();
     TestGateway::start_in(dir, &config(up)).await
 }
 
@@ -326,4 +347,221 @@ async fn the_access_log_names_the_caller_and_never_the_key() {
     let log = gw.access_log();
     assert!(log.iter().any(|l| l["consumer"] == "acme-billing"), "{log:?}");
     assert!(log.iter().any(|l| l["stage"] == "authn" && l["reason"] == "credential-invalid"), "{log:?}");
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Builds an HMAC-signed request.
+fn signed(
+    key_id: &str,
+    secret_b64: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+    nonce: &str,
+    ts: u64,
+) -> http::Request<Full<Bytes>> {
+    use portcullis_identity::hmac_sig;
+    let secret = hmac_sig::SigningSecret::from_base64(secret_b64).unwrap();
+    let mut req = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "api.test")
+        .header("content-type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let (parts, b) = req.into_parts();
+    let params = hmac_sig::sign(
+        &secret,
+        key_id,
+        ts,
+        nonce,
+        &["host", "content-type"],
+        hmac_sig::RequestParts::from(&parts),
+        &hmac_sig::BodyDigest::of(body.as_bytes()),
+    )
+    .unwrap();
+    req = http::Request::from_parts(parts, b);
+    req.headers_mut().insert("authorization", params.to_header_value().unwrap());
+    req
+}
+
+#[tokio::test]
+async fn hmac_signed_requests_are_verified_over_the_body_and_never_replayed() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    seed(&gw).await;
+    let (cred, secret) = svc(&gw).issue_hmac_key("test", "acme-billing").await.unwrap();
+    let kid = cred.lookup.clone();
+    let body = r#"{"order":1}"#;
+
+    let r = gw
+        .request(signed(&kid, &secret, "POST", "/signed/orders?b=2&a=1", body, "nonce-1-0123456789abcdef", now_secs()))
+        .await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let seen = up.requests().pop().unwrap();
+    assert!(seen.headers.get("authorization").is_none());
+    assert_eq!(seen.headers["x-portcullis-consumer"], "acme-billing");
+    assert_eq!(seen.headers["x-portcullis-auth-method"], "hmac");
+    assert_eq!(seen.body, body.as_bytes());
+
+    // A GET with no body is signed over the empty body.
+    let r = gw.request(signed(&kid, &secret, "GET", "/signed/x", "", "nonce-2-0123456789abcdef", now_secs())).await;
+    assert_eq!(r.status, 200);
+
+    // Replay, tampered body, stale timestamp, wrong key, unknown key id: the same 401.
+    let replay = signed(&kid, &secret, "POST", "/signed/orders?b=2&a=1", body, "nonce-1-0123456789abcdef", now_secs());
+    assert_eq!(gw.request(replay).await.status, 401);
+    let mut tampered = signed(&kid, &secret, "POST", "/signed/orders", body, "nonce-3-0123456789abcdef", now_secs());
+    *tampered.body_mut() = Full::new(Bytes::from_static(br#"{"order":2}"#));
+    assert_eq!(gw.request(tampered).await.status, 401);
+    let stale = signed(&kid, &secret, "POST", "/signed/orders", body, "nonce-4-0123456789abcdef", now_secs() - 3600);
+    assert_eq!(gw.request(stale).await.status, 401);
+    let (_, other_secret) = svc(&gw).issue_hmac_key("test", "acme-billing").await.unwrap();
+    let wrong_key = signed(&kid, &other_secret, "POST", "/signed/orders", body, "nonce-5-0123456789abcdef", now_secs());
+    // Three failures on this key id (lockout_after: 3): it is locked out for a while.
+    let locked = gw.request(wrong_key).await;
+    assert_eq!(locked.status, 429);
+    assert_eq!(problem_type(&locked), "urn:portcullis:problem:auth-locked-out");
+    let unknown =
+        signed("pchk_doesnotexist00000000", &secret, "GET", "/signed/x", "", "nonce-6-0123456789abcdef", now_secs());
+    assert_eq!(gw.request(unknown).await.status, 401);
+    assert_eq!(up.hits(), 2);
+
+    // Scopes still apply to signed requests.
+    svc(&gw)
+        .create_consumer(
+            "test",
+            ConsumerSpec { org: "globex".into(), name: "globex-batch".into(), ..ConsumerSpec::default() },
+        )
+        .await
+        .unwrap();
+    let (cred2, secret2) = svc(&gw).issue_hmac_key("test", "globex-batch").await.unwrap();
+    let r = gw
+        .request(signed(&cred2.lookup, &secret2, "GET", "/signed/x", "", "nonce-7-0123456789abcdef", now_secs()))
+        .await;
+    assert_eq!(r.status, 403);
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+#[tokio::test]
+async fn basic_auth_uses_argon2_hides_unknown_users_and_locks_out_guessers() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    seed(&gw).await;
+    svc(&gw).set_password("test", "globex-app", "legacy-user", "correct horse battery").await.unwrap();
+    let req = |auth: String| {
+        http::Request::get("/basic")
+            .header("host", "x")
+            .header("authorization", auth)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    assert_eq!(gw.request(req(basic("legacy-user", "correct horse battery"))).await.status, 200);
+    assert!(up.requests().pop().unwrap().headers.get("authorization").is_none());
+
+    let wrong = gw.request(req(basic("legacy-user", "wrong password!"))).await;
+    let unknown = gw.request(req(basic("nobody-at-all", "wrong password!"))).await;
+    assert_eq!((wrong.status, unknown.status), (401, 401));
+    let strip = |r: &Resp| {
+        let mut d = r.json();
+        d.as_object_mut().unwrap().remove("request_id");
+        d
+    };
+    assert_eq!(strip(&wrong), strip(&unknown), "no user enumeration");
+    assert!(wrong.header("www-authenticate").unwrap().starts_with("Basic"));
+
+    // The third failure for this username locks it: even the right password is refused for now.
+    assert_eq!(gw.request(req(basic("legacy-user", "still wrong"))).await.status, 401);
+    assert_eq!(gw.request(req(basic("legacy-user", "third wrong"))).await.status, 401);
+    let locked = gw.request(req(basic("legacy-user", "another guess"))).await;
+    assert_eq!(locked.status, 429);
+    assert_eq!(problem_type(&locked), "urn:portcullis:problem:auth-locked-out");
+    assert!(locked.header("retry-after").is_some());
+    assert_eq!(gw.request(req(basic("legacy-user", "correct horse battery"))).await.status, 429);
+    assert_eq!(up.hits(), 1);
+}
+
+fn hs256(claims: serde_json::Value) -> String {
+    use portcullis_identity::jwt::b64;
+    let header = b64::encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = b64::encode(claims.to_string().as_bytes());
+    let input = format!("{header}.{payload}");
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, JWT_SECRET.as_bytes());
+    format!("{input}.{}", b64::encode(ring::hmac::sign(&key, input.as_bytes()).as_ref()))
+}
+
+#[tokio::test]
+async fn jwt_bearer_tokens_are_verified_and_mapped_to_consumers() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    seed(&gw).await;
+    svc(&gw)
+        .create_consumer(
+            "test",
+            ConsumerSpec {
+                org: "acme".into(),
+                name: "acme-analyst".into(),
+                kind: Some("user".into()),
+                external_subject: Some("user-1234".into()),
+                ..ConsumerSpec::default()
+            },
+        )
+        .await
+        .unwrap();
+    let now = now_secs();
+    let good = serde_json::json!({"iss":"https://idp.corp.test","aud":"crm-api","sub":"user-1234","exp":now+300,"iat":now,"scp":["reports:read"]});
+    let call_tok = |t: String| {
+        http::Request::get("/tokens/r")
+            .header("host", "x")
+            .header("authorization", format!("Bearer {t}"))
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+    let r = gw.request(call_tok(hs256(good.clone()))).await;
+    assert_eq!(r.status, 200, "{:?}", String::from_utf8_lossy(&r.body));
+    let seen = up.requests().pop().unwrap();
+    assert_eq!(seen.headers["x-portcullis-consumer"], "acme-analyst");
+    assert_eq!(seen.headers["x-portcullis-org"], "acme");
+    assert_eq!(seen.headers["x-portcullis-subject"], "user-1234");
+    assert!(seen.headers.get("authorization").is_none());
+
+    // A subject that maps to no consumer is still the token's subject, with the token's scopes.
+    let mut unmapped = good.clone();
+    unmapped["sub"] = "service-77".into();
+    assert_eq!(gw.request(call_tok(hs256(unmapped))).await.status, 200);
+
+    let mut cases = Vec::new();
+    let mut expired = good.clone();
+    expired["exp"] = (now - 3600).into();
+    cases.push(("expired", hs256(expired)));
+    let mut aud = good.clone();
+    aud["aud"] = "other-api".into();
+    cases.push(("wrong aud", hs256(aud)));
+    let mut iss = good.clone();
+    iss["iss"] = "https://evil.test".into();
+    cases.push(("wrong iss", hs256(iss)));
+    let t = hs256(good.clone());
+    let (head, rest) = t.split_once('.').unwrap();
+    let none_head = portcullis_identity::jwt::b64::encode(br#"{"alg":"none"}"#);
+    cases.push(("alg none", format!("{none_head}.{}", rest.rsplit_once('.').unwrap().0) + "."));
+    cases.push(("tampered", format!("{head}.{}x", rest)));
+    cases.push(("garbage", "not.a.jwt".into()));
+    for (what, tok) in cases {
+        assert_eq!(gw.request(call_tok(tok)).await.status, 401, "{what}");
+    }
+    let mut no_scope = good.clone();
+    no_scope["scp"] = serde_json::json!([]);
+    assert_eq!(gw.request(call_tok(hs256(no_scope))).await.status, 403);
+
+    // Suspending the mapped consumer stops its tokens too.
+    svc(&gw).suspend("ops", &TargetRef::Consumer("acme-analyst".into()), "offboarding", None).await.unwrap();
+    assert_eq!(gw.request(call_tok(hs256(good))).await.status, 403);
+    assert_eq!(up.hits(), 2);
 }
