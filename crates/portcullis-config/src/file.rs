@@ -72,6 +72,24 @@ pub struct FileListenerTls {
     /// `Strict-Transport-Security` max-age sent on this listener's responses. Default one year; 0 turns it off.
     #[serde(default)]
     pub hsts_max_age: Option<String>,
+    /// Ask clients for a certificate (mutual TLS), verified against these CAs and CRLs.
+    #[serde(default)]
+    pub client_auth: Option<FileClientAuth>,
+}
+
+/// Mutual TLS: client certificates verified at the handshake; routes with `methods: [mtls]` map
+/// them to consumers.
+#[derive(Debug, Clone, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileClientAuth {
+    /// PEM bundle of the CAs that issue client certificates.
+    pub ca_file: String,
+    /// PEM CRL files; a revoked certificate fails the handshake.
+    #[serde(default)]
+    pub crl_files: Vec<String>,
+    /// Refuse the handshake without a certificate. Default false: routes that need one say so.
+    #[serde(default)]
+    pub required: bool,
 }
 
 /// The admin listener.

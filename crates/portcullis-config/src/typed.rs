@@ -69,6 +69,19 @@ pub struct ListenerTls {
     pub certified_key: Arc<CertifiedKey>,
     /// HSTS max-age; `None` sends no HSTS header.
     pub hsts_max_age: Option<Duration>,
+    /// Mutual TLS settings.
+    pub client_auth: Option<ClientAuth>,
+}
+
+/// Mutual TLS: what client certificates are verified against.
+#[derive(Debug, Clone)]
+pub struct ClientAuth {
+    /// PEM CA bundle.
+    pub ca_pem: Vec<u8>,
+    /// PEM CRLs.
+    pub crl_pems: Vec<Vec<u8>>,
+    /// A certificate is required at the handshake.
+    pub required: bool,
 }
 
 /// Request limits.
@@ -460,6 +473,15 @@ impl Builder<'_> {
                 }
             },
         };
+        let client_auth = t.client_auth.as_ref().and_then(|ca| {
+            let (_, ca_pem) = self.file(&format!("{p}.client_auth.ca_file"), &ca.ca_file)?;
+            let mut crl_pems = Vec::new();
+            for (i, f) in ca.crl_files.iter().enumerate() {
+                let (_, pem) = self.file(&format!("{p}.client_auth.crl_files[{i}]"), f)?;
+                crl_pems.push(pem);
+            }
+            Some(ClientAuth { ca_pem, crl_pems, required: ca.required })
+        });
         let ((_, cert), (_, key)) = (cert?, key?);
         let chain: Vec<CertificateDer<'static>> =
             match CertificateDer::pem_slice_iter(&cert).collect::<Result<Vec<_>, _>>() {
@@ -506,7 +528,7 @@ impl Builder<'_> {
             );
             return None;
         }
-        Some(ListenerTls { certified_key: Arc::new(ck), hsts_max_age })
+        Some(ListenerTls { certified_key: Arc::new(ck), hsts_max_age, client_auth })
     }
 
     fn upstream(&mut self, name: &str, fu: &FileUpstream, timeouts: &Timeouts) -> Option<UpstreamConfig> {

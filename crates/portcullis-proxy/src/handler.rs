@@ -37,6 +37,8 @@ pub(crate) struct ConnInfo {
     pub(crate) upgraded: Arc<std::sync::atomic::AtomicBool>,
     /// The connection's slot under `max_connections`; a WebSocket tunnel takes it over.
     pub(crate) permit: std::sync::Mutex<Option<OwnedSemaphorePermit>>,
+    /// The client certificate the TLS handshake verified (mutual TLS), DER.
+    pub(crate) client_cert: std::sync::OnceLock<Arc<[u8]>>,
 }
 
 /// Runs the completion phase exactly once, whatever happens to the request: normal end, client
@@ -106,6 +108,7 @@ pub(crate) async fn handle(
         .unwrap_or_else(RequestId::generate);
     let mut ctx = RequestCtx::new(request_id, conn.peer, conn.listener.clone(), conn.tls);
     ctx.method = parts.method.clone();
+    ctx.client_cert = conn.client_cert.get().cloned();
     ctx.version = parts.version;
     if trusted_peer {
         ctx.client_ip = hygiene::forwarded_client(&parts.headers, conn.peer.ip(), &cfg.trusted_proxies);

@@ -201,7 +201,8 @@ impl Gateway {
                 Some(t) => {
                     let resolver = Arc::new(CertResolver::new(t.certified_key.clone()));
                     resolvers.insert(l.name.clone(), resolver.clone());
-                    let cfg = tls::server_config(resolver).map_err(|e| StartError::Setup(e.to_string()))?;
+                    let cfg = tls::server_config(resolver, t.client_auth.as_ref())
+                        .map_err(|e| StartError::Setup(e.to_string()))?;
                     Some(tokio_rustls::TlsAcceptor::from(cfg))
                 }
                 None => None,
@@ -348,10 +349,11 @@ impl GatewayHandle {
                 .iter()
                 .map(|l| {
                     format!(
-                        "{}={}{}{}",
+                        "{}={}{}{}{}",
                         l.name,
                         l.bind,
                         if l.tls.is_some() { "+tls" } else { "" },
+                        if l.tls.as_ref().is_some_and(|t| t.client_auth.is_some()) { "+mtls" } else { "" },
                         if l.h2c { "+h2c" } else { "" }
                     )
                 })

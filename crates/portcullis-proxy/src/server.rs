@@ -132,6 +132,7 @@ async fn serve_connection(
         inflight: Arc::new(AtomicUsize::new(0)),
         upgraded: Arc::new(AtomicBool::new(false)),
         permit: std::sync::Mutex::new(Some(permit)),
+        client_cert: std::sync::OnceLock::new(),
     });
     // hyper's read buffer is twice the header limit, so a head between the two is refused by
     // our own check with a problem+json 431; only a head beyond that gets hyper's bare 431.
@@ -163,6 +164,9 @@ async fn serve_connection(
                     return;
                 }
             };
+            if let Some(leaf) = tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
+                let _ = info.client_cert.set(Arc::from(leaf.as_ref()));
+            }
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let io = ActivityIo { inner: tls, last: last.clone() };
             if h2 {

@@ -44,11 +44,22 @@ impl ResolvesServerCert for CertResolver {
 }
 
 /// TLS 1.2 and 1.3 only, HTTP/2 and HTTP/1.1 through ALPN.
-pub(crate) fn server_config(resolver: Arc<CertResolver>) -> Result<Arc<ServerConfig>, rustls::Error> {
-    let mut cfg = ServerConfig::builder_with_provider(provider())
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
-        .with_cert_resolver(resolver);
+pub(crate) fn server_config(
+    resolver: Arc<CertResolver>,
+    client_auth: Option<&portcullis_config::ClientAuth>,
+) -> Result<Arc<ServerConfig>, rustls::Error> {
+    let builder = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_auth {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let crls: Vec<&[u8]> = ca.crl_pems.iter().map(Vec::as_slice).collect();
+            let verifier = portcullis_identity::cert::client_verifier_from_pem(&ca.ca_pem, &crls, ca.required)
+                .map_err(|e| rustls::Error::General(e.to_string()))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(resolver);
     cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
