@@ -541,12 +541,15 @@ impl Builder<'_> {
                     self.c.error(format!("{p}.store.postgres.pool_size"), "must be at least 1", "remove it for 8");
                 }
                 if let Some(s) = &pg.schema
-                    && (s.is_empty() || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
+                    && (s.is_empty()
+                        || s.len() > 63
+                        || s.starts_with(|c: char| c.is_ascii_digit())
+                        || !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'))
                 {
                     self.c.error(
                         format!("{p}.store.postgres.schema"),
                         format!("invalid schema name {s:?}"),
-                        "use lower-case letters, digits and _",
+                        "use up to 63 lower-case letters, digits and _, not starting with a digit",
                     );
                 }
                 url.map(|url| StoreSettings::Postgres { url, pool_size, schema: pg.schema.clone() })

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod demo;
+
 /// The demo configuration, embedded so `portcullis demo` works from any directory.
 const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 
@@ -46,6 +48,10 @@ enum Command {
         /// Log format on stderr.
         #[arg(long, value_enum, default_value_t = LogFormat::Text)]
         log_format: LogFormat,
+        /// Where the demo keeps its database, secrets and the file of issued keys (recreated on
+        /// every run).
+        #[arg(long, default_value = ".portcullis-demo")]
+        data_dir: PathBuf,
     },
     /// Print the JSON Schema of the configuration file (for editors).
     ConfigSchema,
@@ -146,7 +152,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             gateway.shutdown(Duration::from_secs(10)).await;
             Ok(())
         }
-        Command::Demo { listen, admin, log_format } => demo(listen, admin, log_format).await,
+        Command::Demo { listen, admin, log_format, data_dir } => demo::demo(listen, admin, data_dir, log_format).await,
         Command::SampleApi { listen } => {
             init_logging(LogFormat::Text);
             let listener =
@@ -157,50 +163,4 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
         }
         Command::Check { .. } | Command::ConfigSchema => Ok(()),
     }
-}
-
-async fn demo(listen: SocketAddr, admin: SocketAddr, log_format: LogFormat) -> anyhow::Result<()> {
-    init_logging(log_format);
-    let sample = portcullis_sample::SampleApi::start(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .context("cannot start the sample API")?;
-    let mut file =
-        portcullis_config::parse_yaml(DEMO_YAML).map_err(|e| anyhow::anyhow!("embedded demo config: {e}"))?;
-    for l in &mut file.listeners {
-        l.bind = listen.to_string();
-    }
-    file.admin.bind = admin.to_string();
-    if let Some(up) = file.upstreams.get_mut("crm") {
-        up.targets = vec![format!("http://{}", sample.addr())];
-    }
-    let config = portcullis_config::build(&file, Path::new(".")).map_err(|e| anyhow::anyhow!("demo config: {e}"))?;
-    let gateway = portcullis_proxy::Gateway::start(config, Default::default()).await?;
-    let admin = portcullis_admin::AdminServer::start(admin, gateway.handle())
-        .await
-        .with_context(|| format!("cannot bind the admin listener on {admin}"))?;
-    let gw = gateway.listener_addr("public").unwrap_or(listen);
-    println!("{}", demo_banner(gw, admin.addr(), sample.addr()));
-    gateway.wait_for_shutdown_signal().await;
-    gateway.shutdown(Duration::from_secs(5)).await;
-    Ok(())
-}
-
-fn demo_banner(gw: SocketAddr, admin: SocketAddr, upstream: SocketAddr) -> String {
-    format!(
-        r#"portcullis demo is running.
-  gateway      http://{gw}
-  admin        http://{admin}   (/metrics, /healthz, /readyz)
-  sample API   http://{upstream}  (the over-sharing CRM; only the gateway should face clients)
-
-Try:
-  curl -i http://{gw}/customers/1                       # proxied; note X-Request-Id, no Server header
-  curl -i --path-as-is http://{gw}/x/../%61dmin/export  # canonicalised to /admin/export before routing
-  curl -i --path-as-is http://{gw}/%2e%2e/etc/passwd    # refused: escapes the root (400 problem+json)
-  curl -i http://{gw}/customers%2F1                     # refused: encoded slash
-  curl -i http://{gw}/nope                              # 404 problem+json, upstream never contacted
-  curl -i -X DELETE http://{gw}/customers/1             # 405: the demo route allows GET, POST, PUT
-  curl -s http://{admin}/metrics | grep portcullis_requests_total
-
-Access log lines (one JSON object per request) go to stdout. Ctrl-C stops."#
-    )
 }

@@ -45,6 +45,9 @@ impl Proc {
             // from PORTCULLIS_CONFIG, and RUST_LOG changes what goes to stderr.
             .env_remove("PORTCULLIS_CONFIG")
             .env_remove("RUST_LOG")
+            // examples/demo.yaml takes its secrets from these (the demo itself generates files).
+            .env("PORTCULLIS_DEMO_KEY_SECRET", "cli-test-key-secret-0123456789abcdef0123")
+            .env("PORTCULLIS_DEMO_SIGNING_SECRET", "cli-test-signing-secret-0123456789abcdef")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -240,7 +243,12 @@ fn dechunk(mut rest: &str) -> String {
 }
 
 async fn get(addr: SocketAddr, target: &str) -> RawResp {
-    let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    get_with(addr, target, "").await
+}
+
+/// GET with extra header lines (each ending in CRLF).
+async fn get_with(addr: SocketAddr, target: &str, headers: &str) -> RawResp {
+    let req = format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n{headers}Connection: close\r\n\r\n");
     let text = tokio::time::timeout(DEADLINE, raw_request(addr, req.as_bytes()))
         .await
         .unwrap_or_else(|_| panic!("GET {target} on {addr} took longer than {DEADLINE:?}"));
@@ -484,14 +492,46 @@ fn run_reports_a_listener_address_in_use() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_serves_the_sample_api_through_the_gateway() {
     let (listen, admin) = (free_addr(), free_addr());
-    let mut proc = Proc::spawn(&["demo", "--listen", &listen.to_string(), "--admin", &admin.to_string()]);
+    let data = tempfile::tempdir().unwrap();
+    let data_dir = data.path().join("demo");
+    let mut proc = Proc::spawn(&[
+        "demo",
+        "--listen",
+        &listen.to_string(),
+        "--admin",
+        &admin.to_string(),
+        "--data-dir",
+        path_str(&data_dir),
+    ]);
     let banner = proc.wait_for_stdout("the demo banner", |out| out.contains("Ctrl-C stops"));
     assert!(banner.contains("portcullis demo is running"), "{banner}");
     assert!(banner.contains(&format!("curl -i http://{listen}/customers/1")), "{banner}");
     assert!(banner.contains(&format!("http://{admin}")), "{banner}");
     proc.wait_for_port(listen);
 
-    let customer = get(listen, "/customers/1").await;
+    // The keys are printed once and written to a file only the owner can read.
+    let alice = banner
+        .lines()
+        .find(|l| l.trim_start().starts_with("alice "))
+        .and_then(|l| l.split_whitespace().find(|w| w.starts_with("pc_test_")))
+        .unwrap_or_else(|| panic!("no key for alice in the banner:\n{banner}"))
+        .to_owned();
+    let keys_file = data_dir.join("demo-keys.txt");
+    assert!(std::fs::read_to_string(&keys_file).unwrap().contains(&alice));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&keys_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // The database holds no usable key.
+    let mut db = std::fs::read(data_dir.join("portcullis.db")).unwrap_or_default();
+    db.extend(std::fs::read(data_dir.join("portcullis.db-wal")).unwrap_or_default());
+    assert!(!db.windows(alice.len()).any(|w| w == alice.as_bytes()), "a raw key is in the demo database");
+
+    assert_eq!(get(listen, "/customers/1").await.status, 401, "a credential is required");
+    let auth = format!("x-api-key: {alice}\r\n");
+    assert_eq!(get_with(listen, "/customers/2", &auth).await.status, 403, "alice is not customer 2");
+    let customer = get_with(listen, "/customers/1", &auth).await;
     assert_eq!(customer.status, 200, "{customer:?}");
     assert!(customer.header("content-type").is_some_and(|c| c.starts_with("application/json")), "{customer:?}");
     let body: serde_json::Value = serde_json::from_str(&customer.body).unwrap();
@@ -520,6 +560,7 @@ async fn demo_serves_the_sample_api_through_the_gateway() {
     assert!(out.status.success(), "exit after SIGTERM: {}\nstderr:\n{}", out.status, out.stderr);
     let line = out.stdout.lines().find(|l| l.contains(&id)).unwrap_or_default();
     let line: serde_json::Value = serde_json::from_str(line).unwrap();
-    assert_eq!(line["route"], "customers", "{line}");
+    assert_eq!(line["route"], "customer", "{line}");
+    assert_eq!(line["consumer"], "alice", "{line}");
     assert_eq!(line["status"], 200, "{line}");
 }
