@@ -135,7 +135,8 @@ pub struct Consumer {
     pub roles: Vec<String>,
     /// Plan name, if any (overrides the organization's).
     pub plan: Option<String>,
-    /// A JWT `sub` or certificate subject mapped to this consumer; unique when set.
+    /// A JWT `sub` or certificate subject mapped to this consumer; unique when set. A `sub` is
+    /// unique only per issuer, so callers with several issuers should store `<issuer>|<sub>`.
     pub external_subject: Option<String>,
     /// Active or suspended.
     pub status: Status,

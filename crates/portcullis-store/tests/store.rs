@@ -506,18 +506,9 @@ async fn sqlite_reopen_is_idempotent_and_keeps_data() {
     drop((a, b));
     let c = Store::open(&config).await.unwrap();
     assert!(c.org_by_name("acme").await.unwrap().is_some());
-    let conn = rusqlite_like_count(&dir.path().join("s.db"));
-    assert_eq!(conn, 1, "each migration recorded once");
-}
-
-/// Counts `schema_migrations` rows with the sqlite3 CLI (rusqlite is not a dev-dependency).
-fn rusqlite_like_count(path: &std::path::Path) -> i64 {
-    let out = std::process::Command::new("sqlite3")
-        .arg(path)
-        .arg("SELECT COUNT(*) FROM schema_migrations")
-        .output()
-        .expect("sqlite3 CLI (scripts/services does not install it; apt-get install sqlite3)");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
+    let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+    let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
+    assert_eq!(count, 1, "each migration recorded once");
 }
 
 #[tokio::test]
@@ -547,10 +538,10 @@ async fn sqlite_audit_log_is_append_only_even_for_raw_sql() {
             })
             .await
             .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
         for sql in ["UPDATE audit_log SET actor = 'mallory'", "DELETE FROM audit_log"] {
-            let out = std::process::Command::new("sqlite3").arg(&path).arg(sql).output().unwrap();
-            assert!(!out.status.success(), "{sql} must fail");
-            assert!(String::from_utf8_lossy(&out.stderr).contains("append-only"), "{sql}");
+            let err = conn.execute(sql, []).unwrap_err();
+            assert!(err.to_string().contains("append-only"), "{sql}: {err}");
         }
         assert_eq!(store.list_audit(&AuditFilter::default()).await.unwrap()[0].actor, "a");
     })
@@ -561,12 +552,10 @@ async fn sqlite_audit_log_is_append_only_even_for_raw_sql() {
 async fn sqlite_refuses_a_newer_schema() {
     with_sqlite(|store, path| async move {
         drop(store);
-        let out = std::process::Command::new("sqlite3")
-            .arg(&path)
-            .arg("INSERT INTO schema_migrations VALUES (999, 'future', 0)")
-            .output()
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute("INSERT INTO schema_migrations VALUES (999, 'future', 0)", [])
             .unwrap();
-        assert!(out.status.success());
         let reopened = Store::open(&StoreConfig::Sqlite { path }).await;
         assert!(matches!(reopened, Err(StoreError::Invalid(ref m)) if m.contains("newer")), "{reopened:?}");
     })
