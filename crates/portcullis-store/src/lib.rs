@@ -100,6 +100,25 @@ pub use pg::PgStore;
 use portcullis_config::Secret;
 pub use sqlite::SqliteStore;
 
+const CREDENTIAL_COL_COUNT: usize = 11;
+const CONSUMER_COL_COUNT: usize = 10;
+
+/// `SELECT cr.…, co.…, o.… FROM credentials JOIN consumers JOIN organizations WHERE kind/lookup`,
+/// from each backend's column lists and placeholders.
+fn owner_sql(credential: &str, consumer: &str, org: &str, p1: &str, p2: &str) -> String {
+    let cols =
+        |list: &str, alias: &str| list.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {}, {}, {} FROM credentials cr
+         JOIN consumers co ON co.id = cr.consumer_id
+         JOIN organizations o ON o.id = co.org_id
+         WHERE cr.kind = {p1} AND cr.lookup = {p2}",
+        cols(credential, "cr"),
+        cols(consumer, "co"),
+        cols(org, "o")
+    )
+}
+
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
@@ -236,6 +255,12 @@ impl Store {
     /// authentication hot path: one indexed read. Check [`Credential::is_usable_at`] on the result.
     pub async fn credential_by_lookup(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>> {
         dispatch!(self.credential_by_lookup(kind, lookup))
+    }
+
+    /// The credential of this kind and lookup together with its consumer and organization, in one
+    /// query: the authentication hot path. Decide with [`CredentialOwner::refusal_at`].
+    pub async fn credential_with_owner(&self, kind: CredentialKind, lookup: &str) -> Result<Option<CredentialOwner>> {
+        dispatch!(self.credential_with_owner(kind, lookup))
     }
 
     /// A consumer's credentials, oldest first, revoked and expired ones included.

@@ -99,6 +99,7 @@ both_backends!(
     consumers,
     credentials,
     rotation_and_revocation,
+    credential_with_owner_and_refusals,
     suspensions,
     audit_log,
     change_seq_counts_every_write_and_only_writes,
@@ -323,6 +324,60 @@ async fn rotation_and_revocation(store: &Store) {
 
     assert!(matches!(store.revoke_credential("nope", NOW).await, Err(StoreError::NotFound("credential"))));
     assert!(matches!(store.set_credential_expiry("nope", None).await, Err(StoreError::NotFound("credential"))));
+}
+
+async fn credential_with_owner_and_refusals(store: &Store) {
+    let acme = org(store, "acme").await;
+    let app = store.create_consumer(new_consumer(&acme.id, "app")).await.unwrap();
+    let key = store.create_credential(api_key(&app.id, 1)).await.unwrap();
+    assert_eq!(store.credential_with_owner(CredentialKind::ApiKey, &hex(2)).await.unwrap(), None);
+    assert_eq!(store.credential_with_owner(CredentialKind::HmacKey, &hex(1)).await.unwrap(), None, "kind matters");
+
+    let read = |store: &Store| {
+        let store = store.clone();
+        async move { store.credential_with_owner(CredentialKind::ApiKey, &hex(1)).await.unwrap().unwrap() }
+    };
+    let owner = read(store).await;
+    assert_eq!(owner.credential, key);
+    assert_eq!(owner.consumer, app);
+    assert_eq!(owner.organization, acme);
+    assert_eq!(owner.refusal_at(NOW, &[]), None, "accept: everything active");
+
+    // Each reason to refuse, one at a time, and back.
+    let suspend = |target: SuspensionTarget, expires_at: Option<i64>| NewSuspension {
+        target,
+        reason: "r".into(),
+        expires_at,
+        created_at: NOW,
+        created_by: "t".into(),
+    };
+    for target in [
+        SuspensionTarget::Credential(key.id.clone()),
+        SuspensionTarget::Consumer(app.id.clone()),
+        SuspensionTarget::Organization(acme.id.clone()),
+    ] {
+        store.suspend(suspend(target.clone(), Some(NOW + 10))).await.unwrap();
+        let active = store.active_suspensions(NOW).await.unwrap();
+        assert_eq!(owner.refusal_at(NOW, &active), Some(Refusal::Suspended(target.clone())));
+        assert_eq!(owner.refusal_at(NOW + 10, &active), None, "the suspension has run out");
+        assert!(store.lift(&target).await.unwrap());
+    }
+    store.suspend(suspend(SuspensionTarget::Route("orders".into()), None)).await.unwrap();
+    assert_eq!(owner.refusal_at(NOW, &store.active_suspensions(NOW).await.unwrap()), None, "routes are not callers");
+
+    store.set_org_status(&acme.id, Status::Suspended).await.unwrap();
+    assert_eq!(read(store).await.refusal_at(NOW, &[]), Some(Refusal::OrganizationSuspended));
+    store.set_org_status(&acme.id, Status::Active).await.unwrap();
+    store.set_consumer_status(&app.id, Status::Suspended).await.unwrap();
+    assert_eq!(read(store).await.refusal_at(NOW, &[]), Some(Refusal::ConsumerSuspended));
+    store.set_consumer_status(&app.id, Status::Active).await.unwrap();
+    store.set_credential_expiry(&key.id, Some(NOW + 5)).await.unwrap();
+    let owner = read(store).await;
+    assert_eq!(owner.refusal_at(NOW + 4, &[]), None);
+    assert_eq!(owner.refusal_at(NOW + 5, &[]), Some(Refusal::CredentialExpired));
+    store.revoke_credential(&key.id, NOW + 1).await.unwrap();
+    assert_eq!(read(store).await.refusal_at(NOW + 1, &[]), Some(Refusal::CredentialRevoked));
+    assert_eq!(read(store).await.refusal_at(NOW, &[]), None, "revoked from NOW+1, not before");
 }
 
 async fn suspensions(store: &Store) {
