@@ -69,6 +69,9 @@ fn bench_lookup(c: &mut Criterion) {
     group.bench_function("sqlite", |b| {
         b.iter(|| rt.block_on(sqlite.credential_by_lookup(CredentialKind::ApiKey, black_box(&lookup))).unwrap())
     });
+    group.bench_function("sqlite_with_owner", |b| {
+        b.iter(|| rt.block_on(sqlite.credential_with_owner(CredentialKind::ApiKey, black_box(&lookup))).unwrap())
+    });
 
     let schema = format!("bench_{}", uuid::Uuid::now_v7().simple());
     let url = std::env::var("PORTCULLIS_TEST_PG_URL")
@@ -79,6 +82,9 @@ fn bench_lookup(c: &mut Criterion) {
             let lookup = rt.block_on(fill(&pg));
             group.bench_function("postgres", |b| {
                 b.iter(|| rt.block_on(pg.credential_by_lookup(CredentialKind::ApiKey, black_box(&lookup))).unwrap())
+            });
+            group.bench_function("postgres_with_owner", |b| {
+                b.iter(|| rt.block_on(pg.credential_with_owner(CredentialKind::ApiKey, black_box(&lookup))).unwrap())
             });
             rt.block_on(async {
                 let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();

@@ -40,9 +40,11 @@
 //!     })
 //!     .await?;
 //!
-//! let cred = store.credential_by_lookup(CredentialKind::ApiKey, lookup).await?.ok_or("no such key")?;
-//! assert!(cred.is_usable_at(now));
-//! assert_eq!(store.consumer(&cred.consumer_id).await?.map(|c| c.name).as_deref(), Some("acme-billing"));
+//! // Authentication: one read, then a decision against the suspensions in force.
+//! let owner = store.credential_with_owner(CredentialKind::ApiKey, lookup).await?.ok_or("no such key")?;
+//! assert_eq!(owner.consumer.name, "acme-billing");
+//! assert_eq!(owner.refusal_at(now, &store.active_suspensions(now).await?), None);
+//! assert_eq!(owner.credential.effective_scopes(&owner.consumer), ["invoices:read"]);
 //! assert!(matches!(
 //!     store.create_org(NewOrg { name: "acme".into(), plan: None, created_at: now }).await,
 //!     Err(StoreError::Conflict("organization name"))
@@ -82,6 +84,18 @@
 //! never hold secrets; that is the caller's duty, backed by a guard that refuses details with
 //! secret-looking keys. The PostgreSQL URL and Redis URL are [`portcullis_config::Secret`]s and
 //! are never echoed in errors.
+//!
+//! **The authentication hot path** is [`Store::credential_with_owner`]: one indexed, joined read
+//! of the credential, its consumer and its organization, then
+//! [`CredentialOwner::refusal_at`]`(now, &suspensions)` with the suspensions the caller keeps
+//! cached from [`Store::active_suspensions`]. Without a cache that is one database round trip per
+//! request (see the `lookup` bench); the identity stage is expected to cache by lookup and evict on
+//! change events.
+//!
+//! **Throughput.** Writes are admin-paced: every write serialises on the `changes` row, and audit
+//! appends on PostgreSQL serialise on an advisory lock so that entries become visible in `seq`
+//! order (a reader paging by `since_seq` never skips one). SQLite uses one connection behind a
+//! mutex, run on tokio's blocking pool.
 //!
 //! **Time** is always given by the caller (`created_at`, `now`), never read from the clock.
 
