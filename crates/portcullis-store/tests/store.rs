@@ -567,6 +567,29 @@ async fn sqlite_reopen_is_idempotent_and_keeps_data() {
 }
 
 #[tokio::test]
+async fn sqlite_two_handles_writing_at_once_wait_for_each_other() {
+    // Two connections to one file (as two processes would have): BEGIN IMMEDIATE plus the busy
+    // timeout make the second writer wait instead of failing with SQLITE_BUSY.
+    let dir = tempfile::tempdir().unwrap();
+    let config = StoreConfig::Sqlite { path: dir.path().join("s.db") };
+    let a = Store::open(&config).await.unwrap();
+    let b = Store::open(&config).await.unwrap();
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store.create_org(NewOrg { name: format!("org-{i}"), plan: None, created_at: NOW }).await.unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(a.list_orgs(&OrgFilter::default()).await.unwrap().len(), 24);
+    assert_eq!(b.change_seq().await.unwrap(), 24);
+}
+
+#[tokio::test]
 async fn sqlite_file_is_private_and_in_wal_mode() {
     use std::os::unix::fs::PermissionsExt;
     with_sqlite(|store, path| async move {
