@@ -40,9 +40,11 @@
 //!     })
 //!     .await?;
 //!
-//! let cred = store.credential_by_lookup(CredentialKind::ApiKey, lookup).await?.ok_or("no such key")?;
-//! assert!(cred.is_usable_at(now));
-//! assert_eq!(store.consumer(&cred.consumer_id).await?.map(|c| c.name).as_deref(), Some("acme-billing"));
+//! // Authentication: one read, then a decision against the suspensions in force.
+//! let owner = store.credential_with_owner(CredentialKind::ApiKey, lookup).await?.ok_or("no such key")?;
+//! assert_eq!(owner.consumer.name, "acme-billing");
+//! assert_eq!(owner.refusal_at(now, &store.active_suspensions(now).await?), None);
+//! assert_eq!(owner.credential.effective_scopes(&owner.consumer), ["invoices:read"]);
 //! assert!(matches!(
 //!     store.create_org(NewOrg { name: "acme".into(), plan: None, created_at: now }).await,
 //!     Err(StoreError::Conflict("organization name"))
@@ -83,6 +85,18 @@
 //! secret-looking keys. The PostgreSQL URL and Redis URL are [`portcullis_config::Secret`]s and
 //! are never echoed in errors.
 //!
+//! **The authentication hot path** is [`Store::credential_with_owner`]: one indexed, joined read
+//! of the credential, its consumer and its organization, then
+//! [`CredentialOwner::refusal_at`]`(now, &suspensions)` with the suspensions the caller keeps
+//! cached from [`Store::active_suspensions`]. Without a cache that is one database round trip per
+//! request (see the `lookup` bench); the identity stage is expected to cache by lookup and evict on
+//! change events.
+//!
+//! **Throughput.** Writes are admin-paced: every write serialises on the `changes` row, and audit
+//! appends on PostgreSQL serialise on an advisory lock so that entries become visible in `seq`
+//! order (a reader paging by `since_seq` never skips one). SQLite uses one connection behind a
+//! mutex, run on tokio's blocking pool.
+//!
 //! **Time** is always given by the caller (`created_at`, `now`), never read from the clock.
 
 mod error;
@@ -99,6 +113,25 @@ pub use model::*;
 pub use pg::PgStore;
 use portcullis_config::Secret;
 pub use sqlite::SqliteStore;
+
+const CREDENTIAL_COL_COUNT: usize = 11;
+const CONSUMER_COL_COUNT: usize = 10;
+
+/// `SELECT cr.…, co.…, o.… FROM credentials JOIN consumers JOIN organizations WHERE kind/lookup`,
+/// from each backend's column lists and placeholders.
+fn owner_sql(credential: &str, consumer: &str, org: &str, p1: &str, p2: &str) -> String {
+    let cols =
+        |list: &str, alias: &str| list.split(", ").map(|c| format!("{alias}.{c}")).collect::<Vec<_>>().join(", ");
+    format!(
+        "SELECT {}, {}, {} FROM credentials cr
+         JOIN consumers co ON co.id = cr.consumer_id
+         JOIN organizations o ON o.id = co.org_id
+         WHERE cr.kind = {p1} AND cr.lookup = {p2}",
+        cols(credential, "cr"),
+        cols(consumer, "co"),
+        cols(org, "o")
+    )
+}
 
 /// The store's result type.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -236,6 +269,12 @@ impl Store {
     /// authentication hot path: one indexed read. Check [`Credential::is_usable_at`] on the result.
     pub async fn credential_by_lookup(&self, kind: CredentialKind, lookup: &str) -> Result<Option<Credential>> {
         dispatch!(self.credential_by_lookup(kind, lookup))
+    }
+
+    /// The credential of this kind and lookup together with its consumer and organization, in one
+    /// query: the authentication hot path. Decide with [`CredentialOwner::refusal_at`].
+    pub async fn credential_with_owner(&self, kind: CredentialKind, lookup: &str) -> Result<Option<CredentialOwner>> {
+        dispatch!(self.credential_with_owner(kind, lookup))
     }
 
     /// A consumer's credentials, oldest first, revoked and expired ones included.

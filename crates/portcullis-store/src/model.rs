@@ -135,7 +135,8 @@ pub struct Consumer {
     pub roles: Vec<String>,
     /// Plan name, if any (overrides the organization's).
     pub plan: Option<String>,
-    /// A JWT `sub` or certificate subject mapped to this consumer; unique when set.
+    /// A JWT `sub` or certificate subject mapped to this consumer; unique when set. A `sub` is
+    /// unique only per issuer, so callers with several issuers should store `<issuer>|<sub>`.
     pub external_subject: Option<String>,
     /// Active or suspended.
     pub status: Status,
@@ -227,6 +228,66 @@ impl fmt::Debug for Credential {
             .field("created_at", &self.created_at)
             .field("label", &self.label)
             .finish()
+    }
+}
+
+/// A credential with the consumer and organization it belongs to: what authentication needs,
+/// read in one query ([`crate::Store::credential_with_owner`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialOwner {
+    /// The credential.
+    pub credential: Credential,
+    /// Its consumer.
+    pub consumer: Consumer,
+    /// The consumer's organization.
+    pub organization: Organization,
+}
+
+/// Why a credential that exists may not be used now. Checked in this order; the first that
+/// applies is returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Refusal {
+    /// `revoked_at <= now`.
+    CredentialRevoked,
+    /// `expires_at <= now`.
+    CredentialExpired,
+    /// The consumer's status is suspended.
+    ConsumerSuspended,
+    /// The organization's status is suspended.
+    OrganizationSuspended,
+    /// A suspension in force names the credential, the consumer or the organization.
+    Suspended(SuspensionTarget),
+}
+
+impl CredentialOwner {
+    /// `None` if the credential may be used at `now`, given the suspensions in force (as from
+    /// [`crate::Store::active_suspensions`]; route suspensions are ignored here, they are about the
+    /// route, not the caller). Scopes are [`Credential::effective_scopes`] of `consumer`.
+    pub fn refusal_at(&self, now: i64, suspensions: &[Suspension]) -> Option<Refusal> {
+        let c = &self.credential;
+        if c.revoked_at.is_some_and(|at| at <= now) {
+            return Some(Refusal::CredentialRevoked);
+        }
+        if c.expires_at.is_some_and(|at| at <= now) {
+            return Some(Refusal::CredentialExpired);
+        }
+        if self.consumer.status != Status::Active {
+            return Some(Refusal::ConsumerSuspended);
+        }
+        if self.organization.status != Status::Active {
+            return Some(Refusal::OrganizationSuspended);
+        }
+        suspensions
+            .iter()
+            .filter(|s| s.is_active_at(now))
+            .find(|s| match &s.target {
+                SuspensionTarget::Credential(id) => *id == c.id,
+                SuspensionTarget::Consumer(id) => *id == self.consumer.id,
+                SuspensionTarget::Organization(id) => *id == self.organization.id,
+                SuspensionTarget::Route(_) => false,
+            })
+            .map(|s| Refusal::Suspended(s.target.clone()))
     }
 }
 

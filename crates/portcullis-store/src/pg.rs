@@ -83,47 +83,64 @@ fn get<'a, T: tokio_postgres::types::FromSql<'a>>(row: &'a Row, idx: usize) -> R
 }
 
 const ORG_COLS: &str = "id, name, plan, status, created_at";
-fn org_row(row: &Row) -> Result<Organization> {
+fn org_row_at(b: usize, row: &Row) -> Result<Organization> {
     Ok(Organization {
-        id: get(row, 0)?,
-        name: get(row, 1)?,
-        plan: get(row, 2)?,
-        status: Status::parse(get(row, 3)?)?,
-        created_at: get(row, 4)?,
+        id: get(row, b)?,
+        name: get(row, b + 1)?,
+        plan: get(row, b + 2)?,
+        status: Status::parse(get(row, b + 3)?)?,
+        created_at: get(row, b + 4)?,
     })
+}
+fn org_row(row: &Row) -> Result<Organization> {
+    org_row_at(0, row)
 }
 
 const CONSUMER_COLS: &str = "id, org_id, name, kind, scopes, roles, plan, external_subject, status, created_at";
-fn consumer_row(row: &Row) -> Result<Consumer> {
+fn consumer_row_at(b: usize, row: &Row) -> Result<Consumer> {
     Ok(Consumer {
-        id: get(row, 0)?,
-        org_id: get(row, 1)?,
-        name: get(row, 2)?,
-        kind: ConsumerKind::parse(get(row, 3)?)?,
-        scopes: get(row, 4)?,
-        roles: get(row, 5)?,
-        plan: get(row, 6)?,
-        external_subject: get(row, 7)?,
-        status: Status::parse(get(row, 8)?)?,
-        created_at: get(row, 9)?,
+        id: get(row, b)?,
+        org_id: get(row, b + 1)?,
+        name: get(row, b + 2)?,
+        kind: ConsumerKind::parse(get(row, b + 3)?)?,
+        scopes: get(row, b + 4)?,
+        roles: get(row, b + 5)?,
+        plan: get(row, b + 6)?,
+        external_subject: get(row, b + 7)?,
+        status: Status::parse(get(row, b + 8)?)?,
+        created_at: get(row, b + 9)?,
     })
+}
+fn consumer_row(row: &Row) -> Result<Consumer> {
+    consumer_row_at(0, row)
 }
 
 const CREDENTIAL_COLS: &str =
     "id, consumer_id, kind, lookup, hint, secret, scopes, expires_at, revoked_at, created_at, label";
-fn credential_row(row: &Row) -> Result<Credential> {
+fn credential_row_at(b: usize, row: &Row) -> Result<Credential> {
     Ok(Credential {
-        id: get(row, 0)?,
-        consumer_id: get(row, 1)?,
-        kind: CredentialKind::parse(get(row, 2)?)?,
-        lookup: get(row, 3)?,
-        hint: get(row, 4)?,
-        secret: get(row, 5)?,
-        scopes: get(row, 6)?,
-        expires_at: get(row, 7)?,
-        revoked_at: get(row, 8)?,
-        created_at: get(row, 9)?,
-        label: get(row, 10)?,
+        id: get(row, b)?,
+        consumer_id: get(row, b + 1)?,
+        kind: CredentialKind::parse(get(row, b + 2)?)?,
+        lookup: get(row, b + 3)?,
+        hint: get(row, b + 4)?,
+        secret: get(row, b + 5)?,
+        scopes: get(row, b + 6)?,
+        expires_at: get(row, b + 7)?,
+        revoked_at: get(row, b + 8)?,
+        created_at: get(row, b + 9)?,
+        label: get(row, b + 10)?,
+    })
+}
+fn credential_row(row: &Row) -> Result<Credential> {
+    credential_row_at(0, row)
+}
+
+fn owner_row(row: &Row) -> Result<CredentialOwner> {
+    Ok(CredentialOwner {
+        credential: credential_row_at(0, row)?,
+        consumer: consumer_row_at(crate::CREDENTIAL_COL_COUNT, row)?,
+        organization: org_row_at(crate::CREDENTIAL_COL_COUNT + crate::CONSUMER_COL_COUNT, row)?,
     })
 }
 
@@ -471,6 +488,15 @@ impl PgStore {
         self.one("reading a credential", &sql, &[&kind.as_str(), &lookup], credential_row).await
     }
 
+    pub(crate) async fn credential_with_owner(
+        &self,
+        kind: CredentialKind,
+        lookup: &str,
+    ) -> Result<Option<CredentialOwner>> {
+        let sql = crate::owner_sql(CREDENTIAL_COLS, CONSUMER_COLS, ORG_COLS, "$1", "$2");
+        self.one("reading a credential and its owner", &sql, &[&kind.as_str(), &lookup], owner_row).await
+    }
+
     pub(crate) async fn list_credentials(&self, consumer_id: &str) -> Result<Vec<Credential>> {
         let sql = format!("SELECT {CREDENTIAL_COLS} FROM credentials WHERE consumer_id = $1 ORDER BY id");
         self.many("listing credentials", &sql, &[&consumer_id], credential_row).await
@@ -609,6 +635,12 @@ mod tests {
         for bad in ["", "1abc", "Public", "a-b", "a;drop", "a\"b", &"a".repeat(64)] {
             assert!(check_schema(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn column_counts_match_the_joined_decoder() {
+        assert_eq!(CREDENTIAL_COLS.split(", ").count(), crate::CREDENTIAL_COL_COUNT);
+        assert_eq!(CONSUMER_COLS.split(", ").count(), crate::CONSUMER_COL_COUNT);
     }
 
     #[test]

@@ -194,8 +194,50 @@ pub struct LocalShared {
 #[derive(Debug)]
 struct LocalInner {
     changes: broadcast::Sender<Change>,
-    nonces: Mutex<HashMap<(String, String), Instant>>,
-    failures: Mutex<HashMap<String, (u64, Instant)>>,
+    nonces: Mutex<Expiring<(String, String), ()>>,
+    failures: Mutex<Expiring<String, u64>>,
+}
+
+/// How often a full map may be swept for expired entries: a sweep walks every entry, so a map
+/// kept full of live entries must not be swept on every insert.
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// A bounded map whose entries expire. Expired entries are ignored at once and dropped by a sweep
+/// when the map is full (at most once per [`SWEEP_EVERY`]); a map full of live entries refuses
+/// inserts, so the caller fails closed instead of the process growing without bound.
+#[derive(Debug)]
+struct Expiring<K, V> {
+    map: HashMap<K, (V, Instant)>,
+    capacity: usize,
+    next_sweep: Instant,
+}
+
+impl<K: std::hash::Hash + Eq, V> Expiring<K, V> {
+    fn new(capacity: usize) -> Self {
+        Expiring { map: HashMap::new(), capacity, next_sweep: Instant::now() }
+    }
+
+    fn live_mut(&mut self, key: &K, now: Instant) -> Option<&mut V> {
+        self.map.get_mut(key).filter(|(_, expiry)| *expiry > now).map(|(v, _)| v)
+    }
+
+    fn insert(&mut self, key: K, value: V, expiry: Instant, now: Instant) -> Result<()> {
+        if self.map.len() >= self.capacity && !self.map.contains_key(&key) {
+            if now >= self.next_sweep {
+                self.map.retain(|_, (_, e)| *e > now);
+                self.next_sweep = now + SWEEP_EVERY;
+            }
+            if self.map.len() >= self.capacity {
+                return Err(SharedError::Full);
+            }
+        }
+        self.map.insert(key, (value, expiry));
+        Ok(())
+    }
+
+    fn remove(&mut self, key: &K) {
+        self.map.remove(key);
+    }
 }
 
 impl Default for LocalShared {
@@ -204,23 +246,20 @@ impl Default for LocalShared {
     }
 }
 
-/// Makes room in an expiring map: drops expired entries when it is full; `false` if still full.
-fn make_room<K, V>(map: &mut HashMap<K, V>, now: Instant, expiry: impl Fn(&V) -> Instant) -> bool {
-    if map.len() >= MAX_LOCAL_ENTRIES {
-        map.retain(|_, v| expiry(v) > now);
-    }
-    map.len() < MAX_LOCAL_ENTRIES
-}
-
 impl LocalShared {
-    /// An empty in-process state.
+    /// An empty in-process state holding at most [`MAX_LOCAL_ENTRIES`] nonces and counters.
     pub fn new() -> Self {
+        Self::with_capacity(MAX_LOCAL_ENTRIES)
+    }
+
+    /// An empty in-process state holding at most `capacity` live nonces and as many counters.
+    pub fn with_capacity(capacity: usize) -> Self {
         let (changes, _) = broadcast::channel(CHANGE_BUFFER);
         LocalShared {
             inner: Arc::new(LocalInner {
                 changes,
-                nonces: Mutex::new(HashMap::new()),
-                failures: Mutex::new(HashMap::new()),
+                nonces: Mutex::new(Expiring::new(capacity)),
+                failures: Mutex::new(Expiring::new(capacity)),
             }),
         }
     }
@@ -241,13 +280,10 @@ impl LocalShared {
         let now = Instant::now();
         let mut map = self.inner.nonces.lock().map_err(|_| SharedError::Full)?;
         let key = (key_id.to_owned(), nonce.to_owned());
-        if map.get(&key).is_some_and(|expiry| *expiry > now) {
+        if map.live_mut(&key, now).is_some() {
             return Ok(false);
         }
-        if !make_room(&mut map, now, |e| *e) {
-            return Err(SharedError::Full);
-        }
-        map.insert(key, now + ttl);
+        map.insert(key, (), now + ttl, now)?;
         Ok(true)
     }
 
@@ -256,22 +292,18 @@ impl LocalShared {
         ttl_millis("window", window)?;
         let now = Instant::now();
         let mut map = self.inner.failures.lock().map_err(|_| SharedError::Full)?;
-        if let Some((count, expiry)) = map.get_mut(key)
-            && *expiry > now
-        {
+        let key = key.to_owned();
+        if let Some(count) = map.live_mut(&key, now) {
             *count = count.saturating_add(1);
             return Ok(*count);
         }
-        if !make_room(&mut map, now, |(_, e)| *e) {
-            return Err(SharedError::Full);
-        }
-        map.insert(key.to_owned(), (1, now + window));
+        map.insert(key, 1, now + window, now)?;
         Ok(1)
     }
 
     fn reset_failures(&self, key: &str) -> Result<()> {
         check_part("key", key)?;
-        self.inner.failures.lock().map_err(|_| SharedError::Full)?.remove(key);
+        self.inner.failures.lock().map_err(|_| SharedError::Full)?.remove(&key.to_owned());
         Ok(())
     }
 }
@@ -549,6 +581,23 @@ mod tests {
         assert_eq!(s.incr_failure("ip:1", w).await.unwrap(), 1, "window over");
         s.reset_failures("ip:1").await.unwrap();
         assert_eq!(s.incr_failure("ip:1", w).await.unwrap(), 1);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn local_maps_full_of_live_entries_fail_closed_then_recover() {
+        let s = SharedState::Local(LocalShared::with_capacity(2));
+        let ttl = Duration::from_secs(10);
+        assert!(s.check_and_insert_nonce("k", "1", ttl).await.unwrap());
+        assert!(s.check_and_insert_nonce("k", "2", ttl).await.unwrap());
+        assert!(matches!(s.check_and_insert_nonce("k", "3", ttl).await, Err(SharedError::Full)), "full: refuse");
+        assert!(!s.check_and_insert_nonce("k", "1", ttl).await.unwrap(), "a replay is still a replay when full");
+        assert!(matches!(s.incr_failure("a", ttl).await, Ok(1)));
+        assert!(matches!(s.incr_failure("b", ttl).await, Ok(1)));
+        assert!(matches!(s.incr_failure("c", ttl).await, Err(SharedError::Full)));
+        assert!(matches!(s.incr_failure("a", ttl).await, Ok(2)), "existing counters keep counting");
+        tokio::time::advance(ttl).await;
+        assert!(s.check_and_insert_nonce("k", "3", ttl).await.unwrap(), "expired entries swept");
+        assert!(matches!(s.incr_failure("c", ttl).await, Ok(1)));
     }
 
     #[tokio::test]
