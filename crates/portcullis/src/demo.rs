@@ -16,8 +16,12 @@ use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as 
 
 use crate::{DEMO_YAML, LogFormat, init_logging};
 
-/// The demo's consumers: (org, name, kind, scopes, roles, external subject = sample customer id).
-const CONSUMERS: &[(&str, &str, &str, &[&str], &[&str], Option<&str>)] = &[
+/// One demo consumer: (org, name, kind, scopes, roles, external subject = sample customer id).
+type DemoConsumer =
+    (&'static str, &'static str, &'static str, &'static [&'static str], &'static [&'static str], Option<&'static str>);
+
+/// The demo's consumers.
+const CONSUMERS: &[DemoConsumer] = &[
     ("acme", "acme-billing", "app", &["customers:read", "orders:read"], &[], None),
     ("acme", "alice", "user", &["customers:read", "orders:read"], &[], Some("1")),
     ("globex", "globex-partner", "app", &["customers:read"], &[], None),
