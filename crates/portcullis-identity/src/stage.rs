@@ -121,6 +121,18 @@ struct PendingHmac {
     headers: http::HeaderMap,
 }
 
+/// A request to a login route (public, with `login_username`).
+#[derive(Debug, Clone)]
+struct LoginAttempt {
+    username: Option<String>,
+}
+
+/// Login bodies are read up to this size to find the username.
+const LOGIN_BODY_CAP: usize = 16 * 1024;
+/// A failed login is answered no sooner than this after the request arrived, so "no such user"
+/// and "wrong password" take the same time whatever the upstream does.
+const LOGIN_FAILURE_FLOOR: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// Authorization waits for the body (HMAC requests, body ownership rules).
 #[derive(Debug, Clone, Copy)]
 struct AuthzDeferred {
@@ -317,6 +329,16 @@ impl Stage for AuthnStage {
             return Ok(problem(ctx, "authn", "no-policy", ProblemKind::Forbidden));
         };
         if policy.auth.public {
+            if policy.auth.login_username.is_some() {
+                // A login route: the upstream checks the password; the gateway counts failures
+                // per client IP and per username and makes every failure look the same.
+                let ip_key = FailureKey::client_ip(ctx.client_ip);
+                if let Some(flow) = self.locked(ctx, std::slice::from_ref(&ip_key)) {
+                    return Ok(flow);
+                }
+                ctx.require_request_body(LOGIN_BODY_CAP);
+                ctx.extensions.insert(LoginAttempt { username: None });
+            }
             return Ok(Flow::Continue);
         }
         let Some(cred) = presented(req, ctx, &policy.auth, &self.svc) else {
@@ -362,7 +384,39 @@ impl Stage for AuthnStage {
         Ok(Flow::Continue)
     }
 
+    async fn on_response(&self, resp: &mut http::response::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        let Some(attempt) = ctx.extensions.remove::<LoginAttempt>() else { return Ok(Flow::Continue) };
+        let mut keys = vec![FailureKey::client_ip(ctx.client_ip)];
+        if let Some(u) = &attempt.username {
+            keys.push(FailureKey::username(u));
+        }
+        let status = resp.status.as_u16();
+        if resp.status.is_success() {
+            for k in &keys {
+                self.svc.failures().record_success(k);
+            }
+            return Ok(Flow::Continue);
+        }
+        if !matches!(status, 401 | 403 | 404) {
+            return Ok(Flow::Continue);
+        }
+        // A failed login: whatever the upstream said ("no such user", "wrong password"), the
+        // caller sees one answer, no sooner than a fixed floor after the request arrived.
+        let verdict = self.svc.failures().record_failure_all(&keys, now_ms());
+        let floor = ctx.received_at + LOGIN_FAILURE_FLOOR;
+        let delay = match verdict {
+            Verdict::Delay(d) => d.min(MAX_FAILURE_DELAY),
+            _ => std::time::Duration::ZERO,
+        };
+        tokio::time::sleep_until(tokio::time::Instant::from_std(floor.max(std::time::Instant::now() + delay))).await;
+        let methods: &[AuthMethod] = &[];
+        Ok(unauthorized(ctx, "login-failed", methods))
+    }
+
     async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
+        if ctx.extensions.get::<LoginAttempt>().is_some() {
+            return Ok(self.login_body(body, ctx));
+        }
         let Some(pending) = ctx.extensions.remove::<PendingHmac>() else { return Ok(Flow::Continue) };
         let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
         let Some(policy) = self.routes.get(&route) else {
@@ -404,6 +458,27 @@ fn now_ms() -> u64 {
 const MAX_FAILURE_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl AuthnStage {
+    /// Reads the username of a login attempt and refuses it if that username is locked out.
+    fn login_body(&self, body: &[u8], ctx: &mut RequestCtx) -> Flow {
+        let Some(route) = ctx.route.clone() else { return Flow::Continue };
+        let Some(pointer) = self.routes.get(&route).and_then(|p| p.auth.login_username.clone()) else {
+            return Flow::Continue;
+        };
+        let username = serde_json::from_slice::<serde_json::Value>(body)
+            .ok()
+            .and_then(|d| d.pointer(&pointer).and_then(|v| v.as_str()).map(str::to_owned))
+            .filter(|u| !u.is_empty() && u.len() <= 256);
+        if let Some(u) = &username {
+            let keys = [FailureKey::client_ip(ctx.client_ip), FailureKey::username(u)];
+            if let Some(flow) = self.locked(ctx, &keys) {
+                ctx.extensions.remove::<LoginAttempt>();
+                return flow;
+            }
+        }
+        ctx.extensions.insert(LoginAttempt { username });
+        Flow::Continue
+    }
+
     /// A 429 if any of `keys` is locked out.
     fn locked(&self, ctx: &mut RequestCtx, keys: &[FailureKey]) -> Option<Flow> {
         match self.svc.failures().check_all(keys, now_ms()) {

@@ -31,6 +31,11 @@ identity:
       algorithms: [HS256]
       hmac_secret: "${{file:jwt.secret}}"
 routes:
+  - name: login
+    path: /status/{{code}}
+    methods: [POST]
+    upstream: up
+    policy: {{ auth: {{ public: true, login_username: /username }} }}
   - name: signed
     prefix: /signed
     upstream: up
@@ -564,4 +569,40 @@ async fn jwt_bearer_tokens_are_verified_and_mapped_to_consumers() {
     svc(&gw).suspend("ops", &TargetRef::Consumer("acme-analyst".into()), "offboarding", None).await.unwrap();
     assert_eq!(gw.request(call_tok(hs256(good))).await.status, 403);
     assert_eq!(up.hits(), 2);
+}
+
+#[tokio::test]
+async fn login_failures_look_the_same_take_the_same_time_and_lock_the_username() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    let login = |status: u16, user: &str| {
+        http::Request::post(format!("/status/{status}"))
+            .header("host", "x")
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(format!(r#"{{"username":"{user}","password":"x"}}"#))))
+            .unwrap()
+    };
+    assert_eq!(gw.request(login(200, "carol")).await.status, 200);
+
+    // The upstream says "no such user" (404) or "wrong password" (401): the caller cannot tell.
+    let started = std::time::Instant::now();
+    let no_user = gw.request(login(404, "mallory")).await;
+    let elapsed = started.elapsed();
+    let wrong_pw = gw.request(login(401, "carol")).await;
+    assert_eq!((no_user.status, wrong_pw.status), (401, 401));
+    let strip = |r: &Resp| {
+        let mut d = r.json();
+        d.as_object_mut().unwrap().remove("request_id");
+        d
+    };
+    assert_eq!(strip(&no_user), strip(&wrong_pw));
+    assert!(elapsed >= Duration::from_millis(250), "failures are answered no sooner than the floor: {elapsed:?}");
+
+    // Third failure for carol locks carol (lockout_after: 3), not mallory.
+    assert_eq!(gw.request(login(401, "carol")).await.status, 401);
+    assert_eq!(gw.request(login(401, "carol")).await.status, 401);
+    let locked = gw.request(login(200, "carol")).await;
+    assert_eq!(locked.status, 429);
+    assert_eq!(problem_type(&locked), "urn:portcullis:problem:auth-locked-out");
+    assert_eq!(gw.request(login(200, "mallory")).await.status, 200);
 }
