@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
+mod admin_cli;
+
 /// The demo configuration, embedded so `portcullis demo` works from any directory.
 const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 
@@ -55,6 +57,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
     },
+    #[command(flatten)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Admin(cmd) => admin_cli::main(cmd),
         // An invalid config is a usage error (exit 2), for `run` as for `check`.
         Command::Run { config, .. } if portcullis_config::load(&config).is_err() => check(&config),
         Command::ConfigSchema => {
@@ -155,7 +160,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             portcullis_sample::serve(listener).await?;
             Ok(())
         }
-        Command::Check { .. } | Command::ConfigSchema => Ok(()),
+        Command::Check { .. } | Command::ConfigSchema | Command::Admin(_) => Ok(()),
     }
 }
 
