@@ -134,6 +134,7 @@ async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -
     }
     let reason = if presented.is_some() { "invalid_token" } else { "missing_token" };
     metrics::counter!("portcullis_admin_auth_failures_total", "reason" => reason).increment(1);
+    // Past the budget a refusal is only counted: no audit entry, no log line.
     if s.failures.admit(Instant::now()) {
         let peer = req.extensions().get::<ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip().to_string());
         // The presented token is never recorded, not even a prefix of it.
@@ -146,8 +147,8 @@ async fn authenticate(State(s): State<ApiState>, mut req: Request, next: Next) -
         if let Err(e) = svc.record("unknown", "admin.auth_failed", "admin-api", detail).await {
             tracing::warn!(error = %e, "cannot audit a refused admin login");
         }
+        tracing::warn!(reason, "admin API: refused a request without a valid admin token");
     }
-    tracing::warn!(reason, "admin API: refused a request without a valid admin token");
     ApiError::unauthorized().into_response()
 }
 
@@ -547,8 +548,16 @@ async fn rotate_key(
 ) -> Result<Response, ApiError> {
     let overlap = b.overlap.as_deref().map(|t| duration("overlap", t, true)).transpose()?;
     let k = a.svc.rotate_api_key(&a.actor, &id, overlap.unwrap_or(DEFAULT_ROTATE_OVERLAP)).await?;
-    let old = a.svc.credential(&id).await?;
-    Ok(issued(&k, Some(json!({ "id": old.id, "expires_at": old.expires_at }))))
+    // The new key exists now and is shown only in this answer: failing to read the old one's new
+    // expiry must not lose it.
+    let old_expires_at = match a.svc.credential(&id).await {
+        Ok(old) => old.expires_at,
+        Err(e) => {
+            tracing::warn!(error = %e, "rotated a key but cannot read the old one back");
+            None
+        }
+    };
+    Ok(issued(&k, Some(json!({ "id": id, "expires_at": old_expires_at }))))
 }
 
 async fn revoke_key(
