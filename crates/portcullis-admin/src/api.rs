@@ -170,6 +170,46 @@ pub(crate) fn token_matches(token: &str, expected: &[u8; 32]) -> bool {
     digest.as_ref().len() == expected.len() && std::hint::black_box(diff) == 0
 }
 
+/// The visible prefix of admin API tokens.
+pub const ADMIN_TOKEN_PREFIX: &str = "pc_admin_";
+
+/// A freshly generated admin API token. No `Debug`: the token must not end up in a log.
+pub struct NewAdminToken {
+    /// `pc_admin_` and 64 lower-case hex digits (256 random bits). Show it once.
+    pub token: String,
+    /// Its SHA-256 as 64 lower-case hex digits: the value of `identity.admin_token_sha256`.
+    pub sha256_hex: String,
+}
+
+/// The system random generator failed.
+#[derive(Debug, thiserror::Error)]
+#[error("the system random generator failed")]
+pub struct RandomError;
+
+/// Generates an admin API token (what `portcullis admin-token` prints or writes).
+pub fn generate_admin_token() -> Result<NewAdminToken, RandomError> {
+    let mut random = [0u8; 32];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random).map_err(|_| RandomError)?;
+    let token = format!("{ADMIN_TOKEN_PREFIX}{}", hex(&random));
+    let sha256_hex = admin_token_sha256_hex(&token);
+    Ok(NewAdminToken { token, sha256_hex })
+}
+
+/// The lower-case hex SHA-256 of a token, as `identity.admin_token_sha256` holds it.
+pub fn admin_token_sha256_hex(token: &str) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(char::from(DIGITS[usize::from(b >> 4)]));
+        s.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    s
+}
+
 /// `admin`, or `admin:<X-Portcullis-Actor>` with the header cut down to `[A-Za-z0-9_.@-]{1,64}`.
 pub(crate) fn actor_name(headers: &HeaderMap) -> String {
     let named: String = headers
@@ -643,6 +683,22 @@ mod tests {
         // The hash itself is not a token.
         let hex: String = expected.iter().map(|b| format!("{b:02x}")).collect();
         assert!(!token_matches(&hex, &expected));
+    }
+
+    #[test]
+    fn generated_tokens_match_their_hash() {
+        let a = generate_admin_token().unwrap();
+        let b = generate_admin_token().unwrap();
+        assert_ne!(a.token, b.token);
+        assert!(a.token.starts_with(ADMIN_TOKEN_PREFIX));
+        assert_eq!(a.token.len(), ADMIN_TOKEN_PREFIX.len() + 64);
+        assert_eq!(a.sha256_hex.len(), 64);
+        let mut expected = [0u8; 32];
+        for (i, byte) in expected.iter_mut().enumerate() {
+            *byte = u8::from_str_radix(&a.sha256_hex[2 * i..2 * i + 2], 16).unwrap();
+        }
+        assert!(token_matches(&a.token, &expected));
+        assert!(!token_matches(&b.token, &expected));
     }
 
     #[test]

@@ -275,19 +275,9 @@ pub(crate) fn main(cmd: AdminCommand) -> ExitCode {
 
 // ---- admin-token ----------------------------------------------------------------------------
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
-
 fn admin_token(out: Option<&Path>, as_json: bool) -> Result<()> {
-    let mut random = [0u8; 32];
-    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
-        .map_err(|_| CliError::Failed("the system random generator failed".into()))?;
-    let token = format!("pc_admin_{}", hex(&random));
-    let sha = hex(ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref());
+    let new = portcullis_admin::api::generate_admin_token().map_err(|e| CliError::Failed(e.to_string()))?;
+    let (token, sha) = (new.token, new.sha256_hex);
     if let Some(path) = out {
         write_private(path, &format!("{token}\n"))?;
     }

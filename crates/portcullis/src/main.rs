@@ -8,10 +8,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
-mod admin_cli;
-
 /// The demo configuration, embedded so `portcullis demo` works from any directory.
 const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
+
+mod admin_cli;
 
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "An API security gateway", propagate_version = true)]
@@ -131,6 +131,7 @@ fn check(path: &Path) -> ExitCode {
 
 async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Admin(_) => Ok(()),
         Command::Run { config, log_format } => {
             init_logging(log_format);
             let cfg = portcullis_config::load(&config)
@@ -160,7 +161,7 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             portcullis_sample::serve(listener).await?;
             Ok(())
         }
-        Command::Check { .. } | Command::ConfigSchema | Command::Admin(_) => Ok(()),
+        Command::Check { .. } | Command::ConfigSchema => Ok(()),
     }
 }
 
