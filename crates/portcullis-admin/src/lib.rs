@@ -1,6 +1,8 @@
 //! The admin listener: `/metrics` (Prometheus), `/healthz` (the process is alive), `/readyz`
-//! (the gateway is serving). Bound to loopback unless the config says otherwise with a `danger_`
-//! setting.
+//! (the gateway is serving), and the identity admin API under `/v1/` (organizations, consumers,
+//! API keys, kill switches, audit trail; see `docs/admin-api.md` and [`api::OPENAPI_JSON`]).
+//! Bound to loopback unless the config says otherwise with a `danger_` setting. The `/v1/` API
+//! needs `Authorization: Bearer <admin token>` and stays closed when no token is configured.
 //!
 //! ```no_run
 //! # async fn run(gateway: portcullis_proxy::GatewayHandle) -> std::io::Result<()> {
@@ -19,6 +21,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portcullis_proxy::GatewayHandle;
 
+pub mod api;
+mod problem;
+
 #[derive(Clone)]
 struct AdminState {
     gateway: GatewayHandle,
@@ -32,7 +37,8 @@ pub fn router(gateway: GatewayHandle, prometheus: Option<PrometheusHandle>) -> R
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
-        .with_state(AdminState { gateway, prometheus })
+        .with_state(AdminState { gateway: gateway.clone(), prometheus })
+        .nest("/v1", api::router(api::ApiState::new(gateway)))
 }
 
 async fn healthz() -> Response {
@@ -83,7 +89,9 @@ impl AdminServer {
         let addr = listener.local_addr()?;
         let app = router(gateway, portcullis_observe::install_recorder());
         let task = tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, app).await {
+            // With the peer address, so refused admin logins can be audited with it.
+            let service = app.into_make_service_with_connect_info::<SocketAddr>();
+            if let Err(e) = axum::serve(listener, service).await {
                 tracing::error!(error = %e, "admin server failed");
             }
         });

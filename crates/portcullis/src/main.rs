@@ -13,6 +13,8 @@ mod demo;
 /// The demo configuration, embedded so `portcullis demo` works from any directory.
 const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
 
+mod admin_cli;
+
 #[derive(Parser)]
 #[command(name = "portcullis", version, about = "An API security gateway", propagate_version = true)]
 struct Cli {
@@ -61,6 +63,8 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
     },
+    #[command(flatten)]
+    Admin(admin_cli::AdminCommand),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,6 +77,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Check { config } => check(&config),
+        Command::Admin(cmd) => admin_cli::main(cmd),
         // An invalid config is a usage error (exit 2), for `run` as for `check`.
         Command::Run { config, .. } if portcullis_config::load(&config).is_err() => check(&config),
         Command::ConfigSchema => {
@@ -132,6 +137,7 @@ fn check(path: &Path) -> ExitCode {
 
 async fn async_main(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Admin(_) => Ok(()),
         Command::Run { config, log_format } => {
             init_logging(log_format);
             let cfg = portcullis_config::load(&config)

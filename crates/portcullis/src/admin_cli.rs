@@ -1,0 +1,771 @@
+//! The admin subcommands (`admin-token`, `orgs`, `consumers`, `keys`, `routes`, `suspensions`,
+//! `audit`): thin clients of the admin API's `/v1/` endpoints over HTTP.
+//!
+//! The token comes from `PORTCULLIS_ADMIN_TOKEN` or `--token-file`, never from a flag value (it
+//! would show in `ps` and in shell history). Output is a table for people, `--json` for
+//! programs. Exit codes: 0 done, 1 the API (or the network) said no, 2 usage.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use http::{Method, Request, header};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+/// Where the admin API listens unless told otherwise.
+const DEFAULT_ADMIN: &str = "http://127.0.0.1:9901";
+/// How long one API call may take.
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest answer read from the API.
+const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+const TOKEN_ENV: &str = "PORTCULLIS_ADMIN_TOKEN";
+const SHOWN_ONCE: &str = "this key is shown once and not again: store it now, it cannot be recovered";
+
+/// The admin subcommands, flattened into the top-level command.
+#[derive(Subcommand)]
+pub(crate) enum AdminCommand {
+    /// Generate an admin API token (256 random bits) and print the SHA-256 to put in the config.
+    AdminToken {
+        /// Write the token to this new file (mode 0600) instead of printing it.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Organizations: create, list, suspend, resume.
+    Orgs {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: OrgsCmd,
+    },
+    /// Consumers (users, apps, services): create, list, show, suspend, resume.
+    Consumers {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: ConsumersCmd,
+    },
+    /// API keys: create (shown once), list, rotate, revoke, suspend, resume.
+    Keys {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: KeysCmd,
+    },
+    /// Route kill switches: suspend, resume.
+    Routes {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: RoutesCmd,
+    },
+    /// List the suspensions in force.
+    Suspensions {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show the admin audit trail, oldest first.
+    Audit {
+        #[command(flatten)]
+        conn: Conn,
+        /// Only entries after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        since: i64,
+        /// At most this many entries (1-1000).
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+    },
+}
+
+/// How to reach the admin API.
+#[derive(Args)]
+pub(crate) struct Conn {
+    /// The admin listener's URL.
+    #[arg(long, global = true, env = "PORTCULLIS_ADMIN", default_value = DEFAULT_ADMIN)]
+    admin: String,
+    /// Read the admin token from this file (default: the PORTCULLIS_ADMIN_TOKEN variable).
+    #[arg(long, global = true)]
+    token_file: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+pub(crate) enum OrgsCmd {
+    /// Create an organization.
+    Create {
+        /// Its name ([a-z0-9-_.], 1-64).
+        name: String,
+        /// Rate-limit/quota plan.
+        #[arg(long)]
+        plan: Option<String>,
+    },
+    /// List organizations.
+    List,
+    /// Suspend an organization: every consumer in it is refused.
+    Suspend(SuspendArgs),
+    /// Lift an organization's suspension.
+    Resume {
+        /// The organization's name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum ConsumersCmd {
+    /// Create a consumer in an organization.
+    Create {
+        /// Its name ([a-z0-9-_.], 1-64).
+        name: String,
+        /// Its organization.
+        #[arg(long)]
+        org: String,
+        /// Granted scopes, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Vec<String>,
+        /// Roles, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
+        /// user, app or service.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Rate-limit/quota plan (overrides the organization's).
+        #[arg(long)]
+        plan: Option<String>,
+        /// JWT `sub` or certificate subject mapped to this consumer.
+        #[arg(long)]
+        external_subject: Option<String>,
+    },
+    /// List consumers.
+    List {
+        /// Only this organization's.
+        #[arg(long)]
+        org: Option<String>,
+    },
+    /// Show one consumer.
+    Show {
+        /// Its name.
+        name: String,
+    },
+    /// Suspend a consumer: all its credentials are refused.
+    Suspend(SuspendArgs),
+    /// Lift a consumer's suspension.
+    Resume {
+        /// Its name.
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum KeysCmd {
+    /// Issue an API key; it is printed once.
+    Create {
+        /// The consumer it authenticates.
+        #[arg(long)]
+        consumer: String,
+        /// Narrower scopes than the consumer's, comma-separated (default: inherit).
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Expire after this long (e.g. 30d).
+        #[arg(long)]
+        ttl: Option<String>,
+        /// A label for people.
+        #[arg(long)]
+        label: Option<String>,
+        /// A test key (`pc_test_` prefix) instead of a live one.
+        #[arg(long)]
+        test: bool,
+    },
+    /// List a consumer's keys (hints only).
+    List {
+        /// The consumer.
+        #[arg(long)]
+        consumer: String,
+    },
+    /// Issue a successor key; the old one keeps working for the overlap.
+    Rotate {
+        /// The key's id.
+        id: String,
+        /// How long the old key keeps working (default 24h; 0s stops it now).
+        #[arg(long)]
+        overlap: Option<String>,
+    },
+    /// Revoke a key now, for good.
+    Revoke {
+        /// The key's id.
+        id: String,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Suspend a key (reversible).
+    Suspend(SuspendArgs),
+    /// Lift a key's suspension.
+    Resume {
+        /// The key's id.
+        id: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum RoutesCmd {
+    /// Switch a route off: it answers 503 for everyone.
+    Suspend(SuspendArgs),
+    /// Switch a route back on.
+    Resume {
+        /// The route's configured name.
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub(crate) struct SuspendArgs {
+    /// Name (organization, consumer, route) or id (key).
+    target: String,
+    /// Why (kept in the audit trail).
+    #[arg(long)]
+    reason: String,
+    /// Lift by itself after this long (e.g. 1h); default: until resumed.
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: Option<String>,
+}
+
+/// Why a command failed, and so its exit code.
+#[derive(Debug)]
+enum CliError {
+    /// Bad arguments or environment: exit 2.
+    Usage(String),
+    /// The API refused, or could not be reached: exit 1.
+    Failed(String),
+}
+
+type Result<T> = std::result::Result<T, CliError>;
+
+/// Runs an admin subcommand and returns the process's exit code.
+pub(crate) fn main(cmd: AdminCommand) -> ExitCode {
+    let result = match cmd {
+        AdminCommand::AdminToken { out, json } => admin_token(out.as_deref(), json),
+        other => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt.block_on(run(other)),
+            Err(e) => Err(CliError::Failed(format!("cannot start the async runtime: {e}"))),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(CliError::Usage(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::from(2)
+        }
+        Err(CliError::Failed(m)) => {
+            eprintln!("error: {m}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+// ---- admin-token ----------------------------------------------------------------------------
+
+fn admin_token(out: Option<&Path>, as_json: bool) -> Result<()> {
+    let new = portcullis_admin::api::generate_admin_token().map_err(|e| CliError::Failed(e.to_string()))?;
+    let (token, sha) = (new.token, new.sha256_hex);
+    if let Some(path) = out {
+        write_private(path, &format!("{token}\n"))?;
+    }
+    if as_json {
+        let mut doc = json!({ "sha256": sha });
+        if let Some(map) = doc.as_object_mut() {
+            match out {
+                Some(path) => map.insert("token_file".into(), json!(path.display().to_string())),
+                None => map.insert("token".into(), json!(token)),
+            };
+        }
+        println!("{doc}");
+        return Ok(());
+    }
+    match out {
+        Some(path) => println!("wrote a new admin token to {} (mode 0600)", path.display()),
+        None => {
+            println!("admin token (shown once; keep it where only you can read it):");
+            println!("  {token}");
+        }
+    }
+    println!("add its SHA-256 to the configuration, then restart the gateway:");
+    println!("  identity:");
+    println!("    admin_token_sha256: \"{sha}\"");
+    println!("use it with:  export {TOKEN_ENV}=…   or   --token-file FILE");
+    Ok(())
+}
+
+/// Creates `path` (never overwriting) readable and writable by the owner only.
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut f = opts
+        .open(path)
+        .map_err(|e| CliError::Failed(format!("cannot create {} ({e}); it must not exist yet", path.display())))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| CliError::Failed(format!("cannot write {}: {e}", path.display())))
+}
+
+// ---- the API client -------------------------------------------------------------------------
+
+struct Api {
+    base: String,
+    token: String,
+    actor: Option<String>,
+    client: Client<HttpConnector, Full<Bytes>>,
+}
+
+impl Api {
+    fn new(conn: &Conn) -> Result<Self> {
+        let uri: http::Uri =
+            conn.admin.parse().map_err(|_| CliError::Usage(format!("--admin {:?} is not a URL", conn.admin)))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() || !matches!(uri.path(), "" | "/") {
+            return Err(CliError::Usage(format!(
+                "--admin must look like {DEFAULT_ADMIN} (plain HTTP: the admin listener is on loopback), not {:?}",
+                conn.admin
+            )));
+        }
+        let base = format!("http://{}", uri.authority().map(|a| a.as_str()).unwrap_or_default());
+        let token = read_token(conn.token_file.as_deref())?;
+        // Who is acting, for the audit trail (the server keeps only [A-Za-z0-9_.@-]).
+        let actor = std::env::var("PORTCULLIS_ACTOR").or_else(|_| std::env::var("USER")).ok();
+        let client = Client::builder(TokioExecutor::new()).build_http();
+        Ok(Self { base, token, actor, client })
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Result<Value> {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base))
+            .header(header::AUTHORIZATION, format!("Bearer {}", self.token))
+            .header(header::ACCEPT, "application/json");
+        if let Some(actor) = self.actor.as_deref().filter(|a| http::HeaderValue::from_str(a).is_ok()) {
+            req = req.header("x-portcullis-actor", actor);
+        }
+        let bytes = match &body {
+            Some(b) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Bytes::from(b.to_string())
+            }
+            None => Bytes::new(),
+        };
+        let req = req.body(Full::new(bytes)).map_err(|e| CliError::Usage(format!("cannot build the request: {e}")))?;
+        let unreachable =
+            |e: &dyn std::fmt::Display| CliError::Failed(format!("cannot reach the admin API at {}: {e}", self.base));
+        let resp = tokio::time::timeout(CALL_TIMEOUT, self.client.request(req))
+            .await
+            .map_err(|_| unreachable(&"timed out"))?
+            .map_err(|e| unreachable(&e))?;
+        let status = resp.status();
+        let body =
+            Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|e| unreachable(&e))?.to_bytes();
+        let doc: Value =
+            if body.is_empty() { Value::Null } else { serde_json::from_slice(&body).unwrap_or(Value::Null) };
+        if status.is_success() {
+            return Ok(doc);
+        }
+        let title = doc["title"].as_str().map(clean).unwrap_or_else(|| status.to_string());
+        Err(CliError::Failed(match doc["detail"].as_str() {
+            Some(detail) => format!("{title} ({}): {}", status.as_u16(), clean(detail)),
+            None => format!("{title} ({})", status.as_u16()),
+        }))
+    }
+}
+
+fn read_token(file: Option<&Path>) -> Result<String> {
+    let token = match file {
+        Some(path) => {
+            warn_if_shared(path);
+            std::fs::read_to_string(path)
+                .map_err(|e| CliError::Usage(format!("cannot read the token file {}: {e}", path.display())))?
+        }
+        None => std::env::var(TOKEN_ENV).unwrap_or_default(),
+    };
+    let token = token.trim().to_owned();
+    if token.is_empty() {
+        return Err(CliError::Usage(format!(
+            "no admin token: set {TOKEN_ENV} or pass --token-file FILE (run `portcullis admin-token` to make one)"
+        )));
+    }
+    if token.chars().any(|c| c.is_control() || c == ' ') {
+        return Err(CliError::Usage("the admin token holds spaces or control characters".into()));
+    }
+    Ok(token)
+}
+
+#[cfg(unix)]
+fn warn_if_shared(path: &Path) {
+    use std::os::unix::fs::PermissionsExt as _;
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.permissions().mode() & 0o077 != 0
+    {
+        eprintln!("warning: {} is readable by other users; chmod 600 it", path.display());
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_shared(_: &Path) {}
+
+/// One path segment, percent-encoded (names are slugs, but route names and ids come from users).
+fn seg(s: &str) -> String {
+    s.bytes().fold(String::new(), |mut out, b| {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+        out
+    })
+}
+
+fn check_duration(flag: &str, d: Option<&str>) -> Result<()> {
+    match d {
+        Some(text) if humantime::parse_duration(text.trim()).is_err() => {
+            Err(CliError::Usage(format!("{flag} {text:?} is not a duration; write e.g. 30d, 24h, 15m")))
+        }
+        _ => Ok(()),
+    }
+}
+
+// ---- commands -------------------------------------------------------------------------------
+
+async fn run(cmd: AdminCommand) -> Result<()> {
+    match cmd {
+        AdminCommand::AdminToken { out, json } => admin_token(out.as_deref(), json),
+        AdminCommand::Orgs { conn, cmd } => orgs(&conn, cmd).await,
+        AdminCommand::Consumers { conn, cmd } => consumers(&conn, cmd).await,
+        AdminCommand::Keys { conn, cmd } => keys(&conn, cmd).await,
+        AdminCommand::Routes { conn, cmd } => match cmd {
+            RoutesCmd::Suspend(a) => suspend(&conn, "route", a).await,
+            RoutesCmd::Resume { name } => resume(&conn, "route", &name).await,
+        },
+        AdminCommand::Suspensions { conn } => {
+            let api = Api::new(&conn)?;
+            let doc = api.call(Method::GET, "/v1/suspensions", None).await?;
+            print_list(&conn, &doc, &["KIND", "TARGET", "REASON", "UNTIL", "BY", "SINCE"], |s| {
+                vec![
+                    text(&s["target"]["kind"]),
+                    text(&s["target"]["id"]),
+                    text(&s["reason"]),
+                    time_or(&s["expires_at"], "resumed"),
+                    text(&s["created_by"]),
+                    time_or(&s["created_at"], "-"),
+                ]
+            });
+            Ok(())
+        }
+        AdminCommand::Audit { conn, since, limit } => {
+            let api = Api::new(&conn)?;
+            let doc = api.call(Method::GET, &format!("/v1/audit?since={since}&limit={limit}"), None).await?;
+            print_list(&conn, &doc, &["SEQ", "TIME", "ACTOR", "ACTION", "TARGET", "DETAIL"], |e| {
+                vec![
+                    text(&e["seq"]),
+                    time_or(&e["at"], "-"),
+                    text(&e["actor"]),
+                    text(&e["action"]),
+                    text(&e["target"]),
+                    clean(&e["detail"].to_string()),
+                ]
+            });
+            let shown = doc["items"].as_array().map_or(0, Vec::len);
+            if !conn.json && shown == limit as usize {
+                eprintln!("(more may follow: --since {})", text(&doc["next_since"]));
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn orgs(conn: &Conn, cmd: OrgsCmd) -> Result<()> {
+    match cmd {
+        OrgsCmd::Create { name, plan } => {
+            let api = Api::new(conn)?;
+            let o = api.call(Method::POST, "/v1/orgs", Some(json!({ "name": name, "plan": plan }))).await?;
+            print_one(conn, &o, || format!("created organization {} (id {})", text(&o["name"]), text(&o["id"])));
+            Ok(())
+        }
+        OrgsCmd::List => {
+            let api = Api::new(conn)?;
+            let doc = api.call(Method::GET, "/v1/orgs", None).await?;
+            print_list(conn, &doc, &["NAME", "STATUS", "PLAN", "CREATED", "ID"], |o| {
+                vec![
+                    text(&o["name"]),
+                    text(&o["status"]),
+                    text(&o["plan"]),
+                    time_or(&o["created_at"], "-"),
+                    text(&o["id"]),
+                ]
+            });
+            Ok(())
+        }
+        OrgsCmd::Suspend(a) => suspend(conn, "organization", a).await,
+        OrgsCmd::Resume { name } => resume(conn, "organization", &name).await,
+    }
+}
+
+async fn consumers(conn: &Conn, cmd: ConsumersCmd) -> Result<()> {
+    match cmd {
+        ConsumersCmd::Create { name, org, scopes, roles, kind, plan, external_subject } => {
+            let api = Api::new(conn)?;
+            let body = json!({
+                "org": org, "name": name, "kind": kind, "scopes": scopes, "roles": roles,
+                "plan": plan, "external_subject": external_subject,
+            });
+            let c = api.call(Method::POST, "/v1/consumers", Some(body)).await?;
+            print_one(conn, &c, || {
+                format!(
+                    "created consumer {} in {org} (id {}, scopes: {})",
+                    text(&c["name"]),
+                    text(&c["id"]),
+                    list(&c["scopes"])
+                )
+            });
+            Ok(())
+        }
+        ConsumersCmd::List { org } => {
+            let api = Api::new(conn)?;
+            let path = match &org {
+                Some(o) => format!("/v1/consumers?org={}", seg(o)),
+                None => "/v1/consumers".to_owned(),
+            };
+            let doc = api.call(Method::GET, &path, None).await?;
+            print_list(conn, &doc, &["NAME", "KIND", "STATUS", "SCOPES", "ROLES", "ID"], |c| {
+                vec![
+                    text(&c["name"]),
+                    text(&c["kind"]),
+                    text(&c["status"]),
+                    list(&c["scopes"]),
+                    list(&c["roles"]),
+                    text(&c["id"]),
+                ]
+            });
+            Ok(())
+        }
+        ConsumersCmd::Show { name } => {
+            let api = Api::new(conn)?;
+            let c = api.call(Method::GET, &format!("/v1/consumers/{}", seg(&name)), None).await?;
+            print_one(conn, &c, || {
+                let mut rows = Vec::new();
+                for (k, v) in c.as_object().into_iter().flatten() {
+                    let shown = if v.is_array() { list(v) } else { text(v) };
+                    rows.push(vec![format!("{k}:"), shown]);
+                }
+                table(&[], &rows)
+            });
+            Ok(())
+        }
+        ConsumersCmd::Suspend(a) => suspend(conn, "consumer", a).await,
+        ConsumersCmd::Resume { name } => resume(conn, "consumer", &name).await,
+    }
+}
+
+async fn keys(conn: &Conn, cmd: KeysCmd) -> Result<()> {
+    match cmd {
+        KeysCmd::Create { consumer, scopes, ttl, label, test } => {
+            check_duration("--ttl", ttl.as_deref())?;
+            let api = Api::new(conn)?;
+            let body =
+                json!({ "scopes": scopes, "ttl": ttl, "label": label, "env": if test { "test" } else { "live" } });
+            let k = api.call(Method::POST, &format!("/v1/consumers/{}/keys", seg(&consumer)), Some(body)).await?;
+            print_key(conn, &k);
+            Ok(())
+        }
+        KeysCmd::List { consumer } => {
+            let api = Api::new(conn)?;
+            let doc = api.call(Method::GET, &format!("/v1/consumers/{}/keys", seg(&consumer)), None).await?;
+            print_list(conn, &doc, &["ID", "HINT", "STATUS", "SCOPES", "EXPIRES", "LABEL"], |c| {
+                let scopes = if c["scopes"].is_array() { list(&c["scopes"]) } else { "(inherited)".into() };
+                vec![
+                    text(&c["id"]),
+                    text(&c["hint"]),
+                    text(&c["status"]),
+                    scopes,
+                    time_or(&c["expires_at"], "never"),
+                    text(&c["label"]),
+                ]
+            });
+            Ok(())
+        }
+        KeysCmd::Rotate { id, overlap } => {
+            check_duration("--overlap", overlap.as_deref())?;
+            let api = Api::new(conn)?;
+            let k = api
+                .call(Method::POST, &format!("/v1/keys/{}/rotate", seg(&id)), Some(json!({ "overlap": overlap })))
+                .await?;
+            print_key(conn, &k);
+            if !conn.json {
+                println!(
+                    "old key {} works until {}",
+                    text(&k["replaces"]["id"]),
+                    time_or(&k["replaces"]["expires_at"], "-")
+                );
+            }
+            Ok(())
+        }
+        KeysCmd::Revoke { id, reason } => {
+            let api = Api::new(conn)?;
+            let c = api
+                .call(Method::POST, &format!("/v1/keys/{}/revoke", seg(&id)), Some(json!({ "reason": reason })))
+                .await?;
+            print_one(conn, &c, || format!("revoked key {} ({})", text(&c["id"]), text(&c["hint"])));
+            Ok(())
+        }
+        KeysCmd::Suspend(a) => suspend(conn, "credential", a).await,
+        KeysCmd::Resume { id } => resume(conn, "credential", &id).await,
+    }
+}
+
+async fn suspend(conn: &Conn, kind: &str, a: SuspendArgs) -> Result<()> {
+    check_duration("--for", a.duration.as_deref())?;
+    let api = Api::new(conn)?;
+    let body =
+        json!({ "target": { "kind": kind, "name_or_id": a.target }, "reason": a.reason, "duration": a.duration });
+    let s = api.call(Method::POST, "/v1/suspensions", Some(body)).await?;
+    print_one(conn, &s, || {
+        format!(
+            "suspended {kind} {} until {} (reason: {})",
+            a.target,
+            time_or(&s["expires_at"], "resumed"),
+            text(&s["reason"])
+        )
+    });
+    Ok(())
+}
+
+async fn resume(conn: &Conn, kind: &str, target: &str) -> Result<()> {
+    let api = Api::new(conn)?;
+    let r = api.call(Method::DELETE, &format!("/v1/suspensions/{kind}/{}", seg(target)), None).await?;
+    print_one(conn, &r, || {
+        if r["lifted"] == true {
+            format!("resumed {kind} {target}")
+        } else {
+            format!("{kind} {target} was not suspended")
+        }
+    });
+    Ok(())
+}
+
+// ---- output ---------------------------------------------------------------------------------
+
+fn print_key(conn: &Conn, k: &Value) {
+    if conn.json {
+        println!("{k}");
+    } else {
+        let c = &k["credential"];
+        println!("key:     {}", text(&k["key"]));
+        println!("id:      {}", text(&c["id"]));
+        println!("hint:    {}", text(&c["hint"]));
+        println!("expires: {}", time_or(&c["expires_at"], "never"));
+    }
+    eprintln!("warning: {SHOWN_ONCE}");
+}
+
+fn print_one(conn: &Conn, doc: &Value, human: impl FnOnce() -> String) {
+    if conn.json {
+        println!("{doc}");
+    } else {
+        println!("{}", human().trim_end());
+    }
+}
+
+fn print_list(conn: &Conn, doc: &Value, headers: &[&str], row: impl Fn(&Value) -> Vec<String>) {
+    if conn.json {
+        println!("{doc}");
+        return;
+    }
+    let rows: Vec<Vec<String>> = doc["items"].as_array().into_iter().flatten().map(row).collect();
+    if rows.is_empty() {
+        println!("(none)");
+    } else {
+        print!("{}", table(headers, &rows));
+    }
+}
+
+/// Left-aligned columns separated by two spaces; the last column is not padded.
+fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
+    let head: Vec<String> = headers.iter().map(|h| (*h).to_owned()).collect();
+    let all: Vec<&Vec<String>> = std::iter::once(&head).filter(|h| !h.is_empty()).chain(rows).collect();
+    let cols = all.iter().map(|r| r.len()).max().unwrap_or(0);
+    let widths: Vec<usize> =
+        (0..cols).map(|i| all.iter().filter_map(|r| r.get(i)).map(|c| c.chars().count()).max().unwrap_or(0)).collect();
+    let mut out = String::new();
+    for r in all {
+        let mut line = String::new();
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                line.push_str(cell);
+            } else {
+                let _ = write!(line, "{cell:<w$}  ", w = widths[i]);
+            }
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Text safe for a terminal: control characters (escape sequences) become `?`.
+fn clean(s: &str) -> String {
+    s.chars().map(|c| if c.is_control() { '?' } else { c }).collect()
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => "-".to_owned(),
+        Value::String(s) => clean(s),
+        other => clean(&other.to_string()),
+    }
+}
+
+fn list(v: &Value) -> String {
+    let items: Vec<String> = v.as_array().into_iter().flatten().map(text).collect();
+    if items.is_empty() { "-".to_owned() } else { items.join(",") }
+}
+
+fn time_or(v: &Value, none: &str) -> String {
+    match v.as_i64().and_then(|s| u64::try_from(s).ok()) {
+        Some(secs) => humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(secs)).to_string(),
+        None => none.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(seg("acme-app"), "acme-app");
+        assert_eq!(seg("a/b c"), "a%2Fb%20c");
+        assert_eq!(seg(".."), "..");
+    }
+
+    #[test]
+    fn tables_align_and_strip_control_characters() {
+        let t = table(&["A", "B"], &[vec!["xx".into(), clean("1\u{1b}[2J")], vec!["y".into(), "2".into()]]);
+        assert_eq!(t, "A   B\nxx  1?[2J\ny   2\n");
+    }
+
+    #[test]
+    fn times_and_values() {
+        assert_eq!(time_or(&json!(0), "-"), "1970-01-01T00:00:00Z");
+        assert_eq!(time_or(&Value::Null, "never"), "never");
+        assert_eq!(list(&json!(["a", "b"])), "a,b");
+        assert_eq!(text(&Value::Null), "-");
+    }
+}
