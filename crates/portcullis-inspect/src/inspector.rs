@@ -1,0 +1,440 @@
+//! The request scanner: finds every value of a request, normalises it, runs the detectors and
+//! decides with the route's policy.
+
+use std::collections::HashSet;
+
+use crate::extract::{self, JsonVisitor, Seg, XmlVisitor};
+use crate::finding::{Finding, Report, Verdict};
+use crate::normalize::{self, url_decode};
+use crate::policy::{CompiledPolicy, LocRef, Mode};
+use crate::rules;
+use crate::{cmdi, crlf, ldap, log4shell, nosql, proto, scanner, sqli, ssti, traversal, xpath, xss, xxe};
+
+/// Most findings kept per request (the score still counts all of them).
+pub const MAX_FINDINGS: usize = 64;
+/// Most values (parameters, leaves, parts, headers) scanned per request.
+pub const MAX_VALUES: usize = 20_000;
+/// Most multipart parts looked at.
+pub const MAX_PARTS: usize = 1_000;
+
+/// Headers that carry protocol metadata, not application data: skipped by the `*` header scope.
+const PROTOCOL_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-charset",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "cache-control",
+    "pragma",
+    "te",
+    "trailer",
+    "upgrade",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "origin",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-user",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+    "dnt",
+    "upgrade-insecure-requests",
+    "priority",
+];
+
+/// A borrowed view of one request. Build it with [`RequestView::new`] and the `with_*` methods.
+#[derive(Debug, Clone, Default)]
+pub struct RequestView<'a> {
+    method: &'a str,
+    path_segments: Vec<&'a str>,
+    query: Option<&'a str>,
+    headers: Vec<(&'a str, &'a [u8])>,
+    cookies: Vec<(&'a str, &'a str)>,
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+    body_truncated: bool,
+}
+
+impl<'a> RequestView<'a> {
+    /// A request with this method and nothing else.
+    #[must_use]
+    pub fn new(method: &'a str) -> Self {
+        Self { method, ..Self::default() }
+    }
+
+    /// Path segments, canonical (percent-escapes kept; they are decoded here).
+    #[must_use]
+    pub fn with_path_segments(mut self, segs: impl IntoIterator<Item = &'a str>) -> Self {
+        self.path_segments = segs.into_iter().collect();
+        self
+    }
+
+    /// Raw query string (without `?`).
+    #[must_use]
+    pub fn with_query(mut self, q: Option<&'a str>) -> Self {
+        self.query = q;
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: &'a str, value: &'a [u8]) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds a cookie. When no cookie is given, `Cookie` headers are parsed instead.
+    #[must_use]
+    pub fn with_cookie(mut self, name: &'a str, value: &'a str) -> Self {
+        self.cookies.push((name, value));
+        self
+    }
+
+    /// The body, its content type, and whether the caller stopped buffering it early.
+    #[must_use]
+    pub fn with_body(mut self, content_type: Option<&'a str>, body: &'a [u8], truncated: bool) -> Self {
+        self.content_type = content_type;
+        self.body = body;
+        self.body_truncated = truncated;
+        self
+    }
+
+    /// The method.
+    #[must_use]
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+}
+
+/// How a value's container treated it.
+#[derive(Clone, Copy)]
+struct ValueKind {
+    /// Already percent-decoded once by its container.
+    transport_decoded: bool,
+    /// A line break is never legitimate here (path segment, header).
+    strict_lines: bool,
+}
+
+const PARAM: ValueKind = ValueKind { transport_decoded: true, strict_lines: false };
+const PATH: ValueKind = ValueKind { transport_decoded: true, strict_lines: true };
+const HEADER: ValueKind = ValueKind { transport_decoded: false, strict_lines: true };
+const BODY: ValueKind = ValueKind { transport_decoded: false, strict_lines: false };
+
+/// Scans requests with one compiled policy. Cheap to share (`&self`), no I/O, no interior state.
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    policy: CompiledPolicy,
+}
+
+struct Scan<'p> {
+    policy: &'p CompiledPolicy,
+    findings: Vec<Finding>,
+    seen: HashSet<(&'static str, crate::finding::Location)>,
+    score: u32,
+    values: usize,
+    incomplete: bool,
+}
+
+impl Scan<'_> {
+    fn skipped(&self, loc: &LocRef<'_, '_>) -> bool {
+        self.policy.skip.iter().any(|t| t.matches(loc))
+    }
+
+    fn report(&mut self, rule_id: &'static str, loc: LocRef<'_, '_>) {
+        let Some(rule) = rules::rule(rule_id) else { return };
+        if rule.paranoia > self.policy.paranoia || self.policy.off_rules.contains(rule_id) {
+            return;
+        }
+        if self.policy.located.iter().any(|(rs, t)| rs.as_ref().is_none_or(|r| r.contains(rule_id)) && t.matches(&loc))
+        {
+            return;
+        }
+        let location = loc.to_location();
+        if !self.seen.insert((rule_id, location.clone())) {
+            return;
+        }
+        self.score = self.score.saturating_add(rule.score);
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(Finding { class: rule.class, rule_id, location, score: rule.score });
+        }
+    }
+
+    fn budget(&mut self) -> bool {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            self.incomplete = true;
+            return false;
+        }
+        true
+    }
+
+    /// Runs every detector on every normalised view of `value`.
+    fn value(&mut self, value: &str, loc: LocRef<'_, '_>, kind: ValueKind) {
+        if value.is_empty() || !self.budget() || self.skipped(&loc) {
+            return;
+        }
+        let n = normalize::normalize(value, kind.transport_decoded);
+        if n.double_encoded {
+            self.report("evasion-double-encoding", loc);
+        }
+        if n.overlong {
+            self.report("evasion-overlong-utf8", loc);
+        }
+        let mut found: [Option<&'static str>; 15] = [None; 15];
+        for v in &n.variants {
+            let v: &str = v;
+            let detectors: [&dyn Fn(&str) -> Option<&'static str>; 15] = [
+                &|s| sqli::detect(s).map(|f| f.rule_id),
+                &xss::detect,
+                &cmdi::detect,
+                &cmdi::code::detect,
+                &traversal::detect,
+                &nosql::detect,
+                &ssti::detect,
+                &ldap::detect,
+                &xpath::detect,
+                &xxe::detect,
+                &|s| crlf::detect(s, kind.strict_lines),
+                &log4shell::detect,
+                &proto::detect,
+                &scanner::oast,
+                &scanner::graphql_introspection,
+            ];
+            for (slot, d) in found.iter_mut().zip(detectors) {
+                if slot.is_none() {
+                    *slot = d(v);
+                }
+            }
+        }
+        for r in found.into_iter().flatten() {
+            self.report(r, loc);
+        }
+    }
+
+    /// A parameter or key name: prototype pollution and NoSQL operators, then the value detectors.
+    fn name(&mut self, name: &str, loc: LocRef<'_, '_>, kind: ValueKind) {
+        if name.is_empty() || self.skipped(&loc) {
+            return;
+        }
+        if proto::key(name, None) {
+            self.report("proto-key", loc);
+        }
+        if nosql::operator_key(name) {
+            self.report("nosql-operator-key", loc);
+        }
+        // Plain identifiers cannot carry a payload: skip the detectors for them.
+        if !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+            self.value(name, loc, kind);
+        }
+    }
+
+    fn pairs(&mut self, s: &str, form: bool) {
+        for (n, v) in extract::pairs(s) {
+            let loc = if form { LocRef::Form(&n) } else { LocRef::Query(&n) };
+            self.name(&n, loc, PARAM);
+            self.value(&v, loc, PARAM);
+        }
+    }
+}
+
+struct JsonScan<'s, 'p> {
+    scan: &'s mut Scan<'p>,
+}
+
+impl<'a> JsonVisitor<'a> for JsonScan<'_, '_> {
+    fn key(&mut self, path: &[Seg<'a>]) {
+        let Some(Seg::Key(k)) = path.last() else { return };
+        let loc = LocRef::Json(path);
+        if self.scan.skipped(&loc) {
+            return;
+        }
+        let parent = match path.len().checked_sub(2).and_then(|i| path.get(i)) {
+            Some(Seg::Key(p)) => Some(&**p),
+            _ => None,
+        };
+        if proto::key(k, parent) {
+            self.scan.report("proto-key", loc);
+        }
+        if k.starts_with('$') && nosql::operator_key(k) {
+            self.scan.report("nosql-operator-key", loc);
+        }
+        if !k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'$' | b' ')) {
+            self.scan.value(k, loc, BODY);
+        }
+    }
+
+    fn string(&mut self, path: &[Seg<'a>], value: &str) {
+        self.scan.value(value, LocRef::Json(path), BODY);
+    }
+}
+
+struct XmlScan<'s, 'p> {
+    scan: &'s mut Scan<'p>,
+}
+
+impl XmlVisitor for XmlScan<'_, '_> {
+    fn text(&mut self, path: &str, value: &str) {
+        self.scan.value(value, LocRef::Xml(path), BODY);
+    }
+}
+
+fn media_type(ct: &str) -> String {
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+impl Inspector {
+    /// An inspector for one compiled policy.
+    #[must_use]
+    pub fn new(policy: CompiledPolicy) -> Self {
+        Self { policy }
+    }
+
+    /// Scans a request. Pure: no I/O, no allocation beyond the scan, never panics.
+    #[must_use]
+    pub fn scan_request(&self, req: &RequestView<'_>) -> Report {
+        let mut s = Scan {
+            policy: &self.policy,
+            findings: Vec::new(),
+            seen: HashSet::new(),
+            score: 0,
+            values: 0,
+            incomplete: req.body_truncated,
+        };
+        for (i, seg) in req.path_segments.iter().enumerate() {
+            let d = url_decode(seg, false);
+            s.value(&d, LocRef::Path(i), PATH);
+        }
+        if let Some(q) = req.query {
+            s.pairs(q, false);
+        }
+        self.headers(&mut s, req);
+        self.body(&mut s, req);
+        let verdict = if s.score >= self.policy.threshold {
+            match self.policy.mode {
+                Mode::Monitor => Verdict::MonitorFlagged,
+                Mode::Block => Verdict::Block,
+            }
+        } else {
+            Verdict::Allow
+        };
+        Report { findings: s.findings, score: s.score, verdict, incomplete: s.incomplete }
+    }
+
+    fn headers(&self, s: &mut Scan<'_>, req: &RequestView<'_>) {
+        let mut cookie_headers = Vec::new();
+        for (name, value) in &req.headers {
+            let lname = name.to_ascii_lowercase();
+            let v = String::from_utf8_lossy(value);
+            if lname == "cookie" {
+                cookie_headers.push(v);
+                continue;
+            }
+            let loc = LocRef::Header(name);
+            let listed = lname == "user-agent"
+                || lname == "referer"
+                || self.policy.headers.contains(&lname)
+                || self.policy.all_headers && !PROTOCOL_HEADERS.contains(&lname.as_str());
+            if !listed || s.skipped(&loc) {
+                continue;
+            }
+            if lname == "user-agent" {
+                if let Some(r) = scanner::user_agent(&v) {
+                    s.report(r, loc);
+                }
+            }
+            s.value(&v, loc, HEADER);
+        }
+        if req.cookies.is_empty() {
+            for h in &cookie_headers {
+                for (n, v) in extract::cookies(h) {
+                    let d = url_decode(v, false);
+                    s.name(n, LocRef::Cookie(n), PARAM);
+                    s.value(&d, LocRef::Cookie(n), PARAM);
+                }
+            }
+        } else {
+            for (n, v) in &req.cookies {
+                let d = url_decode(v, false);
+                s.name(n, LocRef::Cookie(n), PARAM);
+                s.value(&d, LocRef::Cookie(n), PARAM);
+            }
+        }
+    }
+
+    fn body(&self, s: &mut Scan<'_>, req: &RequestView<'_>) {
+        if req.body.is_empty() {
+            return;
+        }
+        let cap = self.policy.body_cap.min(req.body.len());
+        if cap < req.body.len() {
+            s.incomplete = true;
+        }
+        let raw = &req.body[..cap];
+        let text = String::from_utf8_lossy(raw);
+        let mt = req.content_type.map(media_type).unwrap_or_default();
+        if mt == "application/json" || mt.ends_with("+json") {
+            let mut v = JsonScan { scan: s };
+            if extract::walk_json(&text, &mut v).is_ok() {
+                return;
+            }
+            s.value(&text, LocRef::Text, BODY);
+        } else if mt == "application/x-www-form-urlencoded" {
+            s.pairs(&text, true);
+        } else if mt.starts_with("multipart/") {
+            let Some(b) = req.content_type.and_then(extract::boundary) else {
+                s.value(&text, LocRef::Text, BODY);
+                return;
+            };
+            let parts = extract::multipart(raw, b, MAX_PARTS);
+            if parts.len() >= MAX_PARTS {
+                s.incomplete = true;
+            }
+            for p in &parts {
+                let name = p.name.as_ref();
+                let loc = LocRef::Multipart(name);
+                s.name(name, loc, BODY);
+                if let Some(f) = &p.filename {
+                    s.value(f, loc, BODY);
+                }
+                let binary = p.content_type.is_some_and(|ct| {
+                    let m = media_type(ct);
+                    !(m.starts_with("text/") || m.contains("json") || m.contains("xml") || m.contains("urlencoded"))
+                });
+                if !binary {
+                    s.value(&String::from_utf8_lossy(p.body), loc, BODY);
+                }
+            }
+        } else if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
+            if let Some(r) = xxe::detect(&text) {
+                s.report(r, LocRef::Text);
+            }
+            let mut v = XmlScan { scan: s };
+            extract::walk_xml(&text, &mut v);
+        } else {
+            s.value(&text, LocRef::Text, BODY);
+        }
+    }
+}
