@@ -205,8 +205,8 @@ fn sensitive_arg(rest: &[u8]) -> bool {
     let l: Vec<u8> =
         rest.iter().take(256).filter(|c| !matches!(c, b'\'' | b'"' | b'\\')).map(u8::to_ascii_lowercase).collect();
     let find = |n: &[u8]| memchr::memmem::find(&l, n).is_some();
-    find(b"/etc/")
-        || find(b"/bin/")
+    let etc = memchr::memmem::find_iter(&l, b"/etc").any(|p| l.get(p + 4).is_none_or(|c| b"/ ;|&".contains(c)));
+    etc || find(b"/bin/")
         || find(b"/dev/tcp")
         || find(b"/proc/")
         || find(b"/tmp/")
@@ -305,7 +305,11 @@ pub mod code {
         {
             return Some("code-deser");
         }
-        if l.contains("<?php") || l.contains("<?=") || l.contains("${@") {
+        if l.contains("<?php")
+            || l.contains("<?=")
+            || l.contains("${@")
+            || l.contains("on error resume next") && l.contains("response.")
+        {
             return Some("code-php");
         }
         const CALLS: &[&str] = &[

@@ -252,10 +252,22 @@ impl Scan<'_> {
     }
 
     fn pairs(&mut self, s: &str, form: bool) {
+        let mut odd_names = 0;
+        let mut count = 0;
         for (n, v) in extract::pairs(s) {
             let loc = if form { LocRef::Form(&n) } else { LocRef::Query(&n) };
+            count += 1;
+            if !n.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.[]$@:".contains(&c)) {
+                odd_names += 1;
+            }
             self.name(&n, loc, PARAM);
             self.value(&v, loc, PARAM);
+        }
+        // A payload with a raw `&` or `=` in it is cut into pieces by the parser (and reassembled by
+        // a lenient upstream): when names look like payload fragments, scan the whole string too.
+        if count > 1 && odd_names > 0 {
+            let whole = url_decode(s, true);
+            self.value(&whole, if form { LocRef::Form("") } else { LocRef::Query("") }, PARAM);
         }
     }
 }

@@ -361,7 +361,7 @@ pub fn base64_text(s: &str) -> Option<String> {
     let text = String::from_utf8(out).ok()?;
     let total = text.chars().count();
     let printable = text.chars().filter(|c| !c.is_control() || matches!(c, '\t' | '\r' | '\n')).count();
-    (total > 0 && printable * 100 >= total * 95 && text.chars().any(|c| c.is_ascii_punctuation() || c == ' '))
+    (total > 0 && printable * 100 >= total * 95 && text.chars().any(|c| c.is_ascii_punctuation() || c.is_whitespace()))
         .then_some(text)
 }
 
@@ -426,7 +426,14 @@ pub fn normalize(value: &str, transport_decoded: bool) -> Normalized<'_> {
         cur = Some(next);
     }
     n.overlong = flags.1;
-    if let Some(b) = base64_text(value.trim()) {
+    let trimmed = value.trim();
+    // `+` in base64 became a space when the container decoded it as a form value.
+    let b64 = if trimmed.contains(' ') && !trimmed.contains("  ") {
+        base64_text(&trimmed.replace(' ', "+"))
+    } else {
+        base64_text(trimmed)
+    };
+    if let Some(b) = b64 {
         let decoded_more = round(&b, &mut flags);
         push_variant(&mut n.variants, b);
         if let Some(d) = decoded_more {

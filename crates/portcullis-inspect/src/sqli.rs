@@ -59,6 +59,8 @@ const SUB_ALL: u8 = 6; // all, distinct
 const SUB_DELAY: u8 = 7;
 const SUB_FILE: u8 = 8; // outfile, dumpfile
 const SUB_PLUSMINUS: u8 = 9;
+const SUB_CMP: u8 = 10; // comparison operator
+const SUB_WEAK_FN: u8 = 11; // function name that is also a word (left, count, …)
 
 fn is_space(b: u8) -> bool {
     matches!(b, b' ' | b'\t' | b'\n' | b'\r' | 0x0b | 0x0c | 0)
@@ -74,7 +76,8 @@ fn classify(word: &str, next_is_paren: bool) -> (u8, bool, u8) {
     if next_is_paren {
         let first = lw.split('.').next().unwrap_or(&lw);
         if let Some(strong) = function(last).or_else(|| function(first)) {
-            return (b'f', strong, 0);
+            let weak = matches!(last, "left" | "right" | "count" | "space" | "repeat" | "position" | "length" | "if");
+            return (b'f', strong, if weak { SUB_WEAK_FN } else { 0 });
         }
     }
     if last.starts_with("xp_") || last.starts_with("sp_") {
@@ -92,8 +95,8 @@ fn classify(word: &str, next_is_paren: bool) -> (u8, bool, u8) {
         "where" | "having" => (b'W', 0),
         "into" | "values" => (b'I', 0),
         "and" | "or" | "xor" => (b'&', 0),
-        "like" | "rlike" | "regexp" | "glob" | "is" | "in" | "between" | "mod" | "div" | "sounds" | "collate"
-        | "escape" => (b'o', 0),
+        "like" | "rlike" | "regexp" | "glob" | "is" | "in" | "between" | "sounds" => (b'o', SUB_CMP),
+        "mod" | "div" | "collate" | "escape" => (b'o', 0),
         "not" => (b'!', 0),
         "true" | "false" | "null" | "unknown" => (b'1', 0),
         "order" | "group" => (b'k', SUB_ORDER_GROUP),
@@ -442,7 +445,14 @@ impl<'a> Lexer<'a> {
             (1, b'o')
         };
         if kind != 0 {
-            let sub = if len == 1 && matches!(b[i], b'+' | b'-') { SUB_PLUSMINUS } else { 0 };
+            let op = &b[i..i + len];
+            let sub = if len == 1 && matches!(b[i], b'+' | b'-') {
+                SUB_PLUSMINUS
+            } else if matches!(op, b"=" | b"<" | b">" | b"<=" | b">=" | b"<>" | b"!=" | b"<=>" | b"!<" | b"!>") {
+                SUB_CMP
+            } else {
+                0
+            };
             self.push(kind, i, i + len, false, sub);
         }
         self.i = i + len;
@@ -565,55 +575,109 @@ fn kinds(toks: &[Tok]) -> Vec<u8> {
 fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
     let k = kinds(t);
     let at = |i: usize| k.get(i).copied().unwrap_or(0);
-    let text = |i: usize| t.get(i).map_or("", |x| s.get(x.start as usize..x.end as usize).unwrap_or(""));
+    let sub = |i: usize| t.get(i).map_or(0, |x| x.sub);
     let n = k.len();
+    let literal = |c: u8| matches!(c, b'1' | b's' | b'v');
+    let cmp = |i: usize| at(i) == b'o' && sub(i) == SUB_CMP;
 
-    // Anywhere: UNION [ALL] [(] SELECT.
     for i in 0..n {
-        if k[i] == b'U' && (at(i + 1) == b'E' || at(i + 1) == b'(' && at(i + 2) == b'E') {
-            return Some("sqli-union");
-        }
-    }
-    // Anywhere: `;` then a statement with SQL structure after its verb.
-    for i in 0..n {
-        if k[i] == b';' && matches!(at(i + 1), b'E' | b'D') && statement_follows(&k, i + 1) {
-            return Some("sqli-stacked");
-        }
-    }
-    // Anywhere: a time/error/file/system function call, or @@system variable.
-    for i in 0..n {
-        if k[i] == b'f' && t[i].strong && at(i + 1) == b'(' {
-            return Some("sqli-function");
-        }
-        if k[i] == b'v' && t[i].strong {
-            return Some("sqli-sysvar");
+        match k[i] {
+            // UNION [ALL] [(] SELECT.
+            b'U' if at(i + 1) == b'E' || at(i + 1) == b'(' && at(i + 2) == b'E' => return Some("sqli-union"),
+            // `;` then a statement with SQL structure after its verb.
+            b';' if matches!(at(i + 1), b'E' | b'D') && statement_follows(&k, t, i + 1) => return Some("sqli-stacked"),
+            // DECLARE @x, EXEC xp_cmdshell: statements that only exist in SQL.
+            b'D' if at(i + 1) == b'v' || at(i + 1) == b'f' && t[i + 1].strong => return Some("sqli-stacked"),
+            // Time/error/file/system function call, @@system variable.
+            b'f' if t[i].strong && at(i + 1) == b'(' => return Some("sqli-function"),
+            b'v' if t[i].strong => return Some("sqli-sysvar"),
+            // AND/OR then a comparison of literals, or a function call: `OR 1=1`, `AND 'a'='a'`,
+            // `AND ascii(…)`.
+            b'&' => {
+                let mut j = i + 1;
+                while at(j) == b'(' && j < i + 4 {
+                    j += 1;
+                }
+                if literal(at(j)) && cmp(j + 1) && matches!(at(j + 2), b'1' | b's' | b'v' | b'f' | b'(') {
+                    return Some("sqli-tautology");
+                }
+                if at(j) == b'f' && at(j + 1) == b'(' && !t[j].weak() {
+                    return Some("sqli-tautology");
+                }
+            }
+            // WHERE/HAVING on literals: `having 1=1`, `where (1 or 1)`.
+            b'W' => {
+                let mut j = i + 1;
+                while at(j) == b'(' && j < i + 4 {
+                    j += 1;
+                }
+                if literal(at(j)) && (cmp(j + 1) || at(j + 1) == b'&') {
+                    return Some("sqli-breakout-clause");
+                }
+            }
+            // ORDER BY <number> at the end of a clause.
+            b'B' if at(i + 1) == b'1' && matches!(at(i + 2), 0 | b'c' | b',' | b';' | b')' | b'&') => {
+                return Some("sqli-breakout-clause");
+            }
+            _ => {}
         }
     }
 
     // Breakouts: the value closes a string (quote contexts) or ends a number/name (no context).
-    let first = at(0);
+    let mut p0 = 0;
+    if ctx == Context::None {
+        while at(p0) == b'(' && p0 < 8 {
+            p0 += 1;
+        }
+    }
+    let first = at(p0);
     let breakout_start = match ctx {
         Context::None => matches!(first, b'1' | b'n'),
         _ => first == b's',
     };
+    let quoted = ctx != Context::None;
+    let symbolic = |i: usize| {
+        t.get(i)
+            .and_then(|x| s.get(x.start as usize..x.end as usize))
+            .is_some_and(|o| !o.bytes().any(|c| c.is_ascii_alphabetic()))
+    };
+    if quoted && n == 3 && (cmp(1) || at(1) == b'&') && symbolic(1) && at(2) == b's' {
+        // The whole value is `x' <op> 'y`: an operator spliced between two strings.
+        return Some("sqli-tautology");
+    }
     if breakout_start {
-        let mut p = 1;
+        let mut p = p0 + 1;
+        // The first operand may continue with arithmetic (`HOPE*1`, `1-1`, `17,23`).
+        if ctx == Context::None {
+            while (at(p) == b'o' && sub(p) != SUB_CMP || at(p) == b',')
+                && matches!(at(p + 1), b'1' | b'n')
+                && p < p0 + 12
+            {
+                p += 2;
+            }
+        }
         while at(p) == b')' {
             p += 1;
         }
-        let parens = p > 1;
+        let parens = p > p0 + 1 && k[p0 + 1..p].contains(&b')');
         let numeric = ctx == Context::None && first == b'1';
-        let quoted = ctx != Context::None;
+        let strong_value = quoted || parens;
         match at(p) {
+            b'U' if matches!(at(p + 1), 0 | b'c' | b'1' | b'(') => return Some("sqli-union"),
+            b'(' if at(p + 1) == b'E' => return Some("sqli-breakout-clause"),
             b'&' => {
                 let x = at(p + 1);
                 let y = at(p + 2);
-                let strong_value = quoted || numeric || parens;
                 let hit = match x {
-                    b'1' | b's' | b'v' => y == b'o' || (strong_value && matches!(y, 0 | b'c' | b'&' | b')' | b';')),
+                    b'1' | b's' | b'v' => {
+                        cmp(p + 2)
+                            || y == b'o' && strong_value
+                            || matches!(y, b'B' | b'W' | b'U' | b'c' | b';') && (strong_value || numeric)
+                            || strong_value && matches!(y, 0 | b'&' | b')')
+                    }
                     b'n' => strong_value && (y == b'o' || y == b'('),
                     b'(' => strong_value && matches!(y, b'1' | b's' | b'n' | b'E' | b'f' | b'v' | b'('),
-                    b'f' => y == b'(' && (strong_value || t.get(p + 1).is_some_and(|f| f.strong)),
+                    b'f' => y == b'(' && (strong_value || numeric || t.get(p + 1).is_some_and(|f| f.strong)),
                     b'E' => strong_value,
                     _ => false,
                 };
@@ -621,51 +685,55 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
                     return Some("sqli-tautology");
                 }
             }
-            b'c' if p + 1 == n && (parens || quoted && t[0].strong) => return Some("sqli-breakout-comment"),
-            b'c' if p + 1 == n && numeric => return Some("sqli-number-comment"),
-            b'o' if quoted || parens || numeric => {
+            b'c' if p + 1 == n => {
+                let short = t.get(p).is_some_and(|c| short_comment(s, c));
+                if parens || quoted && t[p0].strong && short {
+                    return Some("sqli-breakout-comment");
+                }
+                if numeric && short {
+                    return Some("sqli-number-comment");
+                }
+            }
+            b'o' => {
                 let x = at(p + 1);
                 let y = at(p + 2);
-                let hit = match x {
-                    b'f' | b'(' | b'E' => y != 0 || x == b'E',
-                    b'1' | b's' | b'n' | b'v' => matches!(y, b'&' | b'c' | b';' | b'U') || (y == b'o' && quoted),
-                    _ => false,
-                };
-                if hit && (quoted || parens || x != b'1') {
+                if x == b'f' && y == b'(' && !t[p + 1].weak() || x == b'(' && y == b'E' || x == b'E' && strong_value {
+                    return Some("sqli-breakout-clause");
+                }
+                if strong_value && literal_or_name(x) && matches!(y, b'&' | b'c' | b';' | b'U') {
                     return Some("sqli-breakout-clause");
                 }
                 if quoted && x == b's' && y == 0 {
                     return Some("sqli-breakout-concat");
                 }
             }
-            b'B' if quoted || parens || numeric => {
-                let x = at(p + 1);
-                if x == b'1' || x == b'n' && matches!(at(p + 2), 0 | b'c' | b',') && (quoted || parens) {
-                    return Some("sqli-breakout-clause");
-                }
-            }
-            b'W' if quoted || parens || numeric => {
-                if matches!(at(p + 1), b'1' | b's' | b'n') && at(p + 2) == b'o' {
-                    return Some("sqli-breakout-clause");
-                }
-            }
-            b'k' if (quoted || parens) && t[p].sub == SUB_LIMIT && at(p + 1) == b'1' => {
+            b'k' if strong_value && sub(p) == SUB_LIMIT && at(p + 1) == b'1' => return Some("sqli-breakout-clause"),
+            b'I' if strong_value && (at(p + 1) == b'v' || at(p + 1) == b'k' && sub(p + 1) == SUB_FILE) => {
                 return Some("sqli-breakout-clause");
             }
-            b'I' if quoted || parens => {
-                if at(p + 1) != 0 && text(p).eq_ignore_ascii_case("into") {
-                    return Some("sqli-breakout-clause");
-                }
-            }
+            b'D' | b'E' if quoted && statement_follows(&k, t, p) => return Some("sqli-stacked"),
             _ => {}
         }
     }
 
-    // Whole statements (PL2: a support ticket may quote SQL).
     if ctx == Context::None {
+        // An expression closed and the rest of the query commented out: `( @a OR 1 ) --`.
+        if n >= 3 && k[n - 1] == b'c' && matches!(k[n - 2], b')' | b's' | b'1' | b'v') {
+            let sqlish = k[..n - 1].iter().any(|c| matches!(c, b's' | b'v' | b'f' | b'E' | b'U' | b'&'));
+            let words = k.iter().filter(|c| **c == b'n').count();
+            let parens = k.contains(&b'(') && k[n - 2] == b')';
+            if sqlish && words <= 2 && (parens || k[..n - 1].iter().all(|c| b"()s1vfEU&o,".contains(c))) {
+                return Some("sqli-breakout-comment");
+            }
+        }
+        // A value that is a chain of SQL function calls: `ascii(substring(version(),1,1))`.
+        if first == b'f' && at(p0 + 1) == b'(' && k[p0 + 2..].iter().any(|c| matches!(c, b'f' | b'E' | b'v')) {
+            return Some("sqli-function");
+        }
+        // Whole statements (PL2: a support ticket may quote SQL).
         for i in 0..n {
-            if matches!(k[i], b'E' | b'D') && statement_follows(&k, i) && (i == 0 || k[i - 1] != b'n') {
-                if k[i] == b'D' && t[i].sub == 0 && !full_statement(&k, t, i) {
+            if matches!(k[i], b'E' | b'D') && statement_follows(&k, t, i) && (i == 0 || k[i - 1] != b'n') {
+                if k[i] == b'D' && !full_statement(&k, t, i) {
                     continue;
                 }
                 return Some("sqli-statement");
@@ -675,12 +743,33 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
     None
 }
 
+fn literal_or_name(c: u8) -> bool {
+    matches!(c, b'1' | b's' | b'n' | b'v')
+}
+
+/// A comment with (almost) nothing in it: the tail of an injection, not prose after a `#`.
+fn short_comment(s: &str, c: &Tok) -> bool {
+    let body = s.get(c.start as usize..c.end as usize).unwrap_or("");
+    let body = body.trim_start_matches(['-', '#', '/', '*']).trim_end_matches(['*', '/']).trim();
+    body.len() <= 3 || !body.starts_with(|ch: char| ch.is_alphanumeric())
+}
+
+impl Tok {
+    /// Function names that are also common words before a parenthesis in prose.
+    fn weak(&self) -> bool {
+        self.sub == SUB_WEAK_FN
+    }
+}
+
 /// Whether the tokens after the statement verb at `i` look like SQL rather than an English
 /// sentence that happens to start with "select" or "update".
-fn statement_follows(k: &[u8], i: usize) -> bool {
+fn statement_follows(k: &[u8], t: &[Tok], i: usize) -> bool {
     let at = |j: usize| k.get(j).copied().unwrap_or(0);
     match k[i] {
         b'E' => {
+            if at(i + 1) == b'f' || at(i + 1) == b'v' {
+                return true;
+            }
             // SELECT <list> FROM <source>, with a list or a WHERE clause that is not just words.
             let mut j = i + 1;
             let mut list_sql = false;
@@ -693,16 +782,16 @@ fn statement_follows(k: &[u8], i: usize) -> bool {
                 }
                 j += 1;
             }
-            if at(i + 1) == b'f' || at(i + 1) == b'v' {
-                return true;
-            }
             if at(j) != b'F' || !matches!(at(j + 1), b'n' | b'(' | b'v') {
                 return false;
             }
             let where_cmp = (j + 2..k.len().min(j + 8)).any(|w| k[w] == b'W' && at(w + 2) == b'o');
             list_sql || where_cmp || matches!(at(j + 2), b'c' | b';' | b'B' | b'U' | b'k')
         }
-        b'D' => matches!(at(i + 1), b'v' | b'f' | b'I' | b'k' | b'F' | b'1' | b's' | b'c'),
+        b'D' => {
+            matches!(at(i + 1), b'v' | b'f' | b'I' | b'k' | b'F')
+                || at(i + 1) == b'n' && at(i + 2) == b'k' && t.get(i + 2).is_some_and(|x| x.sub == SUB_SET)
+        }
         _ => false,
     }
 }

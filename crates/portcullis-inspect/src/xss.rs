@@ -312,7 +312,48 @@ pub fn detect(s: &str) -> Option<&'static str> {
     if js_sink(s) {
         return Some("xss-js-sink");
     }
+    if has_lt {
+        // Sanitiser bypass: `o<x>nfocus=alert<x>(1)` becomes a handler once a filter strips the
+        // empty tags, so look again without them.
+        let stripped = strip_empty_tags(s);
+        if stripped.len() < s.len() {
+            if let Some(r) = attribute_breakout(&stripped) {
+                return Some(r);
+            }
+            if js_sink(&stripped) {
+                return Some("xss-js-sink");
+            }
+        }
+    }
     None
+}
+
+/// Removes attribute-less tags (`<x>`, `</x>`, `<br/>`).
+fn strip_empty_tags(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = String::with_capacity(s.len());
+    let mut last = 0;
+    let mut i = 0;
+    while let Some(p) = memchr::memchr(b'<', &b[i..]).map(|p| i + p) {
+        let mut j = p + 1;
+        if b.get(j) == Some(&b'/') {
+            j += 1;
+        }
+        let ns = j;
+        while j < b.len() && b[j].is_ascii_alphanumeric() && j < ns + 16 {
+            j += 1;
+        }
+        if b.get(j) == Some(&b'/') {
+            j += 1;
+        }
+        if j > ns && b.get(j) == Some(&b'>') {
+            out.push_str(&s[last..p]);
+            last = j + 1;
+        }
+        i = (p + 1).max(j.min(b.len()));
+    }
+    out.push_str(&s[last..]);
+    out
 }
 
 #[cfg(test)]
