@@ -265,7 +265,7 @@ pub fn detect(s: &str) -> Option<&'static str> {
         if !w.is_empty() {
             let strong = STRONG.contains(&w.as_str());
             let weak = WEAK.contains(&w.as_str());
-            if subst && (strong || weak) {
+            if subst && (strong || weak && args_look_shell(b, end)) {
                 return Some("cmdi-subst");
             }
             if strong && (args_look_shell(b, end) || sensitive_arg(&b[end..])) {

@@ -9,8 +9,11 @@ use crate::normalize;
 
 const DANGEROUS_TAGS: &[&str] = &[
     "script", "iframe", "frame", "frameset", "object", "embed", "applet", "base", "meta", "link", "style", "import",
-    "xml", "isindex", "vmlframe", "xss", "portal",
+    "xml", "isindex", "vmlframe", "xss", "portal", "svg", "math", "animate", "set", "handler", "listener",
 ];
+
+/// Attributes that load or bind content whatever their value (IE data binding, iframe srcdoc).
+const DANGEROUS_ATTRS: &[&str] = &["srcdoc", "datasrc", "datafld", "dataformatas"];
 
 const NOT_HANDLERS: &[&str] = &["only", "online", "onion", "onions", "ones", "onto", "onset", "onward", "onwards"];
 
@@ -49,14 +52,50 @@ fn dangerous_uri(value: &str) -> bool {
         || v.starts_with("data:text/xml")
 }
 
+/// Decodes CSS escapes (`\\6a`, `\\000075 `) so `\\75\\72\\6c(` reads as `url(`.
+fn css_unescape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        let mut v = 0u32;
+        let mut n = 0;
+        while n < 6 {
+            match it.peek().and_then(|d| d.to_digit(16)) {
+                Some(d) => {
+                    v = v * 16 + d;
+                    n += 1;
+                    it.next();
+                }
+                None => break,
+            }
+        }
+        if n > 0 {
+            out.push(char::from_u32(v).filter(|c| *c != '\0').unwrap_or('\u{FFFD}'));
+            if it.peek() == Some(&' ') {
+                it.next();
+            }
+        } else if let Some(next) = it.next() {
+            out.push(next);
+        }
+    }
+    out
+}
+
 fn dangerous_style(value: &str) -> bool {
-    let v = squash(&normalize::html_decode(value));
+    let v = squash(&css_unescape(&normalize::html_decode(value)));
+    let v = v.replace("/*", "").replace("*/", "");
     v.contains("expression(")
         || v.contains("javascript:")
         || v.contains("behavior:")
         || v.contains("behaviour:")
         || v.contains("-moz-binding")
         || v.contains("@import")
+        || v.contains("url(")
+        || v.contains("binding:")
 }
 
 fn is_handler(name: &str) -> bool {
@@ -131,7 +170,7 @@ fn attributes(s: &str, mut i: usize, in_tag: bool) -> (Option<&'static str>, usi
         if lname == "style" && dangerous_style(value) {
             return (Some("xss-style"), i);
         }
-        if in_tag && lname == "srcdoc" {
+        if in_tag && DANGEROUS_ATTRS.contains(&lname.as_str()) {
             return (Some("xss-tag"), i);
         }
     }
@@ -149,6 +188,13 @@ fn html(s: &str) -> Option<&'static str> {
             break;
         }
         let mut i = lt + 1;
+        if b.get(i) == Some(&b'?') {
+            let pi: String = s[i + 1..].trim_start().chars().take(20).collect::<String>().to_ascii_lowercase();
+            if pi.starts_with("import") || pi.starts_with("xml-stylesheet") {
+                return Some("xss-tag");
+            }
+            continue;
+        }
         if b.get(i) == Some(&b'/') {
             i += 1;
         }
