@@ -29,8 +29,13 @@ pub fn detect(s: &str, strict: bool) -> Option<&'static str> {
     }
     let mut found_break = false;
     let mut lines = 0;
+    let mut prev_break = false;
     for (i, c) in s.char_indices() {
-        if !is_break(c) {
+        let brk = is_break(c);
+        // Only the first break of a run is examined (the rest of the run is trimmed once).
+        let first_of_run = brk && !prev_break;
+        prev_break = brk;
+        if !first_of_run {
             continue;
         }
         found_break = true;

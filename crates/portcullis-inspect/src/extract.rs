@@ -364,6 +364,7 @@ pub fn walk_xml<V: XmlVisitor>(s: &str, v: &mut V) {
             let name_end = inner.find(|c: char| c.is_whitespace()).unwrap_or(inner.len());
             let name = &inner[..name_end];
             let local = name.rsplit(':').next().unwrap_or(name);
+            let local = &local[..floor_boundary(local, 64)];
             let mut attr_path = path.clone();
             attr_path.push('/');
             attr_path.push_str(local);
@@ -375,6 +376,16 @@ pub fn walk_xml<V: XmlVisitor>(s: &str, v: &mut V) {
             i = (end + 1).min(b.len());
         }
     }
+}
+
+fn floor_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// End of a tag (index of its `>`), skipping quoted attribute values.
@@ -401,6 +412,7 @@ fn attributes<V: XmlVisitor>(v: &mut V, elem_path: &str, s: &str) {
     for _ in 0..256 {
         let Some(eq) = rest.find('=') else { return };
         let name = rest[..eq].trim();
+        let name = &name[..floor_boundary(name, 64)];
         let after = rest[eq + 1..].trim_start();
         let Some(q) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else { return };
         let body = &after[1..];

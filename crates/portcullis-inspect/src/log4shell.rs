@@ -15,41 +15,38 @@ pub fn deobfuscate(s: &str) -> String {
     cur
 }
 
-/// Replaces one innermost `${…}` that is an obfuscation lookup by what it evaluates to.
+/// Replaces one innermost `${…}` that is an obfuscation lookup by what it evaluates to. One
+/// forward pass: the innermost lookup ending at a `}` is the last `${` before it.
 fn resolve_one(s: &str) -> Option<String> {
     let b = s.as_bytes();
-    let mut search = 0;
-    while let Some(p) = memchr::memmem::find(&b[search..], b"${") {
-        let start = search + p;
-        let inner_start = start + 2;
-        // Innermost: no `${` before the closing brace.
-        let close = memchr::memchr(b'}', &b[inner_start..]).map(|c| inner_start + c)?;
-        if let Some(q) = memchr::memmem::find(&b[inner_start..close], b"${") {
-            search = inner_start + q;
-            continue;
+    let mut from = 0;
+    while let Some(rel) = memchr::memchr(b'}', &b[from..]) {
+        let close = from + rel;
+        let open = memchr::memmem::rfind(&b[from..close], b"${").map(|p| from + p);
+        if let Some(start) = open {
+            let inner = &s[start + 2..close];
+            if let Some(r) = lookup_value(inner) {
+                let mut out = String::with_capacity(s.len());
+                out.push_str(&s[..start]);
+                out.push_str(&r);
+                out.push_str(&s[close + 1..]);
+                return Some(out);
+            }
         }
-        let inner = &s[inner_start..close];
-        let repl = if let Some((_, default)) = inner.split_once(":-") {
-            Some(default.to_owned())
-        } else if let Some(x) = strip_prefix_ci(inner, "lower:") {
-            Some(x.to_ascii_lowercase())
-        } else if let Some(x) = strip_prefix_ci(inner, "upper:") {
-            Some(x.to_ascii_lowercase())
-        } else if let Some(x) = strip_prefix_ci(inner, "date:") {
-            Some(x.trim_matches('\'').to_owned())
-        } else {
-            None
-        };
-        if let Some(r) = repl {
-            let mut out = String::with_capacity(s.len());
-            out.push_str(&s[..start]);
-            out.push_str(&r);
-            out.push_str(&s[close + 1..]);
-            return Some(out);
-        }
-        search = close;
+        from = close + 1;
     }
     None
+}
+
+/// What an obfuscation lookup evaluates to (`lower:x` → `x`, `::-x` / `env:NOPE:-x` → `x`).
+fn lookup_value(inner: &str) -> Option<String> {
+    if let Some((_, default)) = inner.split_once(":-") {
+        Some(default.to_owned())
+    } else if let Some(x) = strip_prefix_ci(inner, "lower:").or_else(|| strip_prefix_ci(inner, "upper:")) {
+        Some(x.to_ascii_lowercase())
+    } else {
+        strip_prefix_ci(inner, "date:").map(|x| x.trim_matches('\'').to_owned())
+    }
 }
 
 fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {

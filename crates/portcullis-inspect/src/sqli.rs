@@ -327,7 +327,8 @@ impl<'a> Lexer<'a> {
             }
             if c == b'/' && self.b.get(j + 1) == Some(&b'*') {
                 // Skip an inline comment when looking for the `(` of a call.
-                match memchr::memmem::find(&self.b[j + 2..], b"*/") {
+                let window = &self.b[j + 2..self.b.len().min(j + 2 + 256)];
+                match memchr::memmem::find(window, b"*/") {
                     Some(p) => {
                         j += 2 + p + 2;
                         continue;

@@ -211,12 +211,24 @@ fn html(s: &str) -> Option<&'static str> {
             return Some("xss-tag");
         }
         if b[lt + 1] != b'/' {
-            if let (Some(r), _) = attributes(s, i, true) {
+            // Parse at most 8 KB of one tag: keeps the every-`<` scan linear in practice.
+            let end = floor_char_boundary(s, lt + 8192);
+            if let (Some(r), _) = attributes(&s[..end], i, true) {
                 return Some(r);
             }
         }
     }
     None
+}
+
+fn floor_char_boundary(s: &str, mut i: usize) -> usize {
+    if i >= s.len() {
+        return s.len();
+    }
+    while !s.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
 }
 
 /// The value breaks out of a quoted attribute and adds a handler, a URI or a style.
