@@ -221,10 +221,10 @@ fn sensitive_arg(rest: &[u8]) -> bool {
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some() {
-        if s.contains(":;") || s.contains("; }") || s.contains(":; }") {
-            return Some("cmdi-shellshock");
-        }
+    if (memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some())
+        && (s.contains(":;") || s.contains("; }") || s.contains(":; }"))
+    {
+        return Some("cmdi-shellshock");
     }
     if memchr::memmem::find(b, b"<!--#").is_some() {
         let l = s.to_ascii_lowercase();
@@ -271,7 +271,7 @@ pub fn detect(s: &str) -> Option<&'static str> {
             if strong && (args_look_shell(b, end) || sensitive_arg(&b[end..])) {
                 return Some("cmdi-separator");
             }
-            if weak && args_look_shell(b, end) && !matches!(b.get(end), None) {
+            if weak && args_look_shell(b, end) && b.get(end).is_some() {
                 return Some("cmdi-separator");
             }
         }

@@ -143,6 +143,9 @@ const PATH: ValueKind = ValueKind { transport_decoded: true, strict_lines: true 
 const HEADER: ValueKind = ValueKind { transport_decoded: false, strict_lines: true };
 const BODY: ValueKind = ValueKind { transport_decoded: false, strict_lines: false };
 
+/// A value detector: the rule it matched, if any.
+type Detector<'a> = dyn Fn(&str) -> Option<&'static str> + 'a;
+
 /// Scans requests with one compiled policy. Cheap to share (`&self`), no I/O, no interior state.
 #[derive(Debug, Clone)]
 pub struct Inspector {
@@ -206,7 +209,7 @@ impl Scan<'_> {
         let mut found: [Option<&'static str>; 15] = [None; 15];
         for v in &n.variants {
             let v: &str = v;
-            let detectors: [&dyn Fn(&str) -> Option<&'static str>; 15] = [
+            let detectors: [&Detector; 15] = [
                 &|s| sqli::detect(s).map(|f| f.rule_id),
                 &xss::detect,
                 &cmdi::detect,
@@ -372,10 +375,10 @@ impl Inspector {
             if !listed || s.skipped(&loc) {
                 continue;
             }
-            if lname == "user-agent" {
-                if let Some(r) = scanner::user_agent(&v) {
-                    s.report(r, loc);
-                }
+            if lname == "user-agent"
+                && let Some(r) = scanner::user_agent(&v)
+            {
+                s.report(r, loc);
             }
             s.value(&v, loc, HEADER);
         }

@@ -56,9 +56,7 @@ fn strip_prefix_ci<'a>(s: &'a str, p: &str) -> Option<&'a str> {
 /// Log4Shell lookup in `s`.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
-    if memchr::memmem::find(s.as_bytes(), b"${").is_none() {
-        return None;
-    }
+    memchr::memmem::find(s.as_bytes(), b"${")?;
     let d = deobfuscate(s).to_ascii_lowercase();
     let squashed: String = d.chars().filter(|c| !c.is_whitespace()).collect();
     if squashed.contains("${jndi:")

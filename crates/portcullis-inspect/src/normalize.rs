@@ -29,7 +29,7 @@ fn hex_val(b: u8) -> Option<u8> {
 #[must_use]
 pub fn url_decode(s: &str, plus_as_space: bool) -> Cow<'_, str> {
     let b = s.as_bytes();
-    if !b.contains(&b'%') && !(plus_as_space && b.contains(&b'+')) {
+    if !(b.contains(&b'%') || plus_as_space && b.contains(&b'+')) {
         return Cow::Borrowed(s);
     }
     let mut out = Vec::with_capacity(b.len());
@@ -351,7 +351,7 @@ pub fn base64_text(s: &str) -> Option<String> {
             b'/' | b'_' => 63,
             _ => return None,
         };
-        acc = (acc << 6 | u32::from(v)) & 0xFFFF_FF;
+        acc = (acc << 6 | u32::from(v)) & 0x00FF_FFFF;
         bits += 6;
         if bits >= 8 {
             bits -= 8;
@@ -382,13 +382,13 @@ fn round(s: &str, flags: &mut (bool, bool)) -> Option<String> {
     let mut cur: Cow<'_, str> = Cow::Borrowed(s);
     if cur.as_bytes().contains(&b'%') {
         let d = url_decode(&cur, false);
-        if let Cow::Owned(o) = d {
-            if o != *cur {
-                flags.0 = true;
-                flags.1 |= raw_has_overlong(&cur);
-                cur = Cow::Owned(o);
-                changed = true;
-            }
+        if let Cow::Owned(o) = d
+            && o != *cur
+        {
+            flags.0 = true;
+            flags.1 |= raw_has_overlong(&cur);
+            cur = Cow::Owned(o);
+            changed = true;
         }
     }
     for f in [html_decode, js_unescape, fold_unicode] {

@@ -116,9 +116,7 @@ pub fn oast(s: &str) -> Option<&'static str> {
 #[must_use]
 pub fn graphql_introspection(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if memchr::memmem::find(b, b"__").is_none() {
-        return None;
-    }
+    memchr::memmem::find(b, b"__")?;
     let hit = memchr::memmem::find(b, b"__schema").is_some_and(|p| {
         let after = b.get(p + 8).copied();
         after.is_none_or(|c| !c.is_ascii_alphanumeric() && c != b'_') && s.contains('{')

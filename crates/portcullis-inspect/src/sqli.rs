@@ -834,12 +834,11 @@ pub fn detect(s: &str) -> Option<Fingerprint> {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
         }
-        if s.as_bytes().contains(&q) {
-            if let Some(f) = fingerprint_of(ctx, s) {
-                if best.is_none() || !matches!(f.rule_id, "sqli-breakout-concat" | "sqli-number-comment") {
-                    best = Some(f);
-                }
-            }
+        if s.as_bytes().contains(&q)
+            && let Some(f) = fingerprint_of(ctx, s)
+            && (best.is_none() || !matches!(f.rule_id, "sqli-breakout-concat" | "sqli-number-comment"))
+        {
+            best = Some(f);
         }
     }
     best

@@ -234,17 +234,17 @@ fn floor_char_boundary(s: &str, mut i: usize) -> usize {
 /// The value breaks out of a quoted attribute and adds a handler, a URI or a style.
 fn attribute_breakout(s: &str) -> Option<&'static str> {
     for q in [b'"', b'\'', b'`'] {
-        if let Some(p) = memchr::memchr(q, s.as_bytes()) {
-            if let (Some(r), _) = attributes(s, p + 1, false) {
-                return Some(r);
-            }
+        if let Some(p) = memchr::memchr(q, s.as_bytes())
+            && let (Some(r), _) = attributes(s, p + 1, false)
+        {
+            return Some(r);
         }
     }
     // Unquoted attribute value: the value ends at the first space.
-    if let Some(p) = s.find(|c: char| c.is_ascii_whitespace()) {
-        if let (Some(r), _) = attributes(s, p, false) {
-            return Some(r);
-        }
+    if let Some(p) = s.find(|c: char| c.is_ascii_whitespace())
+        && let (Some(r), _) = attributes(s, p, false)
+    {
+        return Some(r);
     }
     None
 }
@@ -354,15 +354,13 @@ fn uri_value(s: &str) -> bool {
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
     let has_lt = memchr::memchr(b'<', b).is_some();
-    if has_lt {
-        if let Some(r) = html(s) {
-            return Some(r);
-        }
+    if has_lt && let Some(r) = html(s) {
+        return Some(r);
     }
-    if memchr::memchr3(b'"', b'\'', b'`', b).is_some() || memchr::memchr(b'=', b).is_some() {
-        if let Some(r) = attribute_breakout(s) {
-            return Some(r);
-        }
+    if (memchr::memchr3(b'"', b'\'', b'`', b).is_some() || memchr::memchr(b'=', b).is_some())
+        && let Some(r) = attribute_breakout(s)
+    {
+        return Some(r);
     }
     if memchr::memchr(b':', b).is_some() && uri_value(s) {
         return Some("xss-uri");

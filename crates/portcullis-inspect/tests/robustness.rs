@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test helpers outside #[test] functions")]
+
 //! Never panic, bounded output, linear time.
 //!
 //! Property tests stand in for cargo-fuzz where nightly is missing (the fuzz targets in
@@ -117,7 +119,7 @@ fn check_normalize(s: &str) {
         assert!(!n.variants.is_empty() && n.variants.len() <= MAX_VARIANTS);
         assert_eq!(&*n.variants[0], s);
         for v in &n.variants {
-            assert!(v.len() <= s.len().max(1) * 1, "variant longer than input: {} > {}", v.len(), s.len());
+            assert!(v.len() <= s.len().max(1), "variant longer than input: {} > {}", v.len(), s.len());
         }
     }
     assert!(normalize::url_decode(s, true).len() <= s.len());
