@@ -9,118 +9,161 @@
 //! `$((…))` arithmetic probes. [`code`] covers server-side code and deserialisation.
 
 /// Commands that are never English words.
-const STRONG: &[&str] = &[
-    "wget",
-    "curl",
-    "nc",
-    "ncat",
-    "netcat",
-    "bash",
-    "sh",
-    "zsh",
-    "ksh",
-    "dash",
-    "csh",
-    "tcsh",
-    "busybox",
-    "uname",
-    "whoami",
-    "getent",
-    "nslookup",
-    "ifconfig",
-    "ipconfig",
-    "netstat",
-    "passwd",
-    "chmod",
-    "chown",
-    "crontab",
-    "nohup",
-    "sudo",
-    "socat",
-    "mkfifo",
-    "python",
-    "python2",
-    "python3",
-    "perl",
-    "ruby",
-    "php",
-    "node",
-    "lua",
-    "powershell",
-    "pwsh",
-    "cmd",
-    "certutil",
-    "bitsadmin",
-    "wmic",
-    "rundll32",
-    "regsvr32",
-    "mshta",
-    "cscript",
-    "wscript",
-    "systeminfo",
-    "tasklist",
-    "taskkill",
-    "useradd",
-    "usermod",
-    "telnet",
-    "tftp",
-    "xxd",
-    "base64",
-    "printf",
-    "ping",
-    "dig",
-    "id",
-    "ls",
-    "cat",
-    "pwd",
-    "ps",
-    "env",
-    "rev",
-    "xargs",
-    "awk",
-    "sed",
-    "grep",
-    "uptime",
-    "hostname",
-    "net",
-    "reg",
-    "whoami.exe",
-    "cmd.exe",
-    "powershell.exe",
-    "nmap",
-    "ssh",
-    "scp",
-    "ftp",
-    "tar",
-    "gzip",
-    "rm",
-    "mv",
-    "cp",
-    "touch",
-    "chroot",
-    "kill",
-    "killall",
-    "pkill",
-    "sleep",
-    "timeout",
-    "expr",
-    "eval",
-    "exec",
-    "source",
-    "export",
-    "unset",
-    "ulimit",
-    "lsof",
-    "ver",
-    "dir",
-];
+fn strong(w: &str) -> bool {
+    matches!(
+        w,
+        "wget"
+            | "curl"
+            | "nc"
+            | "ncat"
+            | "netcat"
+            | "bash"
+            | "sh"
+            | "zsh"
+            | "ksh"
+            | "dash"
+            | "csh"
+            | "tcsh"
+            | "busybox"
+            | "uname"
+            | "whoami"
+            | "getent"
+            | "nslookup"
+            | "ifconfig"
+            | "ipconfig"
+            | "netstat"
+            | "passwd"
+            | "chmod"
+            | "chown"
+            | "crontab"
+            | "nohup"
+            | "sudo"
+            | "socat"
+            | "mkfifo"
+            | "python"
+            | "python2"
+            | "python3"
+            | "perl"
+            | "ruby"
+            | "php"
+            | "node"
+            | "lua"
+            | "powershell"
+            | "pwsh"
+            | "cmd"
+            | "certutil"
+            | "bitsadmin"
+            | "wmic"
+            | "rundll32"
+            | "regsvr32"
+            | "mshta"
+            | "cscript"
+            | "wscript"
+            | "systeminfo"
+            | "tasklist"
+            | "taskkill"
+            | "useradd"
+            | "usermod"
+            | "telnet"
+            | "tftp"
+            | "xxd"
+            | "base64"
+            | "printf"
+            | "ping"
+            | "dig"
+            | "id"
+            | "ls"
+            | "cat"
+            | "pwd"
+            | "ps"
+            | "env"
+            | "rev"
+            | "xargs"
+            | "awk"
+            | "sed"
+            | "grep"
+            | "uptime"
+            | "hostname"
+            | "net"
+            | "reg"
+            | "whoami.exe"
+            | "cmd.exe"
+            | "powershell.exe"
+            | "nmap"
+            | "ssh"
+            | "scp"
+            | "ftp"
+            | "tar"
+            | "gzip"
+            | "rm"
+            | "mv"
+            | "cp"
+            | "touch"
+            | "chroot"
+            | "kill"
+            | "killall"
+            | "pkill"
+            | "sleep"
+            | "timeout"
+            | "expr"
+            | "eval"
+            | "exec"
+            | "source"
+            | "export"
+            | "unset"
+            | "ulimit"
+            | "lsof"
+            | "ver"
+            | "dir"
+    )
+}
 
 /// Commands that are also English words: only with shell-like arguments.
-const WEAK: &[&str] = &[
-    "echo", "set", "type", "find", "head", "tail", "more", "less", "host", "test", "sort", "uniq", "tee", "cut",
-    "date", "who", "w", "file", "start", "call", "copy", "del", "move", "ren", "print", "open", "read", "wait", "trap",
-    "true", "false", "yes", "nl", "od", "strings", "which", "whereis", "locate", "mail", "at",
-];
+fn weak(w: &str) -> bool {
+    matches!(
+        w,
+        "echo"
+            | "set"
+            | "type"
+            | "find"
+            | "head"
+            | "tail"
+            | "more"
+            | "less"
+            | "host"
+            | "test"
+            | "sort"
+            | "uniq"
+            | "tee"
+            | "cut"
+            | "date"
+            | "who"
+            | "w"
+            | "file"
+            | "start"
+            | "call"
+            | "copy"
+            | "del"
+            | "move"
+            | "ren"
+            | "print"
+            | "open"
+            | "read"
+            | "wait"
+            | "trap"
+            | "true"
+            | "false"
+            | "yes"
+            | "nl"
+            | "od"
+            | "strings"
+            | "which"
+            | "whereis"
+            | "locate"
+            | "mail"
+            | "at"
+    )
+}
 
 fn is_sep(b: u8) -> bool {
     matches!(b, b';' | b'|' | b'&' | b'\n' | b'\r' | b'`')
@@ -128,7 +171,7 @@ fn is_sep(b: u8) -> bool {
 
 /// Reads a shell word from `b[i..]`: quotes and backslashes dropped, `$IFS`/`${IFS}`/`$9` as a
 /// word break. Returns the word (lower-case, base name of a path) and the index after it.
-fn shell_word(b: &[u8], mut i: usize) -> (String, usize) {
+fn shell_word(b: &[u8], mut i: usize) -> (Word, usize) {
     // Skip blanks and `$IFS`-style blanks.
     loop {
         while i < b.len() && matches!(b[i], b' ' | b'\t' | b'{' | b'(' | b'!' | b'+') {
@@ -140,8 +183,8 @@ fn shell_word(b: &[u8], mut i: usize) -> (String, usize) {
         }
         break;
     }
-    let mut w = String::new();
-    while i < b.len() && w.len() < 64 {
+    let mut w = Word::default();
+    while i < b.len() && w.len < 64 {
         let c = b[i];
         if matches!(c, b'\'' | b'"' | b'\\') {
             i += 1;
@@ -159,11 +202,38 @@ fn shell_word(b: &[u8], mut i: usize) -> (String, usize) {
         if c.is_ascii_whitespace() || is_sep(c) || matches!(c, b'<' | b'>' | b'(' | b')' | b'$' | b',' | b'{' | b'}') {
             break;
         }
-        w.push(char::from(c.to_ascii_lowercase()));
+        if c == b'/' {
+            // Keep only the base name of a path.
+            w.len = 0;
+        } else {
+            w.buf[w.len] = c.to_ascii_lowercase();
+            w.len += 1;
+        }
         i += 1;
     }
-    let base = w.rsplit(['/', '\\']).next().unwrap_or("").to_owned();
-    (base, i)
+    (w, i)
+}
+
+/// A shell word, lower-cased, base name only, at most 64 bytes (no allocation).
+struct Word {
+    buf: [u8; 64],
+    len: usize,
+}
+
+impl Default for Word {
+    fn default() -> Self {
+        Self { buf: [0; 64], len: 0 }
+    }
+}
+
+impl Word {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.buf[..self.len]).unwrap_or("")
+    }
 }
 
 /// Length of `$IFS`, `${IFS}`, `$IFS$9` (shell blanks) at the start of `b`.
@@ -221,12 +291,14 @@ fn sensitive_arg(rest: &[u8]) -> bool {
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if (memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some())
+    let paren = memchr::memchr(b'(', b).is_some();
+    if paren
+        && (memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some())
         && (s.contains(":;") || s.contains("; }") || s.contains(":; }"))
     {
         return Some("cmdi-shellshock");
     }
-    if memchr::memmem::find(b, b"<!--#").is_some() {
+    if memchr::memchr(b'<', b).is_some() && memchr::memmem::find(b, b"<!--#").is_some() {
         let l = s.to_ascii_lowercase();
         if ["<!--#exec", "<!--#include", "<!--#echo", "<!--#config", "<!--#printenv", "<!--#set", "<!--#fsize"]
             .iter()
@@ -235,7 +307,7 @@ pub fn detect(s: &str) -> Option<&'static str> {
             return Some("cmdi-ssi");
         }
     }
-    if memchr::memmem::find(b, b"$((").is_some() {
+    if paren && memchr::memmem::find(b, b"$((").is_some() {
         return Some("cmdi-subst");
     }
     // Command positions.
@@ -263,8 +335,8 @@ pub fn detect(s: &str) -> Option<&'static str> {
         }
         let (w, end) = shell_word(b, start);
         if !w.is_empty() {
-            let strong = STRONG.contains(&w.as_str());
-            let weak = WEAK.contains(&w.as_str());
+            let strong = strong(w.as_str());
+            let weak = weak(w.as_str());
             if subst && (strong || weak && args_look_shell(b, end)) {
                 return Some("cmdi-subst");
             }
@@ -279,7 +351,8 @@ pub fn detect(s: &str) -> Option<&'static str> {
     }
     // A command at the very start with a sensitive argument (`cat /etc/passwd`, `wget http://…`).
     let (w, end) = shell_word(b, 0);
-    if !w.is_empty() && (STRONG.contains(&w.as_str()) || WEAK.contains(&w.as_str())) {
+    let w = w.as_str();
+    if !w.is_empty() && (strong(w) || weak(w)) {
         let rest = &b[end..];
         let next_is_space = rest.first().is_some_and(|c| *c == b' ' || *c == b'\t') || ifs_len(rest).is_some();
         if next_is_space && sensitive_arg(rest) && w != "at" && w != "w" {
@@ -291,61 +364,83 @@ pub fn detect(s: &str) -> Option<&'static str> {
 
 /// Server-side code injection (PHP/ASP execution constructs) and unsafe deserialisation markers.
 pub mod code {
+    use std::sync::LazyLock;
+
+    use aho_corasick::{AhoCorasick, AhoCorasickBuilder};
+
+    const CALLS: &[&str] = &[
+        "system(",
+        "passthru(",
+        "shell_exec(",
+        "proc_open(",
+        "popen(",
+        "pcntl_exec(",
+        "phpinfo(",
+        "assert(",
+        "base64_decode(",
+        "file_get_contents(",
+        "file_put_contents(",
+        "fsockopen(",
+        "call_user_func(",
+        "create_function(",
+        "preg_replace(",
+        "response.write(",
+        "createobject(",
+        "wscript.shell",
+        "runtime.getruntime",
+        "processbuilder(",
+        "__import__(",
+        "os.system(",
+        "subprocess.",
+        "execute(",
+        "eval(",
+    ];
+
+    static CALLS_AC: LazyLock<Option<AhoCorasick>> =
+        LazyLock::new(|| AhoCorasickBuilder::new().ascii_case_insensitive(true).build(CALLS).ok());
+
+    fn has_ci(b: &[u8], n: &[u8]) -> bool {
+        b.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n))
+    }
+
     /// Whether `s` carries server-side code or a deserialisation gadget marker.
     #[must_use]
     pub fn detect(s: &str) -> Option<&'static str> {
-        let l = s.to_ascii_lowercase();
-        if l.contains("!!python/")
-            || l.contains("!ruby/")
-            || l.contains("!!javax.")
-            || l.contains("!!java.")
-            || s.contains("rO0AB")
-            || l.contains("aced0005")
-            || l.contains("o:8:\"stdclass\"")
+        let b = s.as_bytes();
+        let bang = memchr::memchr(b'!', b).is_some();
+        if bang && (has_ci(b, b"!!python/") || has_ci(b, b"!ruby/") || has_ci(b, b"!!javax.") || has_ci(b, b"!!java."))
+            || b.windows(5).any(|w| w == b"rO0AB")
+            || memchr::memchr(b':', b).is_some() && has_ci(b, b"o:8:\"stdclass\"")
         {
             return Some("code-deser");
         }
-        if l.contains("<?php")
-            || l.contains("<?=")
-            || l.contains("${@")
-            || l.contains("on error resume next") && l.contains("response.")
+        let lt_or_dollar = memchr::memchr2(b'<', b'$', b).is_some();
+        if lt_or_dollar
+            && (has_ci(b, b"<?php")
+                || memchr::memmem::find(b, b"<?=").is_some()
+                || memchr::memmem::find(b, b"${@").is_some())
         {
             return Some("code-php");
         }
-        const CALLS: &[&str] = &[
-            "system(",
-            "passthru(",
-            "shell_exec(",
-            "proc_open(",
-            "popen(",
-            "pcntl_exec(",
-            "phpinfo(",
-            "assert(",
-            "base64_decode(",
-            "file_get_contents(",
-            "file_put_contents(",
-            "fsockopen(",
-            "call_user_func(",
-            "create_function(",
-            "preg_replace(",
-            "response.write(",
-            "createobject(",
-            "wscript.shell",
-            "runtime.getruntime",
-            "processbuilder(",
-            "__import__(",
-            "os.system(",
-            "subprocess.",
-        ];
-        let calls = CALLS.iter().filter(|c| l.contains(*c)).count();
+        memchr::memchr(b'(', b)?;
+        if has_ci(b, b"on error resume next") && has_ci(b, b"response.") {
+            return Some("code-php");
+        }
+        let Some(ac) = CALLS_AC.as_ref() else { return None };
+        let mut calls = 0;
+        let mut execute = false;
+        for m in ac.find_iter(s).take(64) {
+            let name = CALLS[m.pattern().as_usize()];
+            if name == "execute(" || name == "eval(" {
+                execute = true;
+            } else {
+                calls += 1;
+            }
+        }
         // One call alone is a code snippet in a ticket; code-injection payloads chain them or
         // sit in PHP/ASP delimiters.
-        if calls >= 2
-            || calls == 1 && (l.contains(";") && l.contains("$") || l.contains("execute(") || l.contains("eval("))
-        {
-            return Some("code-php");
-        }
-        None
+        let php_vars = memchr::memchr(b';', b).is_some() && memchr::memchr(b'$', b).is_some();
+        (calls >= 2 || calls == 1 && (php_vars || execute)).then_some("code-php")
     }
 }
 

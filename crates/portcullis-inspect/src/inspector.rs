@@ -8,7 +8,7 @@ use crate::finding::{Finding, Report, Verdict};
 use crate::normalize::{self, url_decode};
 use crate::policy::{CompiledPolicy, LocRef, Mode};
 use crate::rules;
-use crate::{cmdi, crlf, ldap, log4shell, nosql, proto, scanner, sqli, ssti, traversal, xpath, xss, xxe};
+use crate::{cmdi, crlf, features, ldap, log4shell, nosql, proto, scanner, sqli, ssti, traversal, xpath, xss, xxe};
 
 /// Most findings kept per request (the score still counts all of them).
 pub const MAX_FINDINGS: usize = 64;
@@ -143,8 +143,46 @@ const PATH: ValueKind = ValueKind { transport_decoded: true, strict_lines: true 
 const HEADER: ValueKind = ValueKind { transport_decoded: false, strict_lines: true };
 const BODY: ValueKind = ValueKind { transport_decoded: false, strict_lines: false };
 
-/// A value detector: the rule it matched, if any.
-type Detector<'a> = dyn Fn(&str) -> Option<&'static str> + 'a;
+const DETECTORS: usize = 15;
+
+/// Runs each detector whose grammar can match given the characters `v` contains, filling the
+/// empty slots of `found` (one slot per detector: the first view that matches wins).
+fn run_detectors(v: &str, f: u32, kind: ValueKind, found: &mut [Option<&'static str>; DETECTORS]) {
+    use features as F;
+    let has = |m: u32| f & m != 0;
+    let b = v.as_bytes();
+    let ci = |n: &[u8]| b.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
+    let mut set = |i: usize, gate: bool, d: &dyn Fn(&str) -> Option<&'static str>| {
+        if found[i].is_none() && gate {
+            found[i] = d(v);
+        }
+    };
+    set(0, has(F::SQLI) || ci(b"union"), &|s| sqli::detect(s).map(|fp| fp.rule_id));
+    let dom = has(F::DOT) && b.windows(6).any(|w| w == b"docume" || w == b"window");
+    set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::COLON | F::BRACKET) || dom, &xss::detect);
+    set(
+        2,
+        has(F::SEMI | F::PIPE | F::AMP | F::NL | F::BACKTICK | F::DOLLAR | F::PAREN | F::LT | F::SLASH | F::BSLASH),
+        &cmdi::detect,
+    );
+    set(
+        3,
+        has(F::PAREN | F::OTHER_OP | F::LT | F::DOLLAR | F::COLON) || b.windows(5).any(|w| w == b"rO0AB"),
+        &cmdi::code::detect,
+    );
+    let scheme_colon = has(F::COLON) && b.windows(2).any(|w| w[0].is_ascii_alphabetic() && w[1] == b':');
+    set(4, has(F::SLASH | F::BSLASH) || scheme_colon, &traversal::detect);
+    set(5, has(F::DOLLAR | F::PAREN | F::BRACE | F::EQ), &nosql::detect);
+    set(6, has(F::BRACE | F::LT | F::HASH | F::UNDERSCORE), &ssti::detect);
+    set(7, has(F::PAREN) || has(F::COLON) && has(F::EQ), &ldap::detect);
+    set(8, has(F::COLON | F::SLASH | F::PIPE | F::PAREN | F::BRACKET), &xpath::detect);
+    set(9, has(F::LT), &xxe::detect);
+    set(10, has(F::NL | F::NONASCII), &|s| crlf::detect(s, kind.strict_lines));
+    set(11, has(F::DOLLAR) && has(F::BRACE), &log4shell::detect);
+    set(12, has(F::UNDERSCORE | F::DOT | F::BRACKET), &proto::detect);
+    set(13, has(F::DOT), &scanner::oast);
+    set(14, has(F::UNDERSCORE) && has(F::BRACE), &scanner::graphql_introspection);
+}
 
 /// Scans requests with one compiled policy. Cheap to share (`&self`), no I/O, no interior state.
 #[derive(Debug, Clone)]
@@ -199,37 +237,23 @@ impl Scan<'_> {
         if value.is_empty() || !self.budget() || self.skipped(&loc) {
             return;
         }
-        let n = normalize::normalize(value, kind.transport_decoded);
-        if n.double_encoded {
-            self.report("evasion-double-encoding", loc);
-        }
-        if n.overlong {
-            self.report("evasion-overlong-utf8", loc);
-        }
-        let mut found: [Option<&'static str>; 15] = [None; 15];
-        for v in &n.variants {
-            let v: &str = v;
-            let detectors: [&Detector; 15] = [
-                &|s| sqli::detect(s).map(|f| f.rule_id),
-                &xss::detect,
-                &cmdi::detect,
-                &cmdi::code::detect,
-                &traversal::detect,
-                &nosql::detect,
-                &ssti::detect,
-                &ldap::detect,
-                &xpath::detect,
-                &xxe::detect,
-                &|s| crlf::detect(s, kind.strict_lines),
-                &log4shell::detect,
-                &proto::detect,
-                &scanner::oast,
-                &scanner::graphql_introspection,
-            ];
-            for (slot, d) in found.iter_mut().zip(detectors) {
-                if slot.is_none() {
-                    *slot = d(v);
-                }
+        let f = features::of(value);
+        let fast = f & (features::PCT | features::AMP | features::BSLASH | features::NONASCII | features::CTRL) == 0
+            && !normalize::base64_candidate(value);
+        let mut found: [Option<&'static str>; DETECTORS] = [None; DETECTORS];
+        if fast {
+            // Nothing to decode: the value is its only view.
+            run_detectors(value, f, kind, &mut found);
+        } else {
+            let n = normalize::normalize(value, kind.transport_decoded);
+            if n.double_encoded {
+                self.report("evasion-double-encoding", loc);
+            }
+            if n.overlong {
+                self.report("evasion-overlong-utf8", loc);
+            }
+            for v in &n.variants {
+                run_detectors(v, features::of(v), kind, &mut found);
             }
         }
         for r in found.into_iter().flatten() {
@@ -408,7 +432,10 @@ impl Inspector {
             s.incomplete = true;
         }
         let raw = &req.body[..cap];
-        let text = String::from_utf8_lossy(raw);
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
         let mt = req.content_type.map(media_type).unwrap_or_default();
         if mt == "application/json" || mt.ends_with("+json") {
             let mut v = JsonScan { scan: s };

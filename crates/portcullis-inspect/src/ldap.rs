@@ -13,7 +13,8 @@ lazy_re!(EXTENSIBLE, r"(?i)[\w-]*:(?:dn:)?\d+(?:\.\d+)+:=|[\w-]+:dn:=");
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if memchr::memchr(b'(', b).is_some() && BREAKOUT.is_match(s) {
+    let filter_possible = b.windows(2).any(|w| matches!(w, b")(" | b"(|" | b"(&" | b"(!" | b"*)" | b") " | b"( "));
+    if filter_possible && BREAKOUT.is_match(s) {
         return Some("ldap-filter");
     }
     if memchr::memmem::find(b, b":=").is_some() && EXTENSIBLE.is_match(s) {

@@ -26,6 +26,7 @@
 pub mod cmdi;
 pub mod crlf;
 pub mod extract;
+mod features;
 pub mod finding;
 mod inspector;
 pub mod ldap;

@@ -328,7 +328,23 @@ pub fn looks_like_base64(s: &str) -> bool {
         }
     }
     // Real base64 of text nearly always mixes cases; a single-case word is a word.
-    upper && lower || (upper || lower) && digit
+    let _ = digit;
+    upper && lower
+}
+
+/// Whether [`normalize`] would try `value` as base64 (also with spaces read as `+`, which a form
+/// decoder produces from an unencoded `+`).
+#[must_use]
+pub fn base64_candidate(value: &str) -> bool {
+    let t = value.trim();
+    if t.len() < MIN_BASE64_LEN {
+        return false;
+    }
+    // Check the alphabet before allocating: most values with spaces are prose.
+    if !t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=' | b' ')) {
+        return false;
+    }
+    if t.contains(' ') { !t.contains("  ") && looks_like_base64(&t.replace(' ', "+")) } else { looks_like_base64(t) }
 }
 
 /// Decodes base64 (standard or URL-safe, padding optional) when the result is printable UTF-8
@@ -413,6 +429,11 @@ fn raw_has_overlong(s: &str) -> bool {
 #[must_use]
 pub fn normalize(value: &str, transport_decoded: bool) -> Normalized<'_> {
     let mut n = Normalized { variants: vec![Cow::Borrowed(value)], ..Normalized::default() };
+    let b = value.as_bytes();
+    let decodable = b.iter().any(|c| matches!(c, b'%' | b'&' | b'\\' | 0) || *c >= 0x80);
+    if !decodable && !base64_candidate(value) {
+        return n;
+    }
     let mut flags = (false, false);
     let mut cur: Option<String> = None;
     for r in 0..MAX_ROUNDS {

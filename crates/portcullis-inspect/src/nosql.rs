@@ -65,7 +65,9 @@ pub fn detect(s: &str) -> Option<&'static str> {
     if memchr::memchr(b'$', b).is_some() && OP_TEXT.is_match(s) {
         return Some("nosql-operator-text");
     }
-    if memchr::memchr3(b'(', b'{', b'=', b).is_some() && JS.is_match(s) {
+    let js_possible = memchr::memchr2(b'{', b';', b).is_some()
+        || b.windows(3).any(|w| w == b"db." || w.eq_ignore_ascii_case(b"whi") || w == b"is.");
+    if js_possible && JS.is_match(s) {
         return Some("nosql-js");
     }
     None

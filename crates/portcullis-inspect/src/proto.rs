@@ -22,6 +22,9 @@ pub fn key(name: &str, parent: Option<&str>) -> bool {
 /// `__proto__` in a value (weak: PL2).
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
+    if !s.as_bytes().windows(5).any(|w| w == b"proto") {
+        return None;
+    }
     (memchr::memmem::find(s.as_bytes(), b"__proto__").is_some()
         || s.contains("constructor.prototype")
         || s.contains("constructor[prototype]")

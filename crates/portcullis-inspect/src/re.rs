@@ -24,8 +24,17 @@ impl Lazy {
 }
 
 /// Compiles with a size limit (patterns are ours, but keep the automata small).
+///
+/// Perl classes are rewritten to their ASCII forms first: a Unicode `\\b` makes the regex crate
+/// fall back from its lazy DFA to the much slower PikeVM on non-ASCII input, and payload grammar
+/// is ASCII anyway.
 pub(crate) fn build(p: &str) -> Option<Regex> {
-    regex::RegexBuilder::new(p).size_limit(4 << 20).dfa_size_limit(4 << 20).build().ok()
+    let p = p
+        .replace(r"\b", r"(?-u:\b)")
+        .replace(r"\w", "[0-9A-Za-z_]")
+        .replace(r"\d", "[0-9]")
+        .replace(r"\s", r"[\t\n\x0B\x0C\r ]");
+    regex::RegexBuilder::new(&p).size_limit(4 << 20).dfa_size_limit(4 << 20).build().ok()
 }
 
 macro_rules! lazy_re {
@@ -34,3 +43,14 @@ macro_rules! lazy_re {
     };
 }
 pub(crate) use lazy_re;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ascii_rewrite_compiles_and_matches() {
+        let r = super::build(r"\bdb\.\w+\s*\(\d").unwrap();
+        assert!(r.is_match("x db.users (1"));
+        assert!(!r.is_match("xdb.users (1"));
+        assert!(super::build(r"[\w.:-]+").unwrap().is_match("a.b"));
+    }
+}

@@ -109,14 +109,36 @@ pub fn user_agent(ua: &str) -> Option<&'static str> {
 /// An out-of-band interaction host anywhere in a value.
 #[must_use]
 pub fn oast(s: &str) -> Option<&'static str> {
-    (s.contains('.') && OAST_AC.as_ref().is_some_and(|ac| ac.is_match(s))).then_some("scanner-oast")
+    // Cheap gate: some label right after a dot must start like one of the known services.
+    let b = s.as_bytes();
+    let maybe = memchr::memchr_iter(b'.', b).take(4096).any(|p| {
+        let l = b.get(p + 1..).unwrap_or(&[]);
+        l.len() >= 2
+            && matches!(
+                [l[0].to_ascii_lowercase(), l[1].to_ascii_lowercase()],
+                [b'o', b'a']
+                    | [b'b', b'u']
+                    | [b'i', b'n']
+                    | [b'd', b'n']
+                    | [b'c', b'e']
+                    | [b'r', b'e']
+                    | [b'c', b'a']
+                    | [b'x', b's']
+                    | [b'b', b'x']
+                    | [b'p', b'i']
+                    | [b's', b'h']
+            )
+    });
+    (maybe && OAST_AC.as_ref().is_some_and(|ac| ac.is_match(s))).then_some("scanner-oast")
 }
 
 /// GraphQL introspection (`__schema`, `__type(`) in a query.
 #[must_use]
 pub fn graphql_introspection(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    memchr::memmem::find(b, b"__")?;
+    if !b.windows(2).any(|w| w == b"__") {
+        return None;
+    }
     let hit = memchr::memmem::find(b, b"__schema").is_some_and(|p| {
         let after = b.get(p + 8).copied();
         after.is_none_or(|c| !c.is_ascii_alphanumeric() && c != b'_') && s.contains('{')

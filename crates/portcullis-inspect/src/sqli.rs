@@ -71,10 +71,18 @@ fn is_word(b: u8) -> bool {
 }
 
 fn classify(word: &str, next_is_paren: bool) -> (u8, bool, u8) {
-    let lw = word.to_ascii_lowercase();
-    let last = lw.rsplit('.').next().unwrap_or(&lw);
+    // Lower-case into a stack buffer: no allocation per word. Longer words are never keywords.
+    let mut buf = [0u8; 40];
+    if word.len() > buf.len() || !word.is_ascii() {
+        return (b'n', false, 0);
+    }
+    for (d, c) in buf.iter_mut().zip(word.bytes()) {
+        *d = c.to_ascii_lowercase();
+    }
+    let lw = std::str::from_utf8(&buf[..word.len()]).unwrap_or("");
+    let last = lw.rsplit('.').next().unwrap_or(lw);
     if next_is_paren {
-        let first = lw.split('.').next().unwrap_or(&lw);
+        let first = lw.split('.').next().unwrap_or(lw);
         if let Some(strong) = function(last).or_else(|| function(first)) {
             let weak = matches!(last, "left" | "right" | "count" | "space" | "repeat" | "position" | "length" | "if");
             return (b'f', strong, if weak { SUB_WEAK_FN } else { 0 });
@@ -86,7 +94,7 @@ fn classify(word: &str, next_is_paren: bool) -> (u8, bool, u8) {
     if lw.contains('.') {
         return (b'n', false, 0);
     }
-    let (k, sub) = match lw.as_str() {
+    let (k, sub) = match lw {
         "union" | "intersect" | "except" | "minus" => (b'U', 0),
         "select" => (b'E', 0),
         "insert" | "update" | "delete" | "drop" | "create" | "alter" | "truncate" | "exec" | "execute" | "declare"
@@ -287,7 +295,7 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn new(s: &'a str) -> Self {
-        Self { s, b: s.as_bytes(), i: 0, toks: Vec::new() }
+        Self { s, b: s.as_bytes(), i: 0, toks: Vec::with_capacity((s.len() / 4).clamp(4, 256)) }
     }
 
     fn push(&mut self, kind: u8, start: usize, end: usize, strong: bool, sub: u8) {
@@ -826,9 +834,77 @@ pub fn tokens(s: &str, ctx: Context) -> String {
     fold(Lexer::new(s).run(ctx)).iter().take(64).map(|t| char::from(t.kind)).collect()
 }
 
+/// A necessary condition for any rule: a quote, a statement separator, a call, a comment, a
+/// system variable, a symbolic boolean operator, or a SQL keyword as a word. Cheap, and false for
+/// most benign values (ids, dates, e-mail addresses, plain names), which then skip tokenisation.
+#[must_use]
+pub fn may_match(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut prev = 0u8;
+    for &c in b {
+        if matches!(c, b'\'' | b'"' | b'`' | b';' | b'(' | b'#')
+            || matches!((prev, c), (b'-', b'-') | (b'/', b'*') | (b'@', b'@') | (b'&', b'&') | (b'|', b'|'))
+        {
+            return true;
+        }
+        prev = c;
+    }
+    // Keyword-only rules need at least two tokens.
+    if !b.iter().any(|c| c.is_ascii_whitespace() || matches!(c, b'+' | b'/')) {
+        return false;
+    }
+    b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
+        (2..=8).contains(&w.len()) && {
+            let mut buf = [0u8; 8];
+            for (d, c) in buf.iter_mut().zip(w) {
+                *d = c.to_ascii_lowercase();
+            }
+            matches!(
+                &buf[..w.len()],
+                b"union"
+                    | b"intersect"
+                    | b"except"
+                    | b"minus"
+                    | b"and"
+                    | b"or"
+                    | b"xor"
+                    | b"where"
+                    | b"having"
+                    | b"by"
+                    | b"limit"
+                    | b"offset"
+                    | b"into"
+                    | b"select"
+                    | b"insert"
+                    | b"update"
+                    | b"delete"
+                    | b"drop"
+                    | b"create"
+                    | b"alter"
+                    | b"truncate"
+                    | b"exec"
+                    | b"execute"
+                    | b"declare"
+                    | b"shutdown"
+                    | b"waitfor"
+                    | b"grant"
+                    | b"revoke"
+                    | b"rename"
+                    | b"handler"
+                    | b"merge"
+                    | b"backup"
+                    | b"dbcc"
+            )
+        }
+    })
+}
+
 /// Whether `s` is a SQL injection in any of the three contexts.
 #[must_use]
 pub fn detect(s: &str) -> Option<Fingerprint> {
+    if !may_match(s) {
+        return None;
+    }
     let mut best = fingerprint_of(Context::None, s);
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {

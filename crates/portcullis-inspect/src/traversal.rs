@@ -57,6 +57,19 @@ const WRAPPERS: &[&str] = &[
     "dict://",
 ];
 
+/// Keys whose absence rules out every traversal rule: `..`, `//`, `\\\\`, the wrappers, and the
+/// last component of each sensitive file.
+static PREFILTER: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> = std::sync::LazyLock::new(|| {
+    let pats: Vec<&str> = SENSITIVE
+        .iter()
+        .map(|f| f.trim_end_matches('/').rsplit('/').next().unwrap_or(f))
+        .chain(WRAPPERS.iter().copied())
+        .chain(["..", "//", "\\\\"])
+        .filter(|p| p.len() >= 2)
+        .collect();
+    aho_corasick::AhoCorasickBuilder::new().ascii_case_insensitive(true).build(pats).ok()
+});
+
 /// Number of `..` path segments in `s` (a segment of two or more dots between separators; `....//`
 /// survives filters that strip `../` once).
 #[must_use]
@@ -83,6 +96,10 @@ pub fn detect(s: &str) -> Option<&'static str> {
     let has_sep = memchr::memchr2(b'/', b'\\', b).is_some();
     let has_colon = memchr::memchr(b':', b).is_some();
     if !has_sep && !has_colon {
+        return None;
+    }
+    // One case-insensitive pass decides whether any rule can match at all.
+    if !PREFILTER.as_ref().is_some_and(|ac| ac.is_match(s)) {
         return None;
     }
     let l: String = s.chars().take(8192).map(|c| if c == '\\' { '/' } else { c.to_ascii_lowercase() }).collect();

@@ -16,10 +16,14 @@ lazy_re!(
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
     let b = s.as_bytes();
-    if memchr::memchr3(b':', b'/', b'|', b).is_some() && AXIS.is_match(s) {
+    let axis_possible = memchr::memmem::find(b, b"::").is_some()
+        || memchr::memmem::find(b, b"()").is_some()
+        || memchr::memchr(b'|', b).is_some()
+        || s.trim_start().starts_with("//");
+    if axis_possible && AXIS.is_match(s) {
         return Some("xpath-axis");
     }
-    if memchr::memchr(b'(', b).is_some() && FUNC.is_match(s) {
+    if memchr::memchr(b'(', b).is_some() && memchr::memchr3(b'[', b'|', b' ', b).is_some() && FUNC.is_match(s) {
         return Some("xpath-function");
     }
     None

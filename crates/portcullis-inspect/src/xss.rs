@@ -270,12 +270,38 @@ pub fn js_sink(s: &str) -> bool {
             return false;
         }
         let word = &s[st..i];
-        if word.len() > 14 {
+        if word.len() > 13 || word.len() < 3 {
             continue;
         }
-        let lw = word.to_ascii_lowercase();
+        let mut buf = [0u8; 13];
+        for (d, c) in buf.iter_mut().zip(word.bytes()) {
+            *d = c.to_ascii_lowercase();
+        }
+        let lw = &buf[..word.len()];
+        if !matches!(
+            lw,
+            b"alert"
+                | b"prompt"
+                | b"confirm"
+                | b"eval"
+                | b"settimeout"
+                | b"setinterval"
+                | b"execscript"
+                | b"fromcharcode"
+                | b"importscripts"
+                | b"atob"
+                | b"fetch"
+                | b"document"
+                | b"window"
+                | b"self"
+                | b"top"
+                | b"innerhtml"
+                | b"outerhtml"
+        ) {
+            continue;
+        }
         let rest = &b[i..];
-        if SINKS.contains(&lw.as_str()) {
+        if SINKS.iter().any(|k| k.as_bytes() == lw) {
             let called = rest.first().is_some_and(|c| matches!(c, b'(' | b'`'))
                 || starts_with_ci(rest, b".call(")
                 || starts_with_ci(rest, b".apply(")
@@ -290,13 +316,14 @@ pub fn js_sink(s: &str) -> bool {
                 return true;
             }
         }
-        if lw == "document" || lw == "window" || lw == "self" || lw == "top" {
+        let is = |n: &str| word.eq_ignore_ascii_case(n);
+        if is("document") || is("window") || is("self") || is("top") {
             let r = strip_access(rest);
             if ["cookie", "domain", "location", "write"].iter().any(|p| starts_with_ci(r, p.as_bytes())) {
                 return true;
             }
         }
-        if matches!(lw.as_str(), "innerhtml" | "outerhtml") && st > 0 && b[st - 1] == b'.' {
+        if (is("innerhtml") || is("outerhtml")) && st > 0 && b[st - 1] == b'.' {
             let r = rest.iter().position(|c| !c.is_ascii_whitespace()).map_or(&[][..], |p| &rest[p..]);
             if r.first() == Some(&b'=') && r.get(1) != Some(&b'=') {
                 return true;
@@ -357,7 +384,8 @@ pub fn detect(s: &str) -> Option<&'static str> {
     if has_lt && let Some(r) = html(s) {
         return Some(r);
     }
-    if (memchr::memchr3(b'"', b'\'', b'`', b).is_some() || memchr::memchr(b'=', b).is_some())
+    // Every attribute-level hit (handler, URI, style) needs `name=value`.
+    if memchr::memchr(b'=', b).is_some()
         && let Some(r) = attribute_breakout(s)
     {
         return Some(r);
@@ -365,7 +393,8 @@ pub fn detect(s: &str) -> Option<&'static str> {
     if memchr::memchr(b':', b).is_some() && uri_value(s) {
         return Some("xss-uri");
     }
-    if js_sink(s) {
+    let js_possible = memchr::memchr3(b'(', b'`', b'[', b).is_some() || memchr::memchr2(b'.', b'=', b).is_some();
+    if js_possible && js_sink(s) {
         return Some("xss-js-sink");
     }
     if has_lt {

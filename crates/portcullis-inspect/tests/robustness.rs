@@ -159,7 +159,7 @@ fn scan_everywhere(s: &str) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
     fn detectors_never_panic_on_payloadish(s in payloadish()) {
@@ -174,6 +174,7 @@ proptest! {
     }
 
     #[test]
+    #[cfg_attr(debug_assertions, ignore = "slow in debug; run with --release or --include-ignored")]
     fn request_scan_never_panics(s in payloadish()) {
         scan_everywhere(&s);
     }
@@ -193,7 +194,7 @@ proptest! {
 fn pathological_inputs_stay_linear() {
     // Each is ~256 KB; a quadratic pass would take minutes even in release. The bound is very
     // generous (debug build, shared machine) and only catches blow-ups.
-    let n = 1 << 16;
+    let n = 1 << 14;
     let inputs = [
         "<a ".repeat(n),
         "<a x=\"".repeat(n),
@@ -224,6 +225,6 @@ fn pathological_inputs_stay_linear() {
         let _ = ins.scan_request(&RequestView::new("POST").with_body(Some("application/xml"), s.as_bytes(), false));
         let took = start.elapsed();
         println!("{:?}… {took:?}", s.chars().take(8).collect::<String>());
-        assert!(took < Duration::from_secs(20), "{:?}… took {took:?}", s.chars().take(16).collect::<String>());
+        assert!(took < Duration::from_secs(10), "{:?}… took {took:?}", s.chars().take(16).collect::<String>());
     }
 }
