@@ -426,7 +426,7 @@ pub mod code {
         if has_ci(b, b"on error resume next") && has_ci(b, b"response.") {
             return Some("code-php");
         }
-        let Some(ac) = CALLS_AC.as_ref() else { return None };
+        let ac = CALLS_AC.as_ref()?;
         let mut calls = 0;
         let mut execute = false;
         for m in ac.find_iter(s).take(64) {
