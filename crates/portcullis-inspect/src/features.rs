@@ -3,67 +3,67 @@
 //! fast: most leaves (names, e-mails, dates, ids) trip one or two detectors at most.
 
 /// `'`, `"`, `` ` ``.
-pub(crate) const QUOTE: u32 = 1;
+pub(crate) const QUOTE: u64 = 1;
 /// `<`.
-pub(crate) const LT: u32 = 1 << 1;
+pub(crate) const LT: u64 = 1 << 1;
 /// `>`.
-pub(crate) const GT: u32 = 1 << 2;
+pub(crate) const GT: u64 = 1 << 2;
 /// `;`.
-pub(crate) const SEMI: u32 = 1 << 3;
+pub(crate) const SEMI: u64 = 1 << 3;
 /// `|`.
-pub(crate) const PIPE: u32 = 1 << 4;
+pub(crate) const PIPE: u64 = 1 << 4;
 /// `&`.
-pub(crate) const AMP: u32 = 1 << 5;
+pub(crate) const AMP: u64 = 1 << 5;
 /// CR or LF.
-pub(crate) const NL: u32 = 1 << 6;
+pub(crate) const NL: u64 = 1 << 6;
 /// `` ` ``.
-pub(crate) const BACKTICK: u32 = 1 << 7;
+pub(crate) const BACKTICK: u64 = 1 << 7;
 /// `(` or `)`.
-pub(crate) const PAREN: u32 = 1 << 8;
+pub(crate) const PAREN: u64 = 1 << 8;
 /// `$`.
-pub(crate) const DOLLAR: u32 = 1 << 9;
+pub(crate) const DOLLAR: u64 = 1 << 9;
 /// `{` or `}`.
-pub(crate) const BRACE: u32 = 1 << 10;
+pub(crate) const BRACE: u64 = 1 << 10;
 /// `#`.
-pub(crate) const HASH: u32 = 1 << 11;
+pub(crate) const HASH: u64 = 1 << 11;
 /// `%`.
-pub(crate) const PCT: u32 = 1 << 12;
+pub(crate) const PCT: u64 = 1 << 12;
 /// `\`.
-pub(crate) const BSLASH: u32 = 1 << 13;
+pub(crate) const BSLASH: u64 = 1 << 13;
 /// `/`.
-pub(crate) const SLASH: u32 = 1 << 14;
+pub(crate) const SLASH: u64 = 1 << 14;
 /// `=`.
-pub(crate) const EQ: u32 = 1 << 15;
+pub(crate) const EQ: u64 = 1 << 15;
 /// `:`.
-pub(crate) const COLON: u32 = 1 << 16;
+pub(crate) const COLON: u64 = 1 << 16;
 /// `*`.
-pub(crate) const STAR: u32 = 1 << 17;
+pub(crate) const STAR: u64 = 1 << 17;
 /// `@`.
-pub(crate) const AT: u32 = 1 << 18;
+pub(crate) const AT: u64 = 1 << 18;
 /// `.`.
-pub(crate) const DOT: u32 = 1 << 19;
+pub(crate) const DOT: u64 = 1 << 19;
 /// `[` or `]`.
-pub(crate) const BRACKET: u32 = 1 << 20;
+pub(crate) const BRACKET: u64 = 1 << 20;
 /// A byte ≥ 0x80.
-pub(crate) const NONASCII: u32 = 1 << 21;
+pub(crate) const NONASCII: u64 = 1 << 21;
 /// NUL or another control character other than tab, CR, LF.
-pub(crate) const CTRL: u32 = 1 << 22;
+pub(crate) const CTRL: u64 = 1 << 22;
 /// `0`–`9`.
-pub(crate) const DIGIT: u32 = 1 << 23;
+pub(crate) const DIGIT: u64 = 1 << 23;
 /// `-`.
-pub(crate) const MINUS: u32 = 1 << 24;
+pub(crate) const MINUS: u64 = 1 << 24;
 /// `+`.
-pub(crate) const PLUS: u32 = 1 << 25;
+pub(crate) const PLUS: u64 = 1 << 25;
 /// `!`, `~`, `^`, `?`.
-pub(crate) const OTHER_OP: u32 = 1 << 26;
+pub(crate) const OTHER_OP: u64 = 1 << 26;
 /// `_`.
-pub(crate) const UNDERSCORE: u32 = 1 << 27;
+pub(crate) const UNDERSCORE: u64 = 1 << 27;
 /// A space or tab.
-pub(crate) const SPACE: u32 = 1 << 28;
+pub(crate) const SPACE: u64 = 1 << 28;
 /// `,`.
-pub(crate) const COMMA: u32 = 1 << 29;
+pub(crate) const COMMA: u64 = 1 << 29;
 
-const fn class(b: u8) -> u32 {
+const fn class(b: u8) -> u64 {
     match b {
         b'\'' | b'"' => QUOTE,
         b'`' => QUOTE | BACKTICK,
@@ -92,28 +92,88 @@ const fn class(b: u8) -> u32 {
         b'!' | b'~' | b'^' | b'?' => OTHER_OP,
         b'_' => UNDERSCORE,
         b' ' | b'\t' => SPACE,
+        b'A'..=b'Z' => UPPER,
+        b'a'..=b'z' => LOWER,
         b',' => COMMA,
         0x80..=0xFF => NONASCII,
         0..=0x1F | 0x7F => CTRL,
-        _ => 0,
     }
 }
 
-static TABLE: [u32; 256] = {
-    let mut t = [0u32; 256];
+static TABLE: [u64; 256] = {
+    let mut t = [0u64; 256];
     let mut i = 0;
     while i < 256 {
-        t[i] = class(i as u8);
+        let b = i as u8;
+        let b64 = b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_' | b'=' | b' ');
+        t[i] = class(b) | if b64 { 0 } else { NOT_B64 };
         i += 1;
     }
     t
 };
 
-/// The character classes present in `s`.
-pub(crate) fn of(s: &str) -> u32 {
-    s.as_bytes().iter().fold(0, |acc, b| acc | TABLE[*b as usize])
+/// `A`–`Z`.
+pub(crate) const UPPER: u64 = 1 << 30;
+/// `a`–`z`.
+pub(crate) const LOWER: u64 = 1 << 31;
+/// A byte outside the base64 alphabet (and space).
+pub(crate) const NOT_B64: u64 = 1 << 32;
+/// `--`.
+pub(crate) const DASHDASH: u64 = 1 << 33;
+/// `/*`.
+pub(crate) const SLASHSTAR: u64 = 1 << 34;
+/// `@@`.
+pub(crate) const ATAT: u64 = 1 << 35;
+/// `&&` or `||`.
+pub(crate) const LOGIC2: u64 = 1 << 36;
+/// `${`.
+pub(crate) const DOLLARBRACE: u64 = 1 << 37;
+/// `!` then a letter or `!`.
+pub(crate) const BANGWORD: u64 = 1 << 38;
+/// `<?` or `<!` or `<%` or `<#`.
+pub(crate) const LTSPECIAL: u64 = 1 << 39;
+/// `::`.
+pub(crate) const COLONCOLON: u64 = 1 << 40;
+/// `//`.
+pub(crate) const SLASHSLASH: u64 = 1 << 41;
+/// `..`.
+pub(crate) const DOTDOT: u64 = 1 << 42;
+/// A letter then `:` (URI scheme, drive letter).
+pub(crate) const SCHEME: u64 = 1 << 43;
+/// `__`.
+pub(crate) const UNDERUNDER: u64 = 1 << 44;
+/// `)(`, `(|`, `(&`, `(!`, `*)`: LDAP filter joints.
+pub(crate) const FILTER: u64 = 1 << 45;
+/// `:=`.
+pub(crate) const COLONEQ: u64 = 1 << 46;
+
+/// The character classes and the few two-byte sequences present in `s`, in one pass.
+pub(crate) fn of(s: &str) -> u64 {
+    let mut acc = 0u64;
+    let mut prev = 0u8;
+    for &b in s.as_bytes() {
+        acc |= TABLE[b as usize];
+        acc |= match (prev, b) {
+            (b'-', b'-') => DASHDASH,
+            (b'/', b'*') => SLASHSTAR,
+            (b'@', b'@') => ATAT,
+            (b'&', b'&') | (b'|', b'|') => LOGIC2,
+            (b'$', b'{') => DOLLARBRACE,
+            (b'!', b'!' | b'a'..=b'z') => BANGWORD,
+            (b'<', b'?' | b'!' | b'%' | b'#') => LTSPECIAL,
+            (b':', b':') => COLONCOLON,
+            (b'/', b'/') => SLASHSLASH,
+            (b'.', b'.') => DOTDOT,
+            (b'a'..=b'z' | b'A'..=b'Z', b':') => SCHEME,
+            (b'_', b'_') => UNDERUNDER,
+            (b')', b'(') | (b'(', b'|' | b'&' | b'!') | (b'*', b')') => FILTER,
+            (b':', b'=') => COLONEQ,
+            _ => 0,
+        };
+        prev = b;
+    }
+    acc
 }
 
 /// Characters SQL injection grammar needs beyond words and spaces.
-pub(crate) const SQLI: u32 =
-    QUOTE | PAREN | SEMI | HASH | EQ | LT | GT | AT | PIPE | AMP | STAR | OTHER_OP | MINUS | DIGIT | SLASH | PCT | PLUS;
+pub(crate) const SQLI: u64 = QUOTE | SEMI | PAREN | HASH | DASHDASH | SLASHSTAR | ATAT | LOGIC2;

@@ -147,19 +147,19 @@ const DETECTORS: usize = 15;
 
 /// Runs each detector whose grammar can match given the characters `v` contains, filling the
 /// empty slots of `found` (one slot per detector: the first view that matches wins).
-fn run_detectors(v: &str, f: u32, kind: ValueKind, found: &mut [Option<&'static str>; DETECTORS]) {
+fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static str>; DETECTORS]) {
     use features as F;
-    let has = |m: u32| f & m != 0;
+    let has = |m: u64| f & m != 0;
     let b = v.as_bytes();
-    let ci = |n: &[u8]| b.windows(n.len()).any(|w| w.eq_ignore_ascii_case(n));
     let mut set = |i: usize, gate: bool, d: &dyn Fn(&str) -> Option<&'static str>| {
         if found[i].is_none() && gate {
             found[i] = d(v);
         }
     };
-    set(0, has(F::SQLI) || ci(b"union"), &|s| sqli::detect(s).map(|fp| fp.rule_id));
-    let dom = has(F::DOT) && b.windows(6).any(|w| w == b"docume" || w == b"window");
-    set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::COLON | F::BRACKET) || dom, &xss::detect);
+    let sql = has(F::SQLI) || has(F::SPACE | F::PLUS | F::SLASH) && sqli::keyword_words(b);
+    set(0, sql, &|s| sqli::detect_unfiltered(s).map(|fp| fp.rule_id));
+    let dom = has(F::DOT | F::BRACKET) && b.windows(6).any(|w| w == b"docume" || w == b"window");
+    set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::SCHEME) || dom, &xss::detect);
     set(
         2,
         has(F::SEMI | F::PIPE | F::AMP | F::NL | F::BACKTICK | F::DOLLAR | F::PAREN | F::LT | F::SLASH | F::BSLASH),
@@ -167,21 +167,22 @@ fn run_detectors(v: &str, f: u32, kind: ValueKind, found: &mut [Option<&'static 
     );
     set(
         3,
-        has(F::PAREN | F::OTHER_OP | F::LT | F::DOLLAR | F::COLON) || b.windows(5).any(|w| w == b"rO0AB"),
+        has(F::PAREN | F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)
+            || has(F::COLON) && has(F::QUOTE)
+            || has(F::UPPER) && has(F::DIGIT) && b.windows(5).any(|w| w == b"rO0AB"),
         &cmdi::code::detect,
     );
-    let scheme_colon = has(F::COLON) && b.windows(2).any(|w| w[0].is_ascii_alphabetic() && w[1] == b':');
-    set(4, has(F::SLASH | F::BSLASH) || scheme_colon, &traversal::detect);
+    set(4, has(F::DOTDOT | F::SCHEME | F::SLASHSLASH | F::BSLASH) || b.first() == Some(&b'/'), &traversal::detect);
     set(5, has(F::DOLLAR | F::PAREN | F::BRACE | F::EQ), &nosql::detect);
     set(6, has(F::BRACE | F::LT | F::HASH | F::UNDERSCORE), &ssti::detect);
-    set(7, has(F::PAREN) || has(F::COLON) && has(F::EQ), &ldap::detect);
-    set(8, has(F::COLON | F::SLASH | F::PIPE | F::PAREN | F::BRACKET), &xpath::detect);
+    set(7, has(F::FILTER | F::COLONEQ), &ldap::detect);
+    set(8, has(F::COLONCOLON | F::SLASHSLASH | F::PIPE) || has(F::PAREN) && has(F::BRACKET | F::SPACE), &xpath::detect);
     set(9, has(F::LT), &xxe::detect);
     set(10, has(F::NL | F::NONASCII), &|s| crlf::detect(s, kind.strict_lines));
-    set(11, has(F::DOLLAR) && has(F::BRACE), &log4shell::detect);
+    set(11, has(F::DOLLARBRACE), &log4shell::detect);
     set(12, has(F::UNDERSCORE | F::DOT | F::BRACKET), &proto::detect);
     set(13, has(F::DOT), &scanner::oast);
-    set(14, has(F::UNDERSCORE) && has(F::BRACE), &scanner::graphql_introspection);
+    set(14, has(F::UNDERUNDER) && has(F::BRACE), &scanner::graphql_introspection);
 }
 
 /// Scans requests with one compiled policy. Cheap to share (`&self`), no I/O, no interior state.
@@ -238,8 +239,9 @@ impl Scan<'_> {
             return;
         }
         let f = features::of(value);
+        let b64_shape = f & features::NOT_B64 == 0 && f & features::UPPER != 0 && f & features::LOWER != 0;
         let fast = f & (features::PCT | features::AMP | features::BSLASH | features::NONASCII | features::CTRL) == 0
-            && !normalize::base64_candidate(value);
+            && !(b64_shape && normalize::base64_candidate(value));
         let mut found: [Option<&'static str>; DETECTORS] = [None; DETECTORS];
         if fast {
             // Nothing to decode: the value is its only view.
@@ -477,6 +479,163 @@ impl Inspector {
             extract::walk_xml(&text, &mut v);
         } else {
             s.value(&text, LocRef::Text, BODY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every detector, ungated, in the slot order of [`run_detectors`].
+    fn ungated(v: &str, kind: ValueKind) -> [Option<&'static str>; DETECTORS] {
+        [
+            sqli::detect(v).map(|f| f.rule_id),
+            xss::detect(v),
+            cmdi::detect(v),
+            cmdi::code::detect(v),
+            traversal::detect(v),
+            nosql::detect(v),
+            ssti::detect(v),
+            ldap::detect(v),
+            xpath::detect(v),
+            xxe::detect(v),
+            crlf::detect(v, kind.strict_lines),
+            log4shell::detect(v),
+            proto::detect(v),
+            scanner::oast(v),
+            scanner::graphql_introspection(v),
+        ]
+    }
+
+    fn same_as_ungated(v: &str) {
+        for kind in [PARAM, PATH] {
+            let mut gated = [None; DETECTORS];
+            run_detectors(v, features::of(v), kind, &mut gated);
+            assert_eq!(gated, ungated(v, kind), "gating changed a verdict for {v:?}");
+        }
+    }
+
+    fn payloadish() -> impl Strategy<Value = String> {
+        let atoms = prop::sample::select(vec![
+            "'",
+            "\"",
+            "`",
+            "<",
+            ">",
+            "/",
+            "\\",
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            "$",
+            "${",
+            "$(",
+            ";",
+            "|",
+            "&",
+            "&&",
+            "||",
+            "#",
+            "--",
+            "/*",
+            "*/",
+            "@@",
+            "@",
+            "=",
+            ":",
+            "::",
+            "//",
+            "..",
+            "!",
+            "!!",
+            "*",
+            " ",
+            "\n",
+            "_",
+            "__",
+            "union",
+            "select",
+            "or",
+            "and",
+            "sleep",
+            "1",
+            "0x1",
+            "a",
+            "script",
+            "onerror",
+            "alert",
+            "javascript",
+            "document",
+            "cookie",
+            "cat",
+            "id",
+            "etc",
+            "passwd",
+            "file",
+            "$ne",
+            "where",
+            "db",
+            "jndi",
+            "lower",
+            "proto",
+            "__proto__",
+            "constructor",
+            "prototype",
+            "oastify.com",
+            ".",
+            "__schema",
+            "ENTITY",
+            "SYSTEM",
+            "DOCTYPE",
+            "child",
+            "count",
+            "uid",
+            "rO0AB",
+            "php",
+            "<?",
+            "exec",
+            "Set-Cookie",
+            "QUIT",
+            "by",
+            "order",
+        ]);
+        prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// The character-class gates only skip detectors that could not have matched.
+        #[test]
+        fn gating_never_hides_a_detection(v in payloadish()) {
+            same_as_ungated(&v);
+        }
+    }
+
+    #[test]
+    fn gating_on_known_payloads() {
+        for v in [
+            "document[\"cookie\"]",
+            "x' or 1=1--",
+            "-1 union select 1",
+            "a;id",
+            "../../etc/passwd",
+            "${jndi:ldap://x}",
+            "{{7*7}}",
+            "*)(uid=*",
+            "//user[name/text()='a']",
+            "userPassword:2.5.13.18:=1",
+            "rO0ABXNy",
+            "!!python/object",
+            "x\r\nSet-Cookie: a",
+        ] {
+            same_as_ungated(v);
         }
     }
 }

@@ -853,6 +853,11 @@ pub fn may_match(s: &str) -> bool {
     if !b.iter().any(|c| c.is_ascii_whitespace() || matches!(c, b'+' | b'/')) {
         return false;
     }
+    keyword_words(b)
+}
+
+/// Whether a SQL keyword appears as a word.
+pub(crate) fn keyword_words(b: &[u8]) -> bool {
     b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
         (2..=8).contains(&w.len()) && {
             let mut buf = [0u8; 8];
@@ -905,6 +910,11 @@ pub fn detect(s: &str) -> Option<Fingerprint> {
     if !may_match(s) {
         return None;
     }
+    detect_unfiltered(s)
+}
+
+/// [`detect`] without the [`may_match`] prefilter (for callers that already checked it).
+pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
     let mut best = fingerprint_of(Context::None, s);
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
