@@ -915,13 +915,27 @@ pub fn detect(s: &str) -> Option<Fingerprint> {
 
 /// [`detect`] without the [`may_match`] prefilter (for callers that already checked it).
 pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
+    detect_inner(s, true)
+}
+
+/// After the string a quote context opens, nothing SQL follows: no operator, separator, call,
+/// comment, variable or keyword. Then no rule can fire in that context (the lone string token
+/// matches nothing), and its tokenisation is skipped: `O'Brien` costs one context, not two.
+fn tail_is_inert(rest: &[u8]) -> bool {
+    !rest.iter().any(|c| b"=<>!+-*/%^|&~;(#@".contains(c)) && !keyword_words(rest)
+}
+
+fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
     let mut best = fingerprint_of(Context::None, s);
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
         }
-        if s.as_bytes().contains(&q)
-            && let Some(f) = fingerprint_of(ctx, s)
+        let Some(first) = memchr::memchr(q, s.as_bytes()) else { continue };
+        if skip_inert && tail_is_inert(&s.as_bytes()[first + 1..]) {
+            continue;
+        }
+        if let Some(f) = fingerprint_of(ctx, s)
             && (best.is_none() || !matches!(f.rule_id, "sqli-breakout-concat" | "sqli-number-comment"))
         {
             best = Some(f);
@@ -932,7 +946,22 @@ pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// Skipping inert quote contexts never changes a verdict.
+        #[test]
+        fn inert_tail_skip_is_sound(v in prop::collection::vec(prop::sample::select(vec![
+            "'", "\"", "`", " ", "a", "1", "or", "and", "union", "select", "--", "#", "/*", "(", ")", "=", ";", "@",
+            "@@", "by", "order", "having", "into", "x", "O'Brien", "-", "+", "||", "&&", ",", "sleep", "*/", "\\",
+        ]), 0..16).prop_map(|v| v.concat())) {
+            prop_assert_eq!(detect_inner(&v, true), detect_inner(&v, false));
+        }
+    }
 
     fn hit(s: &str) -> bool {
         detect(s)
