@@ -232,6 +232,9 @@ pub(crate) fn of(s: &str) -> u64 {
     acc
 }
 
+/// Characters SQL injection grammar needs beyond words and spaces.
+pub(crate) const SQLI: u64 = QUOTE | SEMI | PAREN | HASH | DASHDASH | SLASHSTAR | ATAT | LOGIC2;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,6 +269,3 @@ mod tests {
         assert_eq!(of("10:05 - 1/2 ! a_b") & (DASHDASH | SCHEME | BANGWORD | UNDERUNDER | SLASHSLASH), 0);
     }
 }
-
-/// Characters SQL injection grammar needs beyond words and spaces.
-pub(crate) const SQLI: u64 = QUOTE | SEMI | PAREN | HASH | DASHDASH | SLASHSTAR | ATAT | LOGIC2;
