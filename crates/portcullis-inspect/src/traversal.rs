@@ -57,14 +57,14 @@ const WRAPPERS: &[&str] = &[
     "dict://",
 ];
 
-/// Keys whose absence rules out every traversal rule: `..`, `//`, `\\\\`, the wrappers, and the
+/// Keys whose absence rules out every traversal rule but the UNC one: `..`, the wrappers, and the
 /// last component of each sensitive file.
 static PREFILTER: std::sync::LazyLock<Option<aho_corasick::AhoCorasick>> = std::sync::LazyLock::new(|| {
     let pats: Vec<&str> = SENSITIVE
         .iter()
         .map(|f| f.trim_end_matches('/').rsplit('/').next().unwrap_or(f))
         .chain(WRAPPERS.iter().copied())
-        .chain(["..", "//", "\\\\"])
+        .chain([".."])
         .filter(|p| p.len() >= 2)
         .collect();
     aho_corasick::AhoCorasickBuilder::new().ascii_case_insensitive(true).build(pats).ok()
@@ -98,8 +98,10 @@ pub fn detect(s: &str) -> Option<&'static str> {
     if !has_sep && !has_colon {
         return None;
     }
-    // One case-insensitive pass decides whether any rule can match at all.
-    if !PREFILTER.as_ref().is_some_and(|ac| ac.is_match(s)) {
+    // One case-insensitive pass decides whether any rule can match at all (a UNC path is
+    // recognised by its start).
+    let unc = s.starts_with("//") || s.starts_with("\\\\");
+    if !unc && !PREFILTER.as_ref().is_some_and(|ac| ac.is_match(s)) {
         return None;
     }
     let l: String = s.chars().take(8192).map(|c| if c == '\\' { '/' } else { c.to_ascii_lowercase() }).collect();
