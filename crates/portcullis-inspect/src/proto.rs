@@ -8,11 +8,13 @@ pub fn key(name: &str, parent: Option<&str>) -> bool {
     if name == "__proto__" || (name == "prototype" && parent == Some("constructor")) {
         return true;
     }
+    let b = name.as_bytes();
+    let has = |n: &[u8]| b.windows(n.len()).any(|w| w == n);
     // Bracketed or dotted parameter names: `a[__proto__]`, `constructor[prototype]`, `a.__proto__.b`.
-    if name.contains("__proto__") {
+    if has(b"__proto__") {
         return name.split(['[', ']', '.']).any(|p| p == "__proto__");
     }
-    if name.contains("constructor") && name.contains("prototype") {
+    if has(b"prototype") && has(b"constructor") {
         let parts: Vec<&str> = name.split(['[', ']', '.']).filter(|p| !p.is_empty()).take(256).collect();
         return parts.windows(2).any(|w| w[0] == "constructor" && w[1] == "prototype");
     }
