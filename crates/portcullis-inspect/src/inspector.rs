@@ -156,7 +156,7 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
             found[i] = d(v);
         }
     };
-    let sql = has(F::SQLI) || has(F::SPACE | F::PLUS | F::SLASH) && sqli::keyword_words(b);
+    let sql = has(F::SQLI) || sqli::keyword_words(b);
     set(0, sql, &|s| sqli::detect_unfiltered(s).map(|fp| fp.rule_id));
     let dom = has(F::DOT | F::BRACKET) && b.windows(6).any(|w| w == b"docume" || w == b"window");
     set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::SCHEME) || dom, &xss::detect);
@@ -604,6 +604,11 @@ mod tests {
             "QUIT",
             "by",
             "order",
+            "1union",
+            "9or",
+            "like",
+            "is",
+            "0x7e",
         ]);
         prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
     }

@@ -849,16 +849,14 @@ pub fn may_match(s: &str) -> bool {
         }
         prev = c;
     }
-    // Keyword-only rules need at least two tokens.
-    if !b.iter().any(|c| c.is_ascii_whitespace() || matches!(c, b'+' | b'/')) {
-        return false;
-    }
     keyword_words(b)
 }
 
 /// Whether a SQL keyword appears as a word.
 pub(crate) fn keyword_words(b: &[u8]) -> bool {
+    // A number glued to a keyword (`1union`) is two tokens to MySQL and to the lexer.
     b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
+        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
         (2..=8).contains(&w.len()) && {
             let mut buf = [0u8; 8];
             for (d, c) in buf.iter_mut().zip(w) {
@@ -929,6 +927,7 @@ fn tail_is_inert(rest: &[u8]) -> bool {
 /// character.
 fn operator_words(b: &[u8]) -> bool {
     b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
+        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
         (2..=7).contains(&w.len()) && {
             let mut buf = [0u8; 7];
             for (d, c) in buf.iter_mut().zip(w) {
