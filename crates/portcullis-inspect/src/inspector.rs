@@ -1,0 +1,646 @@
+//! The request scanner: finds every value of a request, normalises it, runs the detectors and
+//! decides with the route's policy.
+
+use std::collections::HashSet;
+
+use crate::extract::{self, JsonVisitor, Seg, XmlVisitor};
+use crate::finding::{Finding, Report, Verdict};
+use crate::normalize::{self, url_decode};
+use crate::policy::{CompiledPolicy, LocRef, Mode};
+use crate::rules;
+use crate::{cmdi, crlf, features, ldap, log4shell, nosql, proto, scanner, sqli, ssti, traversal, xpath, xss, xxe};
+
+/// Most findings kept per request (the score still counts all of them).
+pub const MAX_FINDINGS: usize = 64;
+/// Most values (parameters, leaves, parts, headers) scanned per request.
+pub const MAX_VALUES: usize = 20_000;
+/// Most multipart parts looked at.
+pub const MAX_PARTS: usize = 1_000;
+
+/// Headers that carry protocol metadata, not application data: skipped by the `*` header scope.
+const PROTOCOL_HEADERS: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "content-encoding",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "accept",
+    "accept-encoding",
+    "accept-language",
+    "accept-charset",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "cache-control",
+    "pragma",
+    "te",
+    "trailer",
+    "upgrade",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "range",
+    "origin",
+    "sec-fetch-site",
+    "sec-fetch-mode",
+    "sec-fetch-dest",
+    "sec-fetch-user",
+    "sec-ch-ua",
+    "sec-ch-ua-mobile",
+    "sec-ch-ua-platform",
+    "x-request-id",
+    "traceparent",
+    "tracestate",
+    "x-forwarded-for",
+    "x-forwarded-proto",
+    "x-forwarded-host",
+    "x-real-ip",
+    "forwarded",
+    "dnt",
+    "upgrade-insecure-requests",
+    "priority",
+];
+
+/// A borrowed view of one request. Build it with [`RequestView::new`] and the `with_*` methods.
+#[derive(Debug, Clone, Default)]
+pub struct RequestView<'a> {
+    method: &'a str,
+    path_segments: Vec<&'a str>,
+    query: Option<&'a str>,
+    headers: Vec<(&'a str, &'a [u8])>,
+    cookies: Vec<(&'a str, &'a str)>,
+    content_type: Option<&'a str>,
+    body: &'a [u8],
+    body_truncated: bool,
+}
+
+impl<'a> RequestView<'a> {
+    /// A request with this method and nothing else.
+    #[must_use]
+    pub fn new(method: &'a str) -> Self {
+        Self { method, ..Self::default() }
+    }
+
+    /// Path segments, canonical (percent-escapes kept; they are decoded here).
+    #[must_use]
+    pub fn with_path_segments(mut self, segs: impl IntoIterator<Item = &'a str>) -> Self {
+        self.path_segments = segs.into_iter().collect();
+        self
+    }
+
+    /// Raw query string (without `?`).
+    #[must_use]
+    pub fn with_query(mut self, q: Option<&'a str>) -> Self {
+        self.query = q;
+        self
+    }
+
+    /// Adds a header.
+    #[must_use]
+    pub fn with_header(mut self, name: &'a str, value: &'a [u8]) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
+    /// Adds a cookie. When no cookie is given, `Cookie` headers are parsed instead.
+    #[must_use]
+    pub fn with_cookie(mut self, name: &'a str, value: &'a str) -> Self {
+        self.cookies.push((name, value));
+        self
+    }
+
+    /// The body, its content type, and whether the caller stopped buffering it early.
+    #[must_use]
+    pub fn with_body(mut self, content_type: Option<&'a str>, body: &'a [u8], truncated: bool) -> Self {
+        self.content_type = content_type;
+        self.body = body;
+        self.body_truncated = truncated;
+        self
+    }
+
+    /// The method.
+    #[must_use]
+    pub fn method(&self) -> &'a str {
+        self.method
+    }
+}
+
+/// How a value's container treated it.
+#[derive(Clone, Copy)]
+struct ValueKind {
+    /// Already percent-decoded once by its container.
+    transport_decoded: bool,
+    /// A line break is never legitimate here (path segment, header).
+    strict_lines: bool,
+}
+
+const PARAM: ValueKind = ValueKind { transport_decoded: true, strict_lines: false };
+const PATH: ValueKind = ValueKind { transport_decoded: true, strict_lines: true };
+const HEADER: ValueKind = ValueKind { transport_decoded: false, strict_lines: true };
+const BODY: ValueKind = ValueKind { transport_decoded: false, strict_lines: false };
+
+const DETECTORS: usize = 15;
+
+/// Runs each detector whose grammar can match given the characters `v` contains, filling the
+/// empty slots of `found` (one slot per detector: the first view that matches wins).
+fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static str>; DETECTORS]) {
+    use features as F;
+    let has = |m: u64| f & m != 0;
+    let b = v.as_bytes();
+    let mut set = |i: usize, gate: bool, d: &dyn Fn(&str) -> Option<&'static str>| {
+        if found[i].is_none() && gate {
+            found[i] = d(v);
+        }
+    };
+    let sql = has(F::SQLI) || sqli::keyword_words(b);
+    set(0, sql, &|s| sqli::detect_unfiltered(s).map(|fp| fp.rule_id));
+    let dom = has(F::DOT | F::BRACKET) && b.windows(6).any(|w| w == b"docume" || w == b"window");
+    set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::SCHEME) || dom, &xss::detect);
+    set(
+        2,
+        has(F::SEMI | F::PIPE | F::AMP | F::NL | F::BACKTICK | F::DOLLAR | F::PAREN | F::LT | F::SLASH | F::BSLASH),
+        &cmdi::detect,
+    );
+    set(
+        3,
+        has(F::PAREN | F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)
+            || has(F::COLON) && has(F::QUOTE)
+            || has(F::UPPER) && has(F::DIGIT) && b.windows(5).any(|w| w == b"rO0AB"),
+        &cmdi::code::detect,
+    );
+    set(4, has(F::DOTDOT | F::SCHEME | F::SLASHSLASH | F::BSLASH) || b.first() == Some(&b'/'), &traversal::detect);
+    set(5, has(F::DOLLAR | F::PAREN | F::BRACE | F::EQ), &nosql::detect);
+    set(6, has(F::BRACE | F::LT | F::HASH | F::UNDERSCORE), &ssti::detect);
+    set(7, has(F::FILTER | F::COLONEQ), &ldap::detect);
+    set(8, has(F::COLONCOLON | F::SLASHSLASH | F::PIPE) || has(F::PAREN) && has(F::BRACKET | F::SPACE), &xpath::detect);
+    set(9, has(F::LT), &xxe::detect);
+    set(10, has(F::NL | F::NONASCII), &|s| crlf::detect(s, kind.strict_lines));
+    set(11, has(F::DOLLARBRACE), &log4shell::detect);
+    set(12, has(F::UNDERSCORE | F::DOT | F::BRACKET), &proto::detect);
+    set(13, has(F::DOT), &scanner::oast);
+    set(14, has(F::UNDERUNDER) && has(F::BRACE), &scanner::graphql_introspection);
+}
+
+/// Scans requests with one compiled policy. Cheap to share (`&self`), no I/O, no interior state.
+#[derive(Debug, Clone)]
+pub struct Inspector {
+    policy: CompiledPolicy,
+}
+
+struct Scan<'p> {
+    policy: &'p CompiledPolicy,
+    findings: Vec<Finding>,
+    seen: HashSet<(&'static str, crate::finding::Location)>,
+    score: u32,
+    values: usize,
+    incomplete: bool,
+}
+
+impl Scan<'_> {
+    fn skipped(&self, loc: &LocRef<'_, '_>) -> bool {
+        self.policy.skip.iter().any(|t| t.matches(loc))
+    }
+
+    fn report(&mut self, rule_id: &'static str, loc: LocRef<'_, '_>) {
+        let Some(rule) = rules::rule(rule_id) else { return };
+        if rule.paranoia > self.policy.paranoia || self.policy.off_rules.contains(rule_id) {
+            return;
+        }
+        if self.policy.located.iter().any(|(rs, t)| rs.as_ref().is_none_or(|r| r.contains(rule_id)) && t.matches(&loc))
+        {
+            return;
+        }
+        let location = loc.to_location();
+        if !self.seen.insert((rule_id, location.clone())) {
+            return;
+        }
+        self.score = self.score.saturating_add(rule.score);
+        if self.findings.len() < MAX_FINDINGS {
+            self.findings.push(Finding { class: rule.class, rule_id, location, score: rule.score });
+        }
+    }
+
+    fn budget(&mut self) -> bool {
+        self.values += 1;
+        if self.values > MAX_VALUES {
+            self.incomplete = true;
+            return false;
+        }
+        true
+    }
+
+    /// Runs every detector on every normalised view of `value`.
+    fn value(&mut self, value: &str, loc: LocRef<'_, '_>, kind: ValueKind) {
+        if value.is_empty() || !self.budget() || self.skipped(&loc) {
+            return;
+        }
+        let f = features::of(value);
+        let b64_shape = f & features::NOT_B64 == 0 && f & features::UPPER != 0 && f & features::LOWER != 0;
+        let fast = f & (features::PCT | features::AMP | features::BSLASH | features::NONASCII | features::CTRL) == 0
+            && !(b64_shape && normalize::base64_candidate(value));
+        let mut found: [Option<&'static str>; DETECTORS] = [None; DETECTORS];
+        if fast {
+            // Nothing to decode: the value is its only view.
+            run_detectors(value, f, kind, &mut found);
+        } else {
+            let n = normalize::normalize(value, kind.transport_decoded);
+            if n.double_encoded {
+                self.report("evasion-double-encoding", loc);
+            }
+            if n.overlong {
+                self.report("evasion-overlong-utf8", loc);
+            }
+            for v in &n.variants {
+                run_detectors(v, features::of(v), kind, &mut found);
+            }
+        }
+        for r in found.into_iter().flatten() {
+            self.report(r, loc);
+        }
+    }
+
+    /// A parameter or key name: prototype pollution and NoSQL operators, then the value detectors.
+    fn name(&mut self, name: &str, loc: LocRef<'_, '_>, kind: ValueKind) {
+        if name.is_empty() || self.skipped(&loc) {
+            return;
+        }
+        if proto::key(name, None) {
+            self.report("proto-key", loc);
+        }
+        if nosql::operator_key(name) {
+            self.report("nosql-operator-key", loc);
+        }
+        // Plain identifiers cannot carry a payload: skip the detectors for them.
+        if !name.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.')) {
+            self.value(name, loc, kind);
+        }
+    }
+
+    fn pairs(&mut self, s: &str, form: bool) {
+        let mut odd_names = 0;
+        let mut count = 0;
+        for (n, v) in extract::pairs(s) {
+            let loc = if form { LocRef::Form(&n) } else { LocRef::Query(&n) };
+            count += 1;
+            if !n.bytes().all(|c| c.is_ascii_alphanumeric() || b"_-.[]$@:".contains(&c)) {
+                odd_names += 1;
+            }
+            self.name(&n, loc, PARAM);
+            self.value(&v, loc, PARAM);
+        }
+        // A payload with a raw `&` or `=` in it is cut into pieces by the parser (and reassembled by
+        // a lenient upstream): when names look like payload fragments, scan the whole string too.
+        if count > 1 && odd_names > 0 {
+            let whole = url_decode(s, true);
+            self.value(&whole, if form { LocRef::Form("") } else { LocRef::Query("") }, PARAM);
+        }
+    }
+}
+
+struct JsonScan<'s, 'p> {
+    scan: &'s mut Scan<'p>,
+}
+
+impl<'a> JsonVisitor<'a> for JsonScan<'_, '_> {
+    fn key(&mut self, path: &[Seg<'a>]) {
+        let Some(Seg::Key(k)) = path.last() else { return };
+        let loc = LocRef::Json(path);
+        if self.scan.skipped(&loc) {
+            return;
+        }
+        let parent = match path.len().checked_sub(2).and_then(|i| path.get(i)) {
+            Some(Seg::Key(p)) => Some(&**p),
+            _ => None,
+        };
+        if proto::key(k, parent) {
+            self.scan.report("proto-key", loc);
+        }
+        if k.starts_with('$') && nosql::operator_key(k) {
+            self.scan.report("nosql-operator-key", loc);
+        }
+        if !k.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'$' | b' ')) {
+            self.scan.value(k, loc, BODY);
+        }
+    }
+
+    fn string(&mut self, path: &[Seg<'a>], value: &str) {
+        self.scan.value(value, LocRef::Json(path), BODY);
+    }
+}
+
+struct XmlScan<'s, 'p> {
+    scan: &'s mut Scan<'p>,
+}
+
+impl XmlVisitor for XmlScan<'_, '_> {
+    fn text(&mut self, path: &str, value: &str) {
+        self.scan.value(value, LocRef::Xml(path), BODY);
+    }
+}
+
+fn media_type(ct: &str) -> String {
+    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+}
+
+impl Inspector {
+    /// An inspector for one compiled policy.
+    #[must_use]
+    pub fn new(policy: CompiledPolicy) -> Self {
+        Self { policy }
+    }
+
+    /// Scans a request. Pure: no I/O, no allocation beyond the scan, never panics.
+    #[must_use]
+    pub fn scan_request(&self, req: &RequestView<'_>) -> Report {
+        let mut s = Scan {
+            policy: &self.policy,
+            findings: Vec::new(),
+            seen: HashSet::new(),
+            score: 0,
+            values: 0,
+            incomplete: req.body_truncated,
+        };
+        for (i, seg) in req.path_segments.iter().enumerate() {
+            let d = url_decode(seg, false);
+            s.value(&d, LocRef::Path(i), PATH);
+        }
+        if let Some(q) = req.query {
+            s.pairs(q, false);
+        }
+        self.headers(&mut s, req);
+        self.body(&mut s, req);
+        let verdict = if s.score >= self.policy.threshold {
+            match self.policy.mode {
+                Mode::Monitor => Verdict::MonitorFlagged,
+                Mode::Block => Verdict::Block,
+            }
+        } else {
+            Verdict::Allow
+        };
+        Report { findings: s.findings, score: s.score, verdict, incomplete: s.incomplete }
+    }
+
+    fn headers(&self, s: &mut Scan<'_>, req: &RequestView<'_>) {
+        let mut cookie_headers = Vec::new();
+        for (name, value) in &req.headers {
+            let lname = name.to_ascii_lowercase();
+            let v = String::from_utf8_lossy(value);
+            if lname == "cookie" {
+                cookie_headers.push(v);
+                continue;
+            }
+            let loc = LocRef::Header(name);
+            let listed = lname == "user-agent"
+                || lname == "referer"
+                || self.policy.headers.contains(&lname)
+                || self.policy.all_headers && !PROTOCOL_HEADERS.contains(&lname.as_str());
+            if !listed || s.skipped(&loc) {
+                continue;
+            }
+            if lname == "user-agent"
+                && let Some(r) = scanner::user_agent(&v)
+            {
+                s.report(r, loc);
+            }
+            s.value(&v, loc, HEADER);
+        }
+        if req.cookies.is_empty() {
+            for h in &cookie_headers {
+                for (n, v) in extract::cookies(h) {
+                    let d = url_decode(v, false);
+                    s.name(n, LocRef::Cookie(n), PARAM);
+                    s.value(&d, LocRef::Cookie(n), PARAM);
+                }
+            }
+        } else {
+            for (n, v) in &req.cookies {
+                let d = url_decode(v, false);
+                s.name(n, LocRef::Cookie(n), PARAM);
+                s.value(&d, LocRef::Cookie(n), PARAM);
+            }
+        }
+    }
+
+    fn body(&self, s: &mut Scan<'_>, req: &RequestView<'_>) {
+        if req.body.is_empty() {
+            return;
+        }
+        let cap = self.policy.body_cap.min(req.body.len());
+        if cap < req.body.len() {
+            s.incomplete = true;
+        }
+        let raw = &req.body[..cap];
+        let text = match std::str::from_utf8(raw) {
+            Ok(t) => std::borrow::Cow::Borrowed(t),
+            Err(_) => String::from_utf8_lossy(raw),
+        };
+        let mt = req.content_type.map(media_type).unwrap_or_default();
+        if mt == "application/json" || mt.ends_with("+json") {
+            let mut v = JsonScan { scan: s };
+            if extract::walk_json(&text, &mut v).is_ok() {
+                return;
+            }
+            s.value(&text, LocRef::Text, BODY);
+        } else if mt == "application/x-www-form-urlencoded" {
+            s.pairs(&text, true);
+        } else if mt.starts_with("multipart/") {
+            let Some(b) = req.content_type.and_then(extract::boundary) else {
+                s.value(&text, LocRef::Text, BODY);
+                return;
+            };
+            let parts = extract::multipart(raw, b, MAX_PARTS);
+            if parts.len() >= MAX_PARTS {
+                s.incomplete = true;
+            }
+            for p in &parts {
+                let name = p.name.as_ref();
+                let loc = LocRef::Multipart(name);
+                s.name(name, loc, BODY);
+                if let Some(f) = &p.filename {
+                    s.value(f, loc, BODY);
+                }
+                let binary = p.content_type.is_some_and(|ct| {
+                    let m = media_type(ct);
+                    !(m.starts_with("text/") || m.contains("json") || m.contains("xml") || m.contains("urlencoded"))
+                });
+                if !binary {
+                    s.value(&String::from_utf8_lossy(p.body), loc, BODY);
+                }
+            }
+        } else if mt == "application/xml" || mt == "text/xml" || mt.ends_with("+xml") {
+            if let Some(r) = xxe::detect(&text) {
+                s.report(r, LocRef::Text);
+            }
+            let mut v = XmlScan { scan: s };
+            extract::walk_xml(&text, &mut v);
+        } else {
+            s.value(&text, LocRef::Text, BODY);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Every detector, ungated, in the slot order of [`run_detectors`].
+    fn ungated(v: &str, kind: ValueKind) -> [Option<&'static str>; DETECTORS] {
+        [
+            sqli::detect(v).map(|f| f.rule_id),
+            xss::detect(v),
+            cmdi::detect(v),
+            cmdi::code::detect(v),
+            traversal::detect(v),
+            nosql::detect(v),
+            ssti::detect(v),
+            ldap::detect(v),
+            xpath::detect(v),
+            xxe::detect(v),
+            crlf::detect(v, kind.strict_lines),
+            log4shell::detect(v),
+            proto::detect(v),
+            scanner::oast(v),
+            scanner::graphql_introspection(v),
+        ]
+    }
+
+    fn same_as_ungated(v: &str) {
+        for kind in [PARAM, PATH] {
+            let mut gated = [None; DETECTORS];
+            run_detectors(v, features::of(v), kind, &mut gated);
+            assert_eq!(gated, ungated(v, kind), "gating changed a verdict for {v:?}");
+        }
+    }
+
+    fn payloadish() -> impl Strategy<Value = String> {
+        let atoms = prop::sample::select(vec![
+            "'",
+            "\"",
+            "`",
+            "<",
+            ">",
+            "/",
+            "\\",
+            "(",
+            ")",
+            "[",
+            "]",
+            "{",
+            "}",
+            "$",
+            "${",
+            "$(",
+            ";",
+            "|",
+            "&",
+            "&&",
+            "||",
+            "#",
+            "--",
+            "/*",
+            "*/",
+            "@@",
+            "@",
+            "=",
+            ":",
+            "::",
+            "//",
+            "..",
+            "!",
+            "!!",
+            "*",
+            " ",
+            "\n",
+            "_",
+            "__",
+            "union",
+            "select",
+            "or",
+            "and",
+            "sleep",
+            "1",
+            "0x1",
+            "a",
+            "script",
+            "onerror",
+            "alert",
+            "javascript",
+            "document",
+            "cookie",
+            "cat",
+            "id",
+            "etc",
+            "passwd",
+            "file",
+            "$ne",
+            "where",
+            "db",
+            "jndi",
+            "lower",
+            "proto",
+            "__proto__",
+            "constructor",
+            "prototype",
+            "oastify.com",
+            ".",
+            "__schema",
+            "ENTITY",
+            "SYSTEM",
+            "DOCTYPE",
+            "child",
+            "count",
+            "uid",
+            "rO0AB",
+            "php",
+            "<?",
+            "exec",
+            "Set-Cookie",
+            "QUIT",
+            "by",
+            "order",
+            "1union",
+            "9or",
+            "like",
+            "is",
+            "0x7e",
+        ]);
+        prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// The character-class gates only skip detectors that could not have matched.
+        #[test]
+        fn gating_never_hides_a_detection(v in payloadish()) {
+            same_as_ungated(&v);
+        }
+    }
+
+    #[test]
+    fn gating_on_known_payloads() {
+        for v in [
+            "document[\"cookie\"]",
+            "x' or 1=1--",
+            "-1 union select 1",
+            "a;id",
+            "../../etc/passwd",
+            "${jndi:ldap://x}",
+            "{{7*7}}",
+            "*)(uid=*",
+            "//user[name/text()='a']",
+            "userPassword:2.5.13.18:=1",
+            "rO0ABXNy",
+            "!!python/object",
+            "x\r\nSet-Cookie: a",
+        ] {
+            same_as_ungated(v);
+        }
+    }
+}
