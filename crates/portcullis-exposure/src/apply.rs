@@ -60,6 +60,9 @@ pub enum ApplyError {
 
 const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
 
+/// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
+type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
+
 enum Out {
     Kept,
     Remove,
@@ -91,7 +94,6 @@ struct Walker<'p, 'a> {
     blocked: bool,
     at: Vec<usize>,
     pre: Vec<usize>,
-    hits: Vec<Hit>,
     name_buf: Vec<u8>,
 }
 
@@ -156,7 +158,6 @@ impl CompiledPolicy {
             blocked: false,
             at,
             pre,
-            hits: Vec::new(),
             name_buf: Vec::new(),
         };
         let proj = shape.map_or(ProjState::ALL, Shape::root);
@@ -184,54 +185,90 @@ impl CompiledPolicy {
 
     /// Applies the policy to a `text/*` body. `Mask` and `Hash` rewrite in place, `Redact`
     /// replaces the value by `[redacted]`, `Block` blocks. Field rules and shapes do not apply.
+    /// Finding locations are byte ranges of the input (for values that only became visible after a
+    /// first rewrite, of the rewritten text).
     pub fn apply_text(&self, text: &str) -> Result<Applied, ApplyError> {
         if text.len() > self.max_body_bytes {
             return Err(ApplyError::TooLarge { size: text.len(), limit: self.max_body_bytes });
         }
-        let mut hits = Vec::new();
-        self.scanner.scan(text, self.scanner.gates_for(text), &mut hits);
         let mut findings = Vec::new();
-        let mut out = String::with_capacity(text.len());
-        let mut last = 0;
         let mut blocked = false;
-        let mut changed = false;
-        for h in &hits {
-            let (class, detector, action) = self.resolve(h.det);
-            if action == Action::Allow {
-                continue;
-            }
+        let result = self.rewrite(text, self.scanner.gates_for(text), false, &mut |class, detector, action, s, e| {
+            blocked |= action == Action::Block;
             findings.push(Finding {
                 class,
                 detector: detector.clone(),
-                location: Location::Text { start: h.start, end: h.end },
+                location: Location::Text { start: s, end: e },
                 action,
             });
-            let value = text.get(h.start..h.end).unwrap_or("");
-            let replacement = match action {
-                Action::Block => {
-                    blocked = true;
-                    continue;
-                }
-                Action::Redact => REDACTED.to_owned(),
-                _ => match self.replacement(class, action, value) {
-                    Some(r) => r,
-                    None => continue,
-                },
-            };
-            out.push_str(text.get(last..h.start).unwrap_or(""));
-            out.push_str(&replacement);
+        });
+        let (body, changed) = match result {
+            _ if blocked => (Vec::new(), true),
+            StrResult::Replaced(out) => (out.into_bytes(), true),
+            StrResult::Unchanged | StrResult::Remove => (text.as_bytes().to_vec(), false),
+        };
+        Ok(Applied { body, findings, changed, blocked })
+    }
+
+    /// Scans `val` and applies the class actions until nothing acted on is left: replacing one
+    /// value can expose a neighbour that its context hid (`4242…4242+1 415 555 2671`), and the
+    /// output must be a fixed point. After a few rounds, the whole string is redacted (fail closed).
+    fn rewrite(&self, val: &str, gates: Gates, json: bool, record: &mut Recorder<'_>) -> StrResult {
+        const ROUNDS: usize = 4;
+        let mut hits = Vec::new();
+        let mut cur: Option<String> = None;
+        for round in 0..=ROUNDS {
+            let text = cur.as_deref().unwrap_or(val);
+            hits.clear();
+            let g = if round == 0 { gates } else { self.scanner.gates_for(text) };
+            self.scanner.scan(text, g, &mut hits);
+            if hits.is_empty() {
+                break;
+            }
+            if round == ROUNDS {
+                return if json { StrResult::Remove } else { StrResult::Replaced(REDACTED.to_owned()) };
+            }
+            match self.rewrite_once(text, &hits, json, round == 0, record) {
+                StrResult::Unchanged => break,
+                StrResult::Remove => return StrResult::Remove,
+                StrResult::Replaced(next) => cur = Some(next),
+            }
+        }
+        match cur {
+            Some(out) => StrResult::Replaced(out),
+            None => StrResult::Unchanged,
+        }
+    }
+
+    /// One pass of [`Self::rewrite`] over sorted, disjoint hits. Report and allow hits are recorded
+    /// in the first round only.
+    fn rewrite_once(&self, val: &str, hits: &[Hit], json: bool, first: bool, record: &mut Recorder<'_>) -> StrResult {
+        let trimmed = val.trim();
+        let lead = val.len() - val.trim_start().len();
+        let mut out = String::with_capacity(val.len());
+        let mut last = 0;
+        let mut changed = false;
+        for h in hits {
+            let (class, detector, action) = self.resolve(h.det);
+            if action == Action::Allow || (!first && action == Action::Report) {
+                continue;
+            }
+            record(class, detector, action, h.start, h.end);
+            if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
+                return StrResult::Remove;
+            }
+            let value = val.get(h.start..h.end).unwrap_or("");
+            let Some(rep) = self.replacement(class, action, value) else { continue };
+            out.push_str(val.get(last..h.start).unwrap_or(""));
+            out.push_str(&rep);
             last = h.end;
             changed = true;
         }
-        out.push_str(text.get(last..).unwrap_or(""));
-        let body = if blocked {
-            Vec::new()
-        } else if changed {
-            out.into_bytes()
-        } else {
-            text.as_bytes().to_vec()
-        };
-        Ok(Applied { body, findings, changed: changed || blocked, blocked })
+        if !changed {
+            return StrResult::Unchanged;
+        }
+        out.push_str(val.get(last..).unwrap_or(""));
+        StrResult::Replaced(out)
     }
 
     /// Class, detector name and action of a hit.
@@ -480,11 +517,23 @@ impl<'p, 'a> Walker<'p, 'a> {
                     Gates { has_at: any_in(&self.at, ks, ke), has_prefix: any_in(&self.pre, ks, ke) }
                 };
                 if k.len() >= 9 || gates.has_at || gates.has_prefix || !self.p.scanner.customs.is_empty() {
-                    match self.process_str(&k, gates)? {
+                    let before = self.findings.len();
+                    let result = self.process_str(&k, gates)?;
+                    // A key finding points at the member under its masked name; when the key is
+                    // kept as is (report) the pointer stops at the parent so the value is not shown.
+                    if let StrResult::Replaced(new) = &result {
+                        let mut loc = pointer::render(&self.path);
+                        pointer::push_key(&mut loc, new);
+                        for f in &mut self.findings[before..] {
+                            f.location = Location::Pointer(loc.clone());
+                        }
+                    }
+                    match result {
                         StrResult::Unchanged => {}
                         StrResult::Replaced(new) => {
                             step = Step::Key(Cow::Owned(new));
                             key_changed = true;
+                            self.changed = true;
                         }
                         StrResult::Remove => {
                             self.skip_value()?;
@@ -653,10 +702,20 @@ impl<'p, 'a> Walker<'p, 'a> {
             && self.p.scanner.enabled(DataClass::CardNumber)
             && crate::validate::card_number(raw.as_bytes())
         {
-            let hit = Hit { start: 0, end: raw.len(), det: DetId::Builtin(DataClass::CardNumber) };
-            self.hits.clear();
-            self.hits.push(hit);
-            self.act_on_hits(raw)
+            let p = self.p;
+            let hit = [Hit { start: 0, end: raw.len(), det: DetId::Builtin(DataClass::CardNumber) }];
+            let location = pointer::render(&self.path);
+            let findings = &mut self.findings;
+            let blocked = &mut self.blocked;
+            p.rewrite_once(raw, &hit, true, true, &mut |class, detector, action, _, _| {
+                *blocked |= action == Action::Block;
+                findings.push(Finding {
+                    class,
+                    detector: detector.clone(),
+                    location: Location::Pointer(location.clone()),
+                    action,
+                });
+            })
         } else {
             StrResult::Unchanged
         };
@@ -673,48 +732,19 @@ impl<'p, 'a> Walker<'p, 'a> {
 
     /// Runs the detectors on a string and acts on what they find.
     fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
-        self.hits.clear();
-        self.p.scanner.scan(val, gates, &mut self.hits);
-        if self.hits.is_empty() {
-            return Ok(StrResult::Unchanged);
-        }
-        Ok(self.act_on_hits(val))
-    }
-
-    /// Applies the class actions to `self.hits` (sorted, disjoint) found in `val`.
-    fn act_on_hits(&mut self, val: &str) -> StrResult {
-        let hits = std::mem::take(&mut self.hits);
-        let trimmed = val.trim();
-        let lead = val.len() - val.trim_start().len();
-        let mut out = String::with_capacity(val.len());
-        let mut last = 0;
-        let mut changed = false;
-        let mut remove = false;
-        for h in &hits {
-            let (class, detector, action) = self.p.resolve(h.det);
-            if action == Action::Allow {
-                continue;
-            }
-            self.record(class, detector.clone(), action);
-            let value = val.get(h.start..h.end).unwrap_or("");
-            if action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
-                remove = true;
-            }
-            let Some(rep) = self.p.replacement(class, action, value) else { continue };
-            out.push_str(val.get(last..h.start).unwrap_or(""));
-            out.push_str(&rep);
-            last = h.end;
-            changed = true;
-        }
-        self.hits = hits;
-        if remove {
-            return StrResult::Remove;
-        }
-        if !changed {
-            return StrResult::Unchanged;
-        }
-        out.push_str(val.get(last..).unwrap_or(""));
-        StrResult::Replaced(out)
+        let p = self.p;
+        let location = pointer::render(&self.path);
+        let findings = &mut self.findings;
+        let blocked = &mut self.blocked;
+        Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
+            *blocked |= action == Action::Block;
+            findings.push(Finding {
+                class,
+                detector: detector.clone(),
+                location: Location::Pointer(location.clone()),
+                action,
+            });
+        }))
     }
 
     /// A field rule's action on one scalar (string content or number text) under the field.
@@ -744,33 +774,11 @@ impl<'p, 'a> Walker<'p, 'a> {
             Action::Mask => None,
             Action::MaskKeepLast(n) => Some(usize::from(n)),
         };
-        // Values a detector recognises are masked the way their class is; anything else gets the
-        // generic mask (the fixed `********` for sensitive names with a plain `Mask`).
-        self.hits.clear();
-        let gates = self.p.scanner.gates_for(val);
-        self.p.scanner.scan(val, gates, &mut self.hits);
-        if !self.hits.is_empty() {
-            let mut out = String::with_capacity(val.len());
-            let mut last = 0;
-            let hits = std::mem::take(&mut self.hits);
-            for h in &hits {
-                let (class, _, _) = self.p.resolve(h.det);
-                let value = val.get(h.start..h.end).unwrap_or("");
-                let rep = match keep {
-                    None => mask::mask_detected(class, value),
-                    Some(n) => mask::mask_alnum_keep_last(value, n),
-                };
-                out.push_str(val.get(last..h.start).unwrap_or(""));
-                out.push_str(&rep);
-                last = h.end;
-            }
-            self.hits = hits;
-            out.push_str(val.get(last..).unwrap_or(""));
-            self.record(f.class, f.detector.clone(), f.action);
-            return Ok(StrResult::Replaced(out));
-        }
+        // A field rule masks the whole value generically (at most a quarter of it stays, at most
+        // `keep` characters); a sensitive name with a plain `Mask` becomes the fixed `********`.
+        // Both are idempotent by construction: the output depends only on the length and the tail.
         let masked = match keep {
-            None if f.sensitive_name => (!val.is_empty() && !val.contains("***")).then(|| FIELD_MASK.to_owned()),
+            None if f.sensitive_name => (!val.is_empty() && val != FIELD_MASK).then(|| FIELD_MASK.to_owned()),
             None => mask::mask_generic(val, 4),
             Some(n) => mask::mask_generic(val, n),
         };

@@ -57,14 +57,12 @@ pub(crate) fn mask_chars_keep_last(v: &str, keep: usize) -> String {
 }
 
 /// Generic mask of a whole field value that no detector recognised: keeps at most `keep` trailing
-/// characters and never more than a quarter of the value. A value that already holds `***` is
-/// taken as masked and returned unchanged, which keeps the mask idempotent.
+/// characters and never more than a quarter of the value. Idempotent: the output depends only on
+/// the length and the kept tail. `None` when the value is already in that form.
 pub(crate) fn mask_generic(v: &str, keep: usize) -> Option<String> {
-    if v.is_empty() || v.contains("***") {
-        return None;
-    }
     let total = v.chars().count();
-    Some(mask_chars_keep_last(v, keep.min(total / 4)))
+    let out = mask_chars_keep_last(v, keep.min(total / 4));
+    (out != v).then_some(out)
 }
 
 /// Keyed tokens: `prefix` + 24 lowercase hex digits of HMAC-SHA256(key, value).
@@ -139,6 +137,7 @@ mod tests {
         let once = mask_generic("abcdefghijklmnop", 4).unwrap();
         assert_eq!(once, "************mnop");
         assert_eq!(mask_generic(&once, 4), None);
+        assert_eq!(mask_generic("", 4), None);
     }
 
     #[test]

@@ -75,23 +75,26 @@ pub(crate) fn matches_path(pat: &[Seg], path: &[Step<'_>]) -> bool {
     pat.len() == path.len() && pat.iter().zip(path).all(|(s, p)| s.matches(p))
 }
 
+/// Appends `/key` (escaped) to a pointer.
+pub(crate) fn push_key(out: &mut String, key: &str) {
+    out.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
+}
+
 /// Renders a path as a JSON pointer.
 pub(crate) fn render(path: &[Step<'_>]) -> String {
     let mut out = String::new();
     for step in path {
-        out.push('/');
         match step {
-            Step::Key(k) => {
-                for c in k.chars() {
-                    match c {
-                        '~' => out.push_str("~0"),
-                        '/' => out.push_str("~1"),
-                        c => out.push(c),
-                    }
-                }
-            }
+            Step::Key(k) => push_key(&mut out, k),
             Step::Index(i) => {
-                let _ = write!(out, "{i}");
+                let _ = write!(out, "/{i}");
             }
         }
     }
