@@ -441,6 +441,13 @@ impl<'p, 'a> Walker<'p, 'a> {
         if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
             return None;
         }
+        if k.len() < 64 && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            // Already normalised (the common case): no copy, and most lengths match no name.
+            if p.name_lengths & (1u64 << k.len()) == 0 {
+                return None;
+            }
+            return p.names.get(k.as_bytes());
+        }
         self.name_buf.clear();
         if k.is_ascii() {
             self.name_buf
@@ -733,17 +740,14 @@ impl<'p, 'a> Walker<'p, 'a> {
     /// Runs the detectors on a string and acts on what they find.
     fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
         let p = self.p;
-        let location = pointer::render(&self.path);
+        let path = &self.path;
+        let mut location: Option<String> = None;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
         Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
-            findings.push(Finding {
-                class,
-                detector: detector.clone(),
-                location: Location::Pointer(location.clone()),
-                action,
-            });
+            let location = Location::Pointer(location.get_or_insert_with(|| pointer::render(path)).clone());
+            findings.push(Finding { class, detector: detector.clone(), location, action });
         }))
     }
 

@@ -111,10 +111,15 @@ const PREFIXES: &[(&str, Kind)] = &[
     ("ABIA", Kind::AwsKeyId),
     ("ACCA", Kind::AwsKeyId),
     ("aws_secret", Kind::AwsSecretLabel),
+    ("AWS_SECRET", Kind::AwsSecretLabel),
     ("aws-secret", Kind::AwsSecretLabel),
-    ("awssecret", Kind::AwsSecretLabel),
+    ("AWS-SECRET", Kind::AwsSecretLabel),
+    ("awsSecret", Kind::AwsSecretLabel),
+    ("AwsSecret", Kind::AwsSecretLabel),
     ("secret_access_key", Kind::AwsSecretLabel),
-    ("secretaccesskey", Kind::AwsSecretLabel),
+    ("SECRET_ACCESS_KEY", Kind::AwsSecretLabel),
+    ("secretAccessKey", Kind::AwsSecretLabel),
+    ("SecretAccessKey", Kind::AwsSecretLabel),
     ("ghp_", Kind::GithubClassic),
     ("gho_", Kind::GithubClassic),
     ("ghu_", Kind::GithubClassic),
@@ -142,11 +147,6 @@ const PREFIXES: &[(&str, Kind)] = &[
     ("pbkdf2_sha", Kind::Pbkdf2Django),
 ];
 
-/// Labels are matched case-insensitively; every other prefix must match exactly.
-const fn case_insensitive(k: Kind) -> bool {
-    matches!(k, Kind::AwsSecretLabel)
-}
-
 const fn kind_class(k: Kind) -> DataClass {
     match k {
         Kind::Pem => DataClass::PrivateKey,
@@ -165,10 +165,7 @@ const fn kind_class(k: Kind) -> DataClass {
 
 /// The secret-prefix automaton, also used by the JSON walker as a whole-body prefilter.
 pub(crate) fn prefix_automaton() -> Result<AhoCorasick, aho_corasick::BuildError> {
-    AhoCorasickBuilder::new()
-        .ascii_case_insensitive(true)
-        .match_kind(MatchKind::LeftmostFirst)
-        .build(PREFIXES.iter().map(|(p, _)| p))
+    AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostFirst).build(PREFIXES.iter().map(|(p, _)| p))
 }
 
 pub(crate) struct CompiledCustom {
@@ -244,8 +241,8 @@ impl Scanner {
             }
         }
         if b.len() >= 9 {
-            let digits = b.iter().filter(|c| c.is_ascii_digit()).count();
-            if digits >= 12 && self.enabled(DataClass::CardNumber) {
+            let shape = NumericShape::of(b);
+            if shape.card_run >= 12 && self.enabled(DataClass::CardNumber) {
                 for m in self.card.find_iter(s) {
                     let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
                     if validate::card_number(&d) && ok_edges(b, m.start(), m.end()) {
@@ -253,14 +250,14 @@ impl Scanner {
                     }
                 }
             }
-            if digits >= 8 && b.len() >= 15 && self.enabled(DataClass::Iban) {
+            if shape.iban_start && shape.digits >= 8 && b.len() >= 15 && self.enabled(DataClass::Iban) {
                 for m in self.iban.find_iter(s) {
                     if let Some(end) = iban_end(b, m.start(), m.end()) {
                         push(out, base, m.start(), end, DetId::Builtin(DataClass::Iban));
                     }
                 }
             }
-            if digits >= 9 && b.len() >= 11 && self.enabled(DataClass::Ssn) {
+            if shape.card_run >= 9 && b.len() >= 11 && self.enabled(DataClass::Ssn) {
                 for m in self.ssn.find_iter(s) {
                     let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
                     if validate::ssn(&d) && ok_edges(b, m.start(), m.end()) {
@@ -268,7 +265,7 @@ impl Scanner {
                     }
                 }
             }
-            if digits >= 8 && self.enabled(DataClass::Phone) {
+            if (shape.phone_run >= 10 || (shape.phone_run >= 8 && shape.plus)) && self.enabled(DataClass::Phone) {
                 for m in self.phone.find_iter(s) {
                     if phone_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
@@ -290,23 +287,80 @@ impl Scanner {
                 }
             }
         }
-        out[base..].sort_unstable_by_key(|h| h.start);
+        if out.len() - base > 1 {
+            out[base..].sort_unstable_by_key(|h| h.start);
+        }
     }
 
     fn scan_prefixes(&self, b: &[u8], base: usize, out: &mut Vec<Hit>) {
         for m in self.prefixes.find_iter(b) {
-            let Some(&(pat, kind)) = PREFIXES.get(m.pattern().as_usize()) else { continue };
+            let Some(&(_, kind)) = PREFIXES.get(m.pattern().as_usize()) else { continue };
             let class = kind_class(kind);
             if !self.enabled(class) {
-                continue;
-            }
-            if !case_insensitive(kind) && &b[m.start()..m.end()] != pat.as_bytes() {
                 continue;
             }
             if let Some((s, e)) = match_secret(kind, b, m.start(), m.end()) {
                 push(out, base, s, e, DetId::Builtin(class));
             }
         }
+    }
+}
+
+/// One scalar pass over a string that tells which numeric detectors can possibly match, so that
+/// ids, timestamps and prices do not reach the regexes.
+#[derive(Debug, Default)]
+struct NumericShape {
+    digits: usize,
+    /// Most digits in a run whose digits are separated by at most one ` ` or `-` (cards, SSNs).
+    card_run: usize,
+    /// Most digits in a run of digits and ` -.()+` (phones).
+    phone_run: usize,
+    plus: bool,
+    /// Two uppercase letters followed by two digits somewhere (IBAN start).
+    iban_start: bool,
+}
+
+impl NumericShape {
+    fn of(b: &[u8]) -> Self {
+        let mut s = NumericShape::default();
+        let (mut card, mut phone) = (0usize, 0usize);
+        let mut sep = false;
+        // Classes of the last three bytes: 1 = uppercase, 2 = digit.
+        let (mut c1, mut c2, mut c3) = (0u8, 0u8, 0u8);
+        for &c in b {
+            let class = if c.is_ascii_digit() {
+                s.digits += 1;
+                card += 1;
+                phone += 1;
+                sep = false;
+                s.card_run = s.card_run.max(card);
+                s.phone_run = s.phone_run.max(phone);
+                2
+            } else {
+                match c {
+                    b' ' | b'-' => {
+                        if sep {
+                            card = 0;
+                        }
+                        sep = true;
+                    }
+                    b'.' | b'(' | b')' | b'+' => {
+                        s.plus |= c == b'+';
+                        card = 0;
+                        sep = false;
+                    }
+                    _ => {
+                        card = 0;
+                        phone = 0;
+                        sep = false;
+                    }
+                }
+                u8::from(c.is_ascii_uppercase())
+            };
+            s.iban_start |= c3 == 1 && c2 == 1 && c1 == 2 && class == 2;
+            (c3, c2, c1) = (c2, c1, class);
+        }
+        s
     }
 }
 

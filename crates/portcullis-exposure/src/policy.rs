@@ -207,6 +207,28 @@ pub(crate) struct Forced {
     pub(crate) sensitive_name: bool,
 }
 
+/// FNV-1a: field names are short and chosen by the operator, so hash flooding is not a concern
+/// and SipHash's setup cost would dominate the lookup.
+#[derive(Default)]
+pub(crate) struct Fnv(u64);
+
+impl std::hash::Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+pub(crate) type NameMap = HashMap<Vec<u8>, Forced, std::hash::BuildHasherDefault<Fnv>>;
+
 /// A policy ready for the hot path. Cheap to share (`Arc` it); all methods take `&self`.
 pub struct CompiledPolicy {
     pub(crate) scanner: Scanner,
@@ -214,8 +236,10 @@ pub struct CompiledPolicy {
     pub(crate) pointer_rules: Vec<(Vec<Seg>, Forced)>,
     pub(crate) max_pointer_len: usize,
     /// Normalised name → rule (name rules first, then sensitive names).
-    pub(crate) names: HashMap<Vec<u8>, Forced>,
+    pub(crate) names: NameMap,
     pub(crate) max_name_len: usize,
+    /// Bit n set when some normalised name has n bytes (n < 64): most keys skip the lookup.
+    pub(crate) name_lengths: u64,
     pub(crate) class_names: [Arc<str>; DataClass::ALL.len()],
     pub(crate) tokenizer: Option<Tokenizer>,
     pub(crate) max_body_bytes: usize,
@@ -287,7 +311,7 @@ impl ExposurePolicy {
         }
 
         let mut pointer_rules = Vec::new();
-        let mut names: HashMap<Vec<u8>, Forced> = HashMap::new();
+        let mut names = NameMap::default();
         for (index, rule) in self.field_rules.iter().enumerate() {
             match &rule.target {
                 FieldTarget::Pointer(p) => {
@@ -353,6 +377,7 @@ impl ExposurePolicy {
             max_pointer_len: pointer_rules.iter().map(|(p, _)| p.len()).max().unwrap_or(0),
             pointer_rules,
             max_name_len: names.keys().map(Vec::len).max().unwrap_or(0),
+            name_lengths: names.keys().filter(|k| k.len() < 64).fold(0u64, |m, k| m | (1u64 << k.len())),
             names,
             class_names,
             tokenizer,
