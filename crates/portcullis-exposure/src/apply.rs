@@ -1,6 +1,7 @@
 //! Applying a compiled policy to a response body: a single forward pass over the JSON text that
-//! copies what it keeps and rewrites only the strings and numbers it must, so key order, number
-//! precision and untouched strings come out byte for byte (whitespace is dropped).
+//! records edits (replace a string, drop a member with its comma, null an array element) and
+//! builds the output only if there are any. Everything not edited (key order, number precision,
+//! formatting, untouched strings) comes out byte for byte.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -15,7 +16,8 @@ use crate::shape::{ProjState, Shape};
 /// The result of applying a policy to a body.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Applied {
-    /// The body to send: the input itself when nothing changed, compact JSON otherwise, and empty
+    /// The body to send: a copy of the input when nothing changed, the input with its edits applied
+    /// otherwise (the formatting of what was not edited is kept), and empty
     /// when `blocked` (so that a blocked body cannot be served by mistake).
     pub body: Vec<u8>,
     /// What was found, in document order. No values, only classes, places and actions.
@@ -63,6 +65,19 @@ const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
 /// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
 type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
 
+/// Replace `start..end` of the input by `rep` (empty: delete).
+struct Edit {
+    start: usize,
+    end: usize,
+    rep: Vec<u8>,
+}
+
+fn json_str(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut out, s);
+    out
+}
+
 enum Out {
     Kept,
     Remove,
@@ -87,10 +102,11 @@ struct Walker<'p, 'a> {
     src: &'a [u8],
     text: &'a str,
     pos: usize,
-    out: Vec<u8>,
+    /// Rewrites of the input, in order and disjoint: the output is built only when there are any,
+    /// and everything else (formatting included) is copied as is.
+    edits: Vec<Edit>,
     path: Vec<Step<'a>>,
     findings: Vec<Finding>,
-    changed: bool,
     blocked: bool,
     at: Vec<usize>,
     pre: Vec<usize>,
@@ -151,10 +167,9 @@ impl CompiledPolicy {
             src: body,
             text,
             pos: 0,
-            out: Vec::with_capacity(body.len()),
+            edits: Vec::new(),
             path: Vec::new(),
             findings: Vec::new(),
-            changed: false,
             blocked: false,
             at,
             pre,
@@ -163,19 +178,28 @@ impl CompiledPolicy {
         let proj = shape.map_or(ProjState::ALL, Shape::root);
         let ctx = Ctx { forced: None, allow: false, proj };
         w.ws();
+        let root_start = w.pos;
         if !proj.full && !matches!(w.peek(), Some(b'{' | b'[')) {
             w.skip_value()?;
-            w.out.extend_from_slice(b"null");
-            w.changed = true;
+            w.edits.clear();
+            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
         } else if let Out::Remove = w.value(ctx, 0)? {
-            w.out.clear();
-            w.out.extend_from_slice(b"null");
-            w.changed = true;
+            w.edits.clear();
+            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
         }
-        let Walker { out, findings, changed, blocked, .. } = w;
+        let Walker { edits, findings, blocked, .. } = w;
+        let changed = !edits.is_empty();
         let body = if blocked {
             Vec::new()
         } else if changed {
+            let mut out = Vec::with_capacity(body.len());
+            let mut last = 0;
+            for e in &edits {
+                out.extend_from_slice(body.get(last..e.start).ok_or(WALK_ERROR)?);
+                out.extend_from_slice(&e.rep);
+                last = e.end;
+            }
+            out.extend_from_slice(body.get(last..).ok_or(WALK_ERROR)?);
             out
         } else {
             body.to_vec()
@@ -414,9 +438,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             Some(b'"') => self.string_value(ctx),
             Some(b'-' | b'0'..=b'9') => self.number(ctx),
             Some(b't' | b'f' | b'n') => {
-                let start = self.pos;
                 self.skip_value()?;
-                self.out.extend_from_slice(&self.src[start..self.pos]);
                 Ok(Out::Kept)
             }
             _ => Err(WALK_ERROR),
@@ -466,26 +488,52 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
+    /// Drops edits inside `from..` (the enclosing range is being replaced) and adds one.
+    fn replace_range(&mut self, from: usize, to: usize, rep: &[u8]) {
+        while self.edits.last().is_some_and(|e| e.start >= from) {
+            self.edits.pop();
+        }
+        self.edits.push(Edit { start: from, end: to, rep: rep.to_vec() });
+    }
+
+    /// Removes member/element `start..end` with the comma before it (if any). The first member
+    /// kept after removed ones loses its comma in [`Self::kept`].
+    fn remove(&mut self, comma: Option<usize>, start: usize, end: usize) {
+        self.replace_range(comma.unwrap_or(start), end, b"");
+    }
+
+    /// A member/element at `start` is kept: if every one before it was removed, its comma goes.
+    fn kept(&mut self, kept_before: usize, comma: Option<usize>, start: usize, edits_at: usize) {
+        if kept_before == 0
+            && let Some(c) = comma
+        {
+            self.edits.insert(edits_at, Edit { start: c, end: start, rep: Vec::new() });
+        }
+    }
+
     fn object(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'{')?;
-        self.out.push(b'{');
-        let mut written = 0usize;
+        let mut kept = 0usize;
         let mut first = true;
         loop {
             self.ws();
-            match self.peek() {
+            let comma = match self.peek() {
                 Some(b'}') => {
                     self.pos += 1;
                     break;
                 }
                 Some(b',') if !first => {
+                    let c = self.pos;
                     self.pos += 1;
                     self.ws();
+                    Some(c)
                 }
-                _ if first => {}
+                _ if first => None,
                 _ => return Err(WALK_ERROR),
-            }
+            };
             first = false;
+            let start = self.pos;
+            let edits_at = self.edits.len();
             let (ks, ke, kesc) = self.string_span()?;
             let key = self.decode(ks, ke, kesc)?;
             self.ws();
@@ -494,26 +542,18 @@ impl<'p, 'a> Walker<'p, 'a> {
 
             let mut step = Step::Key(key);
             let proj = match self.shape {
-                Some(sh) => match sh.child(ctx.proj, self.path.len(), &step) {
-                    Some(s) => s,
-                    None => {
-                        self.skip_value()?;
-                        self.changed = true;
-                        continue;
-                    }
-                },
-                None => ProjState::ALL,
+                Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
+                None => Some(ProjState::ALL),
             };
-            if !proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
+            let Some(proj) = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'['))) else {
                 self.skip_value()?;
-                self.changed = true;
+                self.remove(comma, start, self.pos);
                 continue;
-            }
+            };
             let rule = self.rule_for(&step);
             let child = Self::child_ctx(ctx, rule, proj);
 
             // Detection on the key itself (maps keyed by e-mail address and the like).
-            let mut key_changed = false;
             if !child.allow
                 && let Step::Key(k) = &step
             {
@@ -538,13 +578,12 @@ impl<'p, 'a> Walker<'p, 'a> {
                     match result {
                         StrResult::Unchanged => {}
                         StrResult::Replaced(new) => {
+                            self.edits.push(Edit { start: ks - 1, end: ke + 1, rep: json_str(&new) });
                             step = Step::Key(Cow::Owned(new));
-                            key_changed = true;
-                            self.changed = true;
                         }
                         StrResult::Remove => {
                             self.skip_value()?;
-                            self.changed = true;
+                            self.remove(comma, start, self.pos);
                             continue;
                         }
                     }
@@ -558,114 +597,83 @@ impl<'p, 'a> Walker<'p, 'a> {
                 self.record(f.class, f.detector.clone(), f.action);
                 self.path.pop();
                 self.skip_value()?;
-                self.changed = true;
+                self.remove(comma, start, self.pos);
                 continue;
             }
 
-            let mark = self.out.len();
-            if written > 0 {
-                self.out.push(b',');
-            }
-            match &step {
-                Step::Key(k) if key_changed => write_json_str(&mut self.out, k),
-                _ => self.out.extend_from_slice(&self.src[ks - 1..=ke]),
-            }
-            self.out.push(b':');
             self.path.push(step);
             let r = self.value(child, depth);
             self.path.pop();
             match r? {
-                Out::Kept => written += 1,
-                Out::Remove => {
-                    self.out.truncate(mark);
-                    self.changed = true;
+                Out::Kept => {
+                    self.kept(kept, comma, start, edits_at);
+                    kept += 1;
                 }
+                Out::Remove => self.remove(comma, start, self.pos),
             }
         }
-        self.out.push(b'}');
         Ok(Out::Kept)
     }
 
     fn array(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'[')?;
-        self.out.push(b'[');
         let cap = self.shape.and_then(|s| s.cap(&self.path));
         let mut index = 0usize;
-        let mut written = 0usize;
+        let mut kept = 0usize;
         loop {
             self.ws();
-            match self.peek() {
+            let comma = match self.peek() {
                 Some(b']') => {
                     self.pos += 1;
                     break;
                 }
                 Some(b',') if index > 0 => {
+                    let c = self.pos;
                     self.pos += 1;
                     self.ws();
+                    Some(c)
                 }
-                _ if index == 0 => {}
+                _ if index == 0 => None,
                 _ => return Err(WALK_ERROR),
-            }
+            };
+            let start = self.pos;
+            let edits_at = self.edits.len();
             let step = Step::Index(index);
             index += 1;
-            if cap.is_some_and(|c| written >= c) {
-                self.skip_value()?;
-                self.changed = true;
-                continue;
-            }
             let proj = match self.shape {
-                Some(sh) => match sh.child(ctx.proj, self.path.len(), &step) {
-                    Some(s) => s,
-                    None => {
-                        self.skip_value()?;
-                        self.changed = true;
-                        continue;
-                    }
-                },
-                None => ProjState::ALL,
+                Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
+                None => Some(ProjState::ALL),
             };
-            if !proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
+            let proj = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'[')));
+            let Some(proj) = proj.filter(|_| cap.is_none_or(|c| kept < c)) else {
                 self.skip_value()?;
-                self.changed = true;
+                self.remove(comma, start, self.pos);
                 continue;
-            }
+            };
             let rule = if self.p.pointer_rules.is_empty() { None } else { self.rule_for(&step) };
             let child = Self::child_ctx(ctx, rule, proj);
-            let mark = self.out.len();
-            if written > 0 {
-                self.out.push(b',');
-            }
-            written += 1;
             self.path.push(step);
-            if let Some(f) = child.forced
+            let r = if let Some(f) = child.forced
                 && matches!(f.action, Action::Redact | Action::Block)
             {
                 self.record(f.class, f.detector.clone(), f.action);
-                self.path.pop();
-                self.skip_value()?;
-                self.out.extend_from_slice(b"null");
-                self.changed = true;
-                continue;
-            }
-            let r = self.value(child, depth);
+                self.skip_value().map(|()| Out::Remove)
+            } else {
+                self.value(child, depth)
+            };
             self.path.pop();
             if let Out::Remove = r? {
-                self.out.truncate(mark);
-                if written > 1 {
-                    self.out.push(b',');
-                }
-                self.out.extend_from_slice(b"null");
-                self.changed = true;
+                self.replace_range(start, self.pos, b"null");
             }
+            self.kept(kept, comma, start, edits_at);
+            kept += 1;
         }
-        self.out.push(b']');
         Ok(Out::Kept)
     }
 
     fn string_value(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
         let (s, e, esc) = self.string_span()?;
         if ctx.allow && ctx.forced.is_none() {
-            self.out.extend_from_slice(&self.src[s - 1..=e]);
             return Ok(Out::Kept);
         }
         let val = self.decode(s, e, esc)?;
@@ -685,11 +693,8 @@ impl<'p, 'a> Walker<'p, 'a> {
             }
         };
         match result {
-            StrResult::Unchanged => self.out.extend_from_slice(&self.src[s - 1..=e]),
-            StrResult::Replaced(new) => {
-                write_json_str(&mut self.out, &new);
-                self.changed = true;
-            }
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.edits.push(Edit { start: s - 1, end: e + 1, rep: json_str(&new) }),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -727,11 +732,8 @@ impl<'p, 'a> Walker<'p, 'a> {
             StrResult::Unchanged
         };
         match result {
-            StrResult::Unchanged => self.out.extend_from_slice(raw.as_bytes()),
-            StrResult::Replaced(new) => {
-                write_json_str(&mut self.out, &new);
-                self.changed = true;
-            }
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.edits.push(Edit { start, end: self.pos, rep: json_str(&new) }),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)

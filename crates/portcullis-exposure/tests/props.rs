@@ -118,8 +118,8 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn json_masking_is_idempotent_and_valid(v in json_value()) {
-        let body = serde_json::to_vec(&v).unwrap();
+    fn json_masking_is_idempotent_and_valid(v in json_value(), pretty in any::<bool>()) {
+        let body = if pretty { serde_json::to_vec_pretty(&v).unwrap() } else { serde_json::to_vec(&v).unwrap() };
         for p in acting() {
             let once = p.apply_json(&body, None).unwrap();
             prop_assert!(!once.blocked);
@@ -157,7 +157,7 @@ proptest! {
 
     #[test]
     fn shaped_output_is_valid_json(v in json_value(), cap in 0usize..4) {
-        let body = serde_json::to_vec(&v).unwrap();
+        let body = serde_json::to_vec_pretty(&v).unwrap();
         let shape = ShapeConfig {
             allow: vec!["/items/*/id".into(), "/*/name".into(), "/email".into()],
             max_items_everywhere: Some(cap),
