@@ -182,6 +182,22 @@ impl Action {
     }
 }
 
+impl Action {
+    /// Parses a config word: `allow`, `report`, `mask`, `mask_keep_last:N` (N ≤ 255), `redact`,
+    /// `hash`, `block`.
+    pub fn from_name(name: &str) -> Option<Action> {
+        Some(match name {
+            "allow" => Action::Allow,
+            "report" => Action::Report,
+            "mask" => Action::Mask,
+            "redact" => Action::Redact,
+            "hash" => Action::Hash,
+            "block" => Action::Block,
+            other => Action::MaskKeepLast(other.strip_prefix("mask_keep_last:")?.parse().ok()?),
+        })
+    }
+}
+
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -232,5 +248,22 @@ pub struct Finding {
 impl fmt::Display for Finding {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} ({}) at {}: {}", self.class, self.detector, self.location, self.action)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for c in DataClass::ALL {
+            assert_eq!(DataClass::from_name(c.as_str()), Some(c));
+        }
+        assert_eq!(DataClass::from_name("nope"), None);
+        assert_eq!(Action::from_name("mask_keep_last:2"), Some(Action::MaskKeepLast(2)));
+        assert_eq!(Action::from_name("block"), Some(Action::Block));
+        assert_eq!(Action::from_name("mask_keep_last:999"), None);
+        assert_eq!(Action::from_name("drop"), None);
     }
 }

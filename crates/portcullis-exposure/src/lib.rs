@@ -5,6 +5,19 @@
 //! bodies as safe or not. Pure functions on bytes: no I/O, no logging; the pipeline stage that
 //! calls them lives in the proxy.
 //!
+//! # In the pipeline (masking stage, after the response contract)
+//! - At config load, compile one [`CompiledPolicy`] per route (and one [`Shape`] per consumer
+//!   that has shaping rules); share them through `Arc`. Compile errors name the config item.
+//! - `on_response_body`: buffer up to the policy's `max_body_bytes` (the cap is decided before
+//!   the upstream is called). At end of stream, `application/json` and `*+json` bodies go to
+//!   [`CompiledPolicy::apply_json`], `text/*` to [`CompiledPolicy::apply_text`].
+//! - `blocked`: answer 502 problem+json and raise an alert-level event; never send `body`.
+//! - `changed`: send `body` and fix `Content-Length` (and drop `ETag`/`Content-MD5`).
+//! - `findings`: into the audit event as is; their `Display`/`Debug` never hold a value.
+//! - `Err(ApplyError)`: fail closed (502), or pass unscanned and count it where the route says so.
+//! - Upstream status ≥ 400: [`classify_error_body`]; on `Unsafe`, replace the body by a generic
+//!   problem and log the reasons with [`error_body_digest`] (never the body).
+//!
 //! ```
 //! use portcullis_exposure::{Action, DataClass, ExposurePolicy, FieldRule, FieldTarget, ShapeConfig};
 //!
