@@ -2,6 +2,7 @@
 //! valid JSON, is a fixed point (applying the policy again changes nothing), and a re-scan of the
 //! output finds nothing the policy masks, redacts or hashes. Byte 0 picks the policy and whether a
 //! shape (projection and array caps) is applied.
+//! Output validity is checked whenever `serde_json::Value` accepts the input.
 #![no_main]
 
 use std::sync::LazyLock;
@@ -51,7 +52,11 @@ fuzz_target!(|data: &[u8]| {
         assert!(once.body.is_empty());
         return;
     }
-    assert!(serde_json::from_slice::<serde_json::Value>(&once.body).is_ok(), "invalid JSON out");
+    // Same parser on both sides: serde_json::Value refuses some grammatical JSON (`1E400`), which
+    // the walker copies through untouched.
+    if serde_json::from_slice::<serde_json::Value>(body).is_ok() {
+        assert!(serde_json::from_slice::<serde_json::Value>(&once.body).is_ok(), "invalid JSON out");
+    }
     let twice = policy.apply_json(&once.body, shape).unwrap();
     assert_eq!(twice.body, once.body, "not a fixed point");
     let left = REPORT.apply_json(&once.body, None).unwrap();

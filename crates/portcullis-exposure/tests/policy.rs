@@ -245,3 +245,12 @@ fn text_bodies_mask_in_place() {
     );
     assert_eq!(a.findings[0].location, Location::Text { start: 5, end: 21 });
 }
+
+#[test]
+fn numbers_serde_value_refuses_pass_through_untouched() {
+    // Found by the exposure_json fuzz target: grammatical JSON, copied through as is.
+    let body = r#"[42E2424242424242, {"k": 1E400}]"#;
+    let (out, a) = json(&ExposurePolicy::default(), body);
+    assert_eq!(out, body);
+    assert!(!a.changed);
+}
