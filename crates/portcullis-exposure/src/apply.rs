@@ -1,0 +1,799 @@
+//! Applying a compiled policy to a response body: a single forward pass over the JSON text that
+//! records edits (replace a string, drop a member with its comma, null an array element) and
+//! builds the output only if there are any. Everything not edited (key order, number precision,
+//! formatting, untouched strings) comes out byte for byte.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use crate::class::{Action, DataClass, Finding, Location};
+use crate::detect::{DetId, Gates, Hit};
+use crate::mask::{self, FIELD_MASK, REDACTED};
+use crate::pointer::{self, Step};
+use crate::policy::{CompiledPolicy, Forced};
+use crate::shape::{ProjState, Shape};
+
+/// The result of applying a policy to a body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    /// The body to send: a copy of the input when nothing changed, the input with its edits applied
+    /// otherwise (the formatting of what was not edited is kept), and empty
+    /// when `blocked` (so that a blocked body cannot be served by mistake).
+    pub body: Vec<u8>,
+    /// What was found, in document order. No values, only classes, places and actions.
+    pub findings: Vec<Finding>,
+    /// Whether `body` differs from the input (masking, redaction, hashing or shaping).
+    pub changed: bool,
+    /// A `Block` action fired: answer 502 (problem+json) and raise an alert-level event.
+    pub blocked: bool,
+}
+
+/// Why a body could not be processed. The caller fails closed (502) or, by route policy, serves
+/// the body unscanned and counts it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The body exceeds the policy's `max_body_bytes`.
+    #[error("body is {size} bytes, more than the {limit} allowed")]
+    TooLarge {
+        /// Body size.
+        size: usize,
+        /// The policy's limit.
+        limit: usize,
+    },
+    /// The body is not UTF-8.
+    #[error("body is not UTF-8")]
+    NotUtf8,
+    /// The body is not JSON. Only the position is kept: never a piece of the body.
+    #[error("body is not valid JSON (line {line}, column {column})")]
+    InvalidJson {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// The body nests deeper than the policy's `max_depth`.
+    #[error("JSON nesting deeper than {limit}")]
+    TooDeep {
+        /// The policy's limit.
+        limit: usize,
+    },
+}
+
+const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
+
+/// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
+type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
+
+/// Replace `start..end` of the input by `rep` (empty: delete).
+struct Edit {
+    start: usize,
+    end: usize,
+    rep: Vec<u8>,
+}
+
+fn json_str(s: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    write_json_str(&mut out, s);
+    out
+}
+
+enum Out {
+    Kept,
+    Remove,
+}
+
+enum StrResult {
+    Unchanged,
+    Replaced(String),
+    Remove,
+}
+
+#[derive(Clone, Copy)]
+struct Ctx<'p> {
+    forced: Option<&'p Forced>,
+    allow: bool,
+    proj: ProjState,
+}
+
+struct Walker<'p, 'a> {
+    p: &'p CompiledPolicy,
+    shape: Option<&'p Shape>,
+    src: &'a [u8],
+    text: &'a str,
+    pos: usize,
+    /// Rewrites of the input, in order and disjoint: the output is built only when there are any,
+    /// and everything else (formatting included) is copied as is.
+    edits: Vec<Edit>,
+    path: Vec<Step<'a>>,
+    findings: Vec<Finding>,
+    blocked: bool,
+    at: Vec<usize>,
+    pre: Vec<usize>,
+    name_buf: Vec<u8>,
+}
+
+/// Whether a sorted position list has an entry in `[start, end)`.
+fn any_in(sorted: &[usize], start: usize, end: usize) -> bool {
+    let i = sorted.partition_point(|&x| x < start);
+    sorted.get(i).is_some_and(|&x| x < end)
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    for c in s.chars() {
+        match c {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                let n = c as usize;
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[n >> 4]);
+                out.push(HEX[n & 0xf]);
+            }
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+impl CompiledPolicy {
+    /// Applies the policy (and an optional consumer shape) to a JSON body.
+    pub fn apply_json(&self, body: &[u8], shape: Option<&Shape>) -> Result<Applied, ApplyError> {
+        if body.len() > self.max_body_bytes {
+            return Err(ApplyError::TooLarge { size: body.len(), limit: self.max_body_bytes });
+        }
+        let text = std::str::from_utf8(body).map_err(|_| ApplyError::NotUtf8)?;
+        // serde_json validates the syntax (and bounds recursion at 128) so that the walker below only
+        // ever sees well-formed JSON; it still returns errors rather than trusting that.
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+            if e.to_string().starts_with("recursion limit exceeded") {
+                return Err(ApplyError::TooDeep { limit: self.max_depth });
+            }
+            return Err(ApplyError::InvalidJson { line: e.line(), column: e.column() });
+        }
+        let at = memchr::memchr_iter(b'@', body).collect();
+        let pre = self.scanner.prefixes.find_iter(body).map(|m| m.start()).collect();
+        let mut w = Walker {
+            p: self,
+            shape,
+            src: body,
+            text,
+            pos: 0,
+            edits: Vec::new(),
+            path: Vec::new(),
+            findings: Vec::new(),
+            blocked: false,
+            at,
+            pre,
+            name_buf: Vec::new(),
+        };
+        let proj = shape.map_or(ProjState::ALL, Shape::root);
+        let ctx = Ctx { forced: None, allow: false, proj };
+        w.ws();
+        let root_start = w.pos;
+        if !proj.full && !matches!(w.peek(), Some(b'{' | b'[')) {
+            w.skip_value()?;
+            w.edits.clear();
+            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
+        } else if let Out::Remove = w.value(ctx, 0)? {
+            w.edits.clear();
+            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
+        }
+        let Walker { edits, findings, blocked, .. } = w;
+        let changed = !edits.is_empty();
+        let body = if blocked {
+            Vec::new()
+        } else if changed {
+            let mut out = Vec::with_capacity(body.len());
+            let mut last = 0;
+            for e in &edits {
+                out.extend_from_slice(body.get(last..e.start).ok_or(WALK_ERROR)?);
+                out.extend_from_slice(&e.rep);
+                last = e.end;
+            }
+            out.extend_from_slice(body.get(last..).ok_or(WALK_ERROR)?);
+            out
+        } else {
+            body.to_vec()
+        };
+        Ok(Applied { body, findings, changed: changed || blocked, blocked })
+    }
+
+    /// Applies the policy to a `text/*` body. `Mask` and `Hash` rewrite in place, `Redact`
+    /// replaces the value by `[redacted]`, `Block` blocks. Field rules and shapes do not apply.
+    /// Finding locations are byte ranges of the input (for values that only became visible after a
+    /// first rewrite, of the rewritten text).
+    pub fn apply_text(&self, text: &str) -> Result<Applied, ApplyError> {
+        if text.len() > self.max_body_bytes {
+            return Err(ApplyError::TooLarge { size: text.len(), limit: self.max_body_bytes });
+        }
+        let mut findings = Vec::new();
+        let mut blocked = false;
+        let result = self.rewrite(text, self.scanner.gates_for(text), false, &mut |class, detector, action, s, e| {
+            blocked |= action == Action::Block;
+            findings.push(Finding {
+                class,
+                detector: detector.clone(),
+                location: Location::Text { start: s, end: e },
+                action,
+            });
+        });
+        let (body, changed) = match result {
+            _ if blocked => (Vec::new(), true),
+            StrResult::Replaced(out) => (out.into_bytes(), true),
+            StrResult::Unchanged | StrResult::Remove => (text.as_bytes().to_vec(), false),
+        };
+        Ok(Applied { body, findings, changed, blocked })
+    }
+
+    /// Scans `val` and applies the class actions until nothing acted on is left: replacing one
+    /// value can expose a neighbour that its context hid (`4242…4242+1 415 555 2671`), and the
+    /// output must be a fixed point. After a few rounds, the whole string is redacted (fail closed).
+    fn rewrite(&self, val: &str, gates: Gates, json: bool, record: &mut Recorder<'_>) -> StrResult {
+        const ROUNDS: usize = 4;
+        let mut hits = Vec::new();
+        let mut cur: Option<String> = None;
+        for round in 0..=ROUNDS {
+            let text = cur.as_deref().unwrap_or(val);
+            hits.clear();
+            let g = if round == 0 { gates } else { self.scanner.gates_for(text) };
+            self.scanner.scan(text, g, &mut hits);
+            if hits.is_empty() {
+                break;
+            }
+            if round == ROUNDS {
+                return if json { StrResult::Remove } else { StrResult::Replaced(REDACTED.to_owned()) };
+            }
+            match self.rewrite_once(text, &hits, json, round == 0, record) {
+                StrResult::Unchanged => break,
+                StrResult::Remove => return StrResult::Remove,
+                StrResult::Replaced(next) => cur = Some(next),
+            }
+        }
+        match cur {
+            Some(out) => StrResult::Replaced(out),
+            None => StrResult::Unchanged,
+        }
+    }
+
+    /// One pass of [`Self::rewrite`] over sorted, disjoint hits. Report and allow hits are recorded
+    /// in the first round only.
+    fn rewrite_once(&self, val: &str, hits: &[Hit], json: bool, first: bool, record: &mut Recorder<'_>) -> StrResult {
+        let trimmed = val.trim();
+        let lead = val.len() - val.trim_start().len();
+        let mut out = String::with_capacity(val.len());
+        let mut last = 0;
+        let mut changed = false;
+        for h in hits {
+            let (class, detector, action) = self.resolve(h.det);
+            if action == Action::Allow || (!first && action == Action::Report) {
+                continue;
+            }
+            record(class, detector, action, h.start, h.end);
+            if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
+                return StrResult::Remove;
+            }
+            let value = val.get(h.start..h.end).unwrap_or("");
+            let Some(rep) = self.replacement(class, action, value) else { continue };
+            out.push_str(val.get(last..h.start).unwrap_or(""));
+            out.push_str(&rep);
+            last = h.end;
+            changed = true;
+        }
+        if !changed {
+            return StrResult::Unchanged;
+        }
+        out.push_str(val.get(last..).unwrap_or(""));
+        StrResult::Replaced(out)
+    }
+
+    /// Class, detector name and action of a hit.
+    fn resolve(&self, det: DetId) -> (DataClass, &Arc<str>, Action) {
+        match det {
+            DetId::Builtin(c) => (c, &self.class_names[c.index()], self.actions[c.index()]),
+            DetId::Custom(i) => match self.scanner.customs.get(usize::from(i)) {
+                Some(c) => (c.class, &c.name, c.action.unwrap_or(self.actions[c.class.index()])),
+                None => (DataClass::NationalId, &self.class_names[DataClass::NationalId.index()], Action::Mask),
+            },
+        }
+    }
+
+    /// The in-place replacement of a detected value for `Mask`/`MaskKeepLast`/`Hash`; `None` for
+    /// actions that leave it (`Allow`, `Report`).
+    fn replacement(&self, class: DataClass, action: Action, value: &str) -> Option<String> {
+        match action {
+            Action::Mask => Some(mask::mask_detected(class, value)),
+            Action::MaskKeepLast(n) => Some(if class.is_secret() {
+                mask::mask_chars_keep_last(value, usize::from(n))
+            } else {
+                mask::mask_alnum_keep_last(value, usize::from(n))
+            }),
+            Action::Hash => Some(match &self.tokenizer {
+                Some(t) => t.token(value),
+                None => REDACTED.to_owned(),
+            }),
+            Action::Redact => Some(REDACTED.to_owned()),
+            Action::Allow | Action::Report | Action::Block => None,
+        }
+    }
+}
+
+impl<'p, 'a> Walker<'p, 'a> {
+    fn peek(&self) -> Option<u8> {
+        self.src.get(self.pos).copied()
+    }
+
+    fn ws(&mut self) {
+        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            self.pos += 1;
+        }
+    }
+
+    fn expect(&mut self, c: u8) -> Result<(), ApplyError> {
+        if self.peek() == Some(c) {
+            self.pos += 1;
+            Ok(())
+        } else {
+            Err(WALK_ERROR)
+        }
+    }
+
+    /// At a `"`: returns the content range and whether it holds escapes; leaves `pos` after it.
+    fn string_span(&mut self) -> Result<(usize, usize, bool), ApplyError> {
+        self.expect(b'"')?;
+        let start = self.pos;
+        let mut i = start;
+        let mut esc = false;
+        loop {
+            let k = memchr::memchr2(b'"', b'\\', self.src.get(i..).ok_or(WALK_ERROR)?).ok_or(WALK_ERROR)?;
+            if self.src[i + k] == b'\\' {
+                esc = true;
+                i += k + 2;
+            } else {
+                self.pos = i + k + 1;
+                return Ok((start, i + k, esc));
+            }
+        }
+    }
+
+    fn str_at(&self, start: usize, end: usize) -> Result<&'a str, ApplyError> {
+        self.text.get(start..end).ok_or(WALK_ERROR)
+    }
+
+    /// The decoded content of a string whose content is `start..end`.
+    fn decode(&self, start: usize, end: usize, esc: bool) -> Result<Cow<'a, str>, ApplyError> {
+        if esc {
+            let quoted = self.str_at(start - 1, end + 1)?;
+            serde_json::from_str::<String>(quoted).map(Cow::Owned).map_err(|_| WALK_ERROR)
+        } else {
+            self.str_at(start, end).map(Cow::Borrowed)
+        }
+    }
+
+    fn skip_value(&mut self) -> Result<(), ApplyError> {
+        self.ws();
+        match self.peek() {
+            None => Err(WALK_ERROR),
+            Some(b'"') => self.string_span().map(|_| ()),
+            Some(b'{' | b'[') => {
+                let mut depth = 0usize;
+                loop {
+                    match self.peek() {
+                        None => return Err(WALK_ERROR),
+                        Some(b'"') => {
+                            self.string_span()?;
+                        }
+                        Some(b'{' | b'[') => {
+                            depth += 1;
+                            self.pos += 1;
+                        }
+                        Some(b'}' | b']') => {
+                            depth = depth.checked_sub(1).ok_or(WALK_ERROR)?;
+                            self.pos += 1;
+                            if depth == 0 {
+                                return Ok(());
+                            }
+                        }
+                        Some(_) => self.pos += 1,
+                    }
+                }
+            }
+            Some(_) => {
+                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
+                    self.pos += 1;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn location(&self) -> Location {
+        Location::Pointer(pointer::render(&self.path))
+    }
+
+    fn record(&mut self, class: DataClass, detector: Arc<str>, action: Action) {
+        let location = self.location();
+        self.findings.push(Finding { class, detector, location, action });
+        if action == Action::Block {
+            self.blocked = true;
+        }
+    }
+
+    fn value(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
+        if depth >= self.p.max_depth {
+            return Err(ApplyError::TooDeep { limit: self.p.max_depth });
+        }
+        self.ws();
+        match self.peek() {
+            Some(b'{') => self.object(ctx, depth + 1),
+            Some(b'[') => self.array(ctx, depth + 1),
+            Some(b'"') => self.string_value(ctx),
+            Some(b'-' | b'0'..=b'9') => self.number(ctx),
+            Some(b't' | b'f' | b'n') => {
+                self.skip_value()?;
+                Ok(Out::Kept)
+            }
+            _ => Err(WALK_ERROR),
+        }
+    }
+
+    /// The rule for the child reached by `step` from the current path, if any.
+    fn rule_for(&mut self, step: &Step<'_>) -> Option<&'p Forced> {
+        let p = self.p;
+        let depth = self.path.len() + 1;
+        if depth <= p.max_pointer_len {
+            for (pat, forced) in &p.pointer_rules {
+                if pat.len() == depth
+                    && pat.last().is_some_and(|s| s.matches(step))
+                    && pointer::matches_path(&pat[..depth - 1], &self.path)
+                {
+                    return Some(forced);
+                }
+            }
+        }
+        let Step::Key(k) = step else { return None };
+        if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
+            return None;
+        }
+        if k.len() < 64 && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
+            // Already normalised (the common case): no copy, and most lengths match no name.
+            if p.name_lengths & (1u64 << k.len()) == 0 {
+                return None;
+            }
+            return p.names.get(k.as_bytes());
+        }
+        self.name_buf.clear();
+        if k.is_ascii() {
+            self.name_buf
+                .extend(k.bytes().filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' ')).map(|c| c.to_ascii_lowercase()));
+        } else {
+            self.name_buf.extend_from_slice(crate::policy::normalize_field_name(k).as_bytes());
+        }
+        p.names.get(self.name_buf.as_slice())
+    }
+
+    fn child_ctx(parent: Ctx<'p>, rule: Option<&'p Forced>, proj: ProjState) -> Ctx<'p> {
+        match rule {
+            Some(f) if f.action == Action::Allow => Ctx { forced: None, allow: true, proj },
+            Some(f) => Ctx { forced: Some(f), allow: false, proj },
+            None => Ctx { forced: parent.forced, allow: parent.allow, proj },
+        }
+    }
+
+    /// Drops edits inside `from..` (the enclosing range is being replaced) and adds one.
+    fn replace_range(&mut self, from: usize, to: usize, rep: &[u8]) {
+        while self.edits.last().is_some_and(|e| e.start >= from) {
+            self.edits.pop();
+        }
+        self.edits.push(Edit { start: from, end: to, rep: rep.to_vec() });
+    }
+
+    /// Removes member/element `start..end` with the comma before it (if any). The first member
+    /// kept after removed ones loses its comma in [`Self::kept`].
+    fn remove(&mut self, comma: Option<usize>, start: usize, end: usize) {
+        self.replace_range(comma.unwrap_or(start), end, b"");
+    }
+
+    /// A member/element at `start` is kept: if every one before it was removed, its comma goes.
+    fn kept(&mut self, kept_before: usize, comma: Option<usize>, start: usize, edits_at: usize) {
+        if kept_before == 0
+            && let Some(c) = comma
+        {
+            self.edits.insert(edits_at, Edit { start: c, end: start, rep: Vec::new() });
+        }
+    }
+
+    fn object(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
+        self.expect(b'{')?;
+        let mut kept = 0usize;
+        let mut first = true;
+        loop {
+            self.ws();
+            let comma = match self.peek() {
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b',') if !first => {
+                    let c = self.pos;
+                    self.pos += 1;
+                    self.ws();
+                    Some(c)
+                }
+                _ if first => None,
+                _ => return Err(WALK_ERROR),
+            };
+            first = false;
+            let start = self.pos;
+            let edits_at = self.edits.len();
+            let (ks, ke, kesc) = self.string_span()?;
+            let key = self.decode(ks, ke, kesc)?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+
+            let mut step = Step::Key(key);
+            let proj = match self.shape {
+                Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
+                None => Some(ProjState::ALL),
+            };
+            let Some(proj) = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'['))) else {
+                self.skip_value()?;
+                self.remove(comma, start, self.pos);
+                continue;
+            };
+            let rule = self.rule_for(&step);
+            let child = Self::child_ctx(ctx, rule, proj);
+
+            // Detection on the key itself (maps keyed by e-mail address and the like).
+            if !child.allow
+                && let Step::Key(k) = &step
+            {
+                let k: Cow<'a, str> = k.clone();
+                let gates = if kesc {
+                    self.p.scanner.gates_for(&k)
+                } else {
+                    Gates { has_at: any_in(&self.at, ks, ke), has_prefix: any_in(&self.pre, ks, ke) }
+                };
+                if k.len() >= 9 || gates.has_at || gates.has_prefix || !self.p.scanner.customs.is_empty() {
+                    let before = self.findings.len();
+                    let result = self.process_str(&k, gates)?;
+                    // A key finding points at the member under its masked name; when the key is
+                    // kept as is (report) the pointer stops at the parent so the value is not shown.
+                    if let StrResult::Replaced(new) = &result {
+                        let mut loc = pointer::render(&self.path);
+                        pointer::push_key(&mut loc, new);
+                        for f in &mut self.findings[before..] {
+                            f.location = Location::Pointer(loc.clone());
+                        }
+                    }
+                    match result {
+                        StrResult::Unchanged => {}
+                        StrResult::Replaced(new) => {
+                            self.edits.push(Edit { start: ks - 1, end: ke + 1, rep: json_str(&new) });
+                            step = Step::Key(Cow::Owned(new));
+                        }
+                        StrResult::Remove => {
+                            self.skip_value()?;
+                            self.remove(comma, start, self.pos);
+                            continue;
+                        }
+                    }
+                }
+            }
+
+            if let Some(f) = child.forced
+                && matches!(f.action, Action::Redact | Action::Block)
+            {
+                self.path.push(step);
+                self.record(f.class, f.detector.clone(), f.action);
+                self.path.pop();
+                self.skip_value()?;
+                self.remove(comma, start, self.pos);
+                continue;
+            }
+
+            self.path.push(step);
+            let r = self.value(child, depth);
+            self.path.pop();
+            match r? {
+                Out::Kept => {
+                    self.kept(kept, comma, start, edits_at);
+                    kept += 1;
+                }
+                Out::Remove => self.remove(comma, start, self.pos),
+            }
+        }
+        Ok(Out::Kept)
+    }
+
+    fn array(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
+        self.expect(b'[')?;
+        let cap = self.shape.and_then(|s| s.cap(&self.path));
+        let mut index = 0usize;
+        let mut kept = 0usize;
+        loop {
+            self.ws();
+            let comma = match self.peek() {
+                Some(b']') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(b',') if index > 0 => {
+                    let c = self.pos;
+                    self.pos += 1;
+                    self.ws();
+                    Some(c)
+                }
+                _ if index == 0 => None,
+                _ => return Err(WALK_ERROR),
+            };
+            let start = self.pos;
+            let edits_at = self.edits.len();
+            let step = Step::Index(index);
+            index += 1;
+            let proj = match self.shape {
+                Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
+                None => Some(ProjState::ALL),
+            };
+            let proj = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'[')));
+            let Some(proj) = proj.filter(|_| cap.is_none_or(|c| kept < c)) else {
+                self.skip_value()?;
+                self.remove(comma, start, self.pos);
+                continue;
+            };
+            let rule = if self.p.pointer_rules.is_empty() { None } else { self.rule_for(&step) };
+            let child = Self::child_ctx(ctx, rule, proj);
+            self.path.push(step);
+            let r = if let Some(f) = child.forced
+                && matches!(f.action, Action::Redact | Action::Block)
+            {
+                self.record(f.class, f.detector.clone(), f.action);
+                self.skip_value().map(|()| Out::Remove)
+            } else {
+                self.value(child, depth)
+            };
+            self.path.pop();
+            if let Out::Remove = r? {
+                self.replace_range(start, self.pos, b"null");
+            }
+            self.kept(kept, comma, start, edits_at);
+            kept += 1;
+        }
+        Ok(Out::Kept)
+    }
+
+    fn string_value(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
+        let (s, e, esc) = self.string_span()?;
+        if ctx.allow && ctx.forced.is_none() {
+            return Ok(Out::Kept);
+        }
+        let val = self.decode(s, e, esc)?;
+        let result = match ctx.forced {
+            Some(f) => self.forced(f, &val)?,
+            None => {
+                let gates = if esc {
+                    self.p.scanner.gates_for(&val)
+                } else {
+                    Gates { has_at: any_in(&self.at, s, e), has_prefix: any_in(&self.pre, s, e) }
+                };
+                if val.len() < 9 && !gates.has_at && !gates.has_prefix && self.p.scanner.customs.is_empty() {
+                    StrResult::Unchanged
+                } else {
+                    self.process_str(&val, gates)?
+                }
+            }
+        };
+        match result {
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.edits.push(Edit { start: s - 1, end: e + 1, rep: json_str(&new) }),
+            StrResult::Remove => return Ok(Out::Remove),
+        }
+        Ok(Out::Kept)
+    }
+
+    fn number(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
+        let start = self.pos;
+        while matches!(self.peek(), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
+            self.pos += 1;
+        }
+        let raw = self.str_at(start, self.pos)?;
+        let result = if ctx.allow && ctx.forced.is_none() {
+            StrResult::Unchanged
+        } else if let Some(f) = ctx.forced {
+            self.forced(f, raw)?
+        } else if (12..=19).contains(&raw.len())
+            && self.p.scanner.enabled(DataClass::CardNumber)
+            && crate::validate::card_number(raw.as_bytes())
+        {
+            let p = self.p;
+            let hit = [Hit { start: 0, end: raw.len(), det: DetId::Builtin(DataClass::CardNumber) }];
+            let location = pointer::render(&self.path);
+            let findings = &mut self.findings;
+            let blocked = &mut self.blocked;
+            p.rewrite_once(raw, &hit, true, true, &mut |class, detector, action, _, _| {
+                *blocked |= action == Action::Block;
+                findings.push(Finding {
+                    class,
+                    detector: detector.clone(),
+                    location: Location::Pointer(location.clone()),
+                    action,
+                });
+            })
+        } else {
+            StrResult::Unchanged
+        };
+        match result {
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.edits.push(Edit { start, end: self.pos, rep: json_str(&new) }),
+            StrResult::Remove => return Ok(Out::Remove),
+        }
+        Ok(Out::Kept)
+    }
+
+    /// Runs the detectors on a string and acts on what they find.
+    fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
+        let p = self.p;
+        let path = &self.path;
+        let mut location: Option<String> = None;
+        let findings = &mut self.findings;
+        let blocked = &mut self.blocked;
+        Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
+            *blocked |= action == Action::Block;
+            let location = Location::Pointer(location.get_or_insert_with(|| pointer::render(path)).clone());
+            findings.push(Finding { class, detector: detector.clone(), location, action });
+        }))
+    }
+
+    /// A field rule's action on one scalar (string content or number text) under the field.
+    fn forced(&mut self, f: &'p Forced, val: &str) -> Result<StrResult, ApplyError> {
+        let keep = match f.action {
+            Action::Allow => return Ok(StrResult::Unchanged),
+            Action::Report => {
+                self.record(f.class, f.detector.clone(), f.action);
+                return Ok(StrResult::Unchanged);
+            }
+            Action::Redact | Action::Block => {
+                self.record(f.class, f.detector.clone(), f.action);
+                return Ok(StrResult::Remove);
+            }
+            Action::Hash => {
+                let Some(t) = &self.p.tokenizer else {
+                    self.record(f.class, f.detector.clone(), Action::Redact);
+                    return Ok(StrResult::Remove);
+                };
+                if val.is_empty() || t.is_token(val) {
+                    return Ok(StrResult::Unchanged);
+                }
+                let token = t.token(val);
+                self.record(f.class, f.detector.clone(), f.action);
+                return Ok(StrResult::Replaced(token));
+            }
+            Action::Mask => None,
+            Action::MaskKeepLast(n) => Some(usize::from(n)),
+        };
+        // A field rule masks the whole value generically (at most a quarter of it stays, at most
+        // `keep` characters); a sensitive name with a plain `Mask` becomes the fixed `********`.
+        // Both are idempotent by construction: the output depends only on the length and the tail.
+        let masked = match keep {
+            None if f.sensitive_name => (!val.is_empty() && val != FIELD_MASK).then(|| FIELD_MASK.to_owned()),
+            None => mask::mask_generic(val, 4),
+            Some(n) => mask::mask_generic(val, n),
+        };
+        Ok(match masked {
+            Some(m) => {
+                self.record(f.class, f.detector.clone(), f.action);
+                StrResult::Replaced(m)
+            }
+            None => StrResult::Unchanged,
+        })
+    }
+}

@@ -1,0 +1,567 @@
+//! The string scanner: cheap gates (digit counts, `@`, an Aho-Corasick prefilter over the secret
+//! prefixes) decide which detectors run; only those run their linear-time regex or hand-written
+//! matcher, and a checksum or range check confirms each candidate.
+
+use std::sync::Arc;
+
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use regex::Regex;
+
+use crate::class::{Action, DataClass};
+use crate::validate;
+
+/// Decides whether a matched string really is an instance (checksum, ranges). Gets the match.
+pub type Validator = Arc<dyn Fn(&str) -> bool + Send + Sync>;
+
+/// A pluggable detector: a name, a regex (the `regex` crate's linear-time syntax) and an optional
+/// validator. For national identifiers other than the US SSN (which is built in).
+#[derive(Clone)]
+pub struct NamedDetector {
+    /// Stable name, used in findings (`uk_nino`).
+    pub name: String,
+    /// What to report it as (usually [`DataClass::NationalId`]).
+    pub class: DataClass,
+    /// The regex; each match is a candidate.
+    pub pattern: String,
+    /// Confirms a candidate; `None` accepts every match.
+    pub validator: Option<Validator>,
+    /// Overrides the class's action for this detector's findings.
+    pub action: Option<Action>,
+}
+
+impl std::fmt::Debug for NamedDetector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedDetector")
+            .field("name", &self.name)
+            .field("class", &self.class)
+            .field("pattern", &self.pattern)
+            .field("validator", &self.validator.as_ref().map(|_| "fn"))
+            .field("action", &self.action)
+            .finish()
+    }
+}
+
+impl NamedDetector {
+    /// UK National Insurance number (`AB 12 34 56 C`), with the prefixes HMRC never issues excluded.
+    pub fn uk_nino() -> NamedDetector {
+        NamedDetector {
+            name: "uk_nino".into(),
+            class: DataClass::NationalId,
+            pattern: r"\b[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z] ?[0-9]{2} ?[0-9]{2} ?[0-9]{2} ?[A-D]\b".into(),
+            validator: Some(Arc::new(|m: &str| {
+                let p = m.get(..2).unwrap_or("");
+                !matches!(p, "BG" | "GB" | "NK" | "KN" | "TN" | "NT" | "ZZ")
+            })),
+            action: None,
+        }
+    }
+}
+
+/// Which detector produced a hit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DetId {
+    Builtin(DataClass),
+    Custom(u16),
+}
+
+/// A detected value in a string: byte range and detector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hit {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) det: DetId,
+}
+
+/// Gate hints computed by the caller (e.g. over a whole JSON body at once).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Gates {
+    pub(crate) has_at: bool,
+    pub(crate) has_prefix: bool,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Pem,
+    Jwt,
+    AwsKeyId,
+    AwsSecretLabel,
+    GithubClassic,
+    GithubPat,
+    Slack,
+    Stripe,
+    Portcullis,
+    Bcrypt,
+    Argon2,
+    ShaCrypt(usize),
+    Pbkdf2Passlib,
+    Pbkdf2Django,
+}
+
+const PREFIXES: &[(&str, Kind)] = &[
+    ("-----BEGIN ", Kind::Pem),
+    ("eyJ", Kind::Jwt),
+    ("AKIA", Kind::AwsKeyId),
+    ("ASIA", Kind::AwsKeyId),
+    ("AGPA", Kind::AwsKeyId),
+    ("AIDA", Kind::AwsKeyId),
+    ("AROA", Kind::AwsKeyId),
+    ("AIPA", Kind::AwsKeyId),
+    ("ANPA", Kind::AwsKeyId),
+    ("ANVA", Kind::AwsKeyId),
+    ("ABIA", Kind::AwsKeyId),
+    ("ACCA", Kind::AwsKeyId),
+    ("aws_secret", Kind::AwsSecretLabel),
+    ("AWS_SECRET", Kind::AwsSecretLabel),
+    ("aws-secret", Kind::AwsSecretLabel),
+    ("AWS-SECRET", Kind::AwsSecretLabel),
+    ("awsSecret", Kind::AwsSecretLabel),
+    ("AwsSecret", Kind::AwsSecretLabel),
+    ("secret_access_key", Kind::AwsSecretLabel),
+    ("SECRET_ACCESS_KEY", Kind::AwsSecretLabel),
+    ("secretAccessKey", Kind::AwsSecretLabel),
+    ("SecretAccessKey", Kind::AwsSecretLabel),
+    ("ghp_", Kind::GithubClassic),
+    ("gho_", Kind::GithubClassic),
+    ("ghu_", Kind::GithubClassic),
+    ("ghs_", Kind::GithubClassic),
+    ("ghr_", Kind::GithubClassic),
+    ("github_pat_", Kind::GithubPat),
+    ("xoxb-", Kind::Slack),
+    ("xoxp-", Kind::Slack),
+    ("xoxa-", Kind::Slack),
+    ("xoxr-", Kind::Slack),
+    ("xoxs-", Kind::Slack),
+    ("xoxe-", Kind::Slack),
+    ("sk_live_", Kind::Stripe),
+    ("rk_live_", Kind::Stripe),
+    ("pc_live_", Kind::Portcullis),
+    ("pc_test_", Kind::Portcullis),
+    ("$2a$", Kind::Bcrypt),
+    ("$2b$", Kind::Bcrypt),
+    ("$2y$", Kind::Bcrypt),
+    ("$2x$", Kind::Bcrypt),
+    ("$argon2", Kind::Argon2),
+    ("$6$", Kind::ShaCrypt(86)),
+    ("$5$", Kind::ShaCrypt(43)),
+    ("$pbkdf2", Kind::Pbkdf2Passlib),
+    ("pbkdf2_sha", Kind::Pbkdf2Django),
+];
+
+const fn kind_class(k: Kind) -> DataClass {
+    match k {
+        Kind::Pem => DataClass::PrivateKey,
+        Kind::Jwt => DataClass::Jwt,
+        Kind::AwsKeyId => DataClass::AwsAccessKeyId,
+        Kind::AwsSecretLabel => DataClass::AwsSecretKey,
+        Kind::GithubClassic | Kind::GithubPat => DataClass::GithubToken,
+        Kind::Slack => DataClass::SlackToken,
+        Kind::Stripe => DataClass::StripeKey,
+        Kind::Portcullis => DataClass::PortcullisKey,
+        Kind::Bcrypt | Kind::Argon2 | Kind::ShaCrypt(_) | Kind::Pbkdf2Passlib | Kind::Pbkdf2Django => {
+            DataClass::PasswordHash
+        }
+    }
+}
+
+/// The secret-prefix automaton, also used by the JSON walker as a whole-body prefilter.
+pub(crate) fn prefix_automaton() -> Result<AhoCorasick, aho_corasick::BuildError> {
+    AhoCorasickBuilder::new().match_kind(MatchKind::LeftmostFirst).build(PREFIXES.iter().map(|(p, _)| p))
+}
+
+pub(crate) struct CompiledCustom {
+    pub(crate) name: Arc<str>,
+    pub(crate) class: DataClass,
+    pub(crate) re: Regex,
+    pub(crate) validator: Option<Validator>,
+    pub(crate) action: Option<Action>,
+}
+
+/// All detectors of one policy, compiled.
+pub(crate) struct Scanner {
+    enabled: [bool; DataClass::ALL.len()],
+    pub(crate) prefixes: AhoCorasick,
+    email: Regex,
+    card: Regex,
+    ssn: Regex,
+    phone: Regex,
+    iban: Regex,
+    pub(crate) customs: Vec<CompiledCustom>,
+}
+
+/// Errors building the built-in detectors; only possible through a bug, kept as an error anyway.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum BuildError {
+    #[error("built-in regex: {0}")]
+    Regex(#[from] regex::Error),
+    #[error("prefix automaton: {0}")]
+    Automaton(#[from] aho_corasick::BuildError),
+}
+
+impl Scanner {
+    pub(crate) fn new(enabled: [bool; DataClass::ALL.len()], customs: Vec<CompiledCustom>) -> Result<Self, BuildError> {
+        Ok(Scanner {
+            enabled,
+            prefixes: prefix_automaton()?,
+            email: Regex::new(
+                r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)",
+            )?,
+            card: Regex::new(r"(?-u:\b)[0-9](?:[ \-]?[0-9]){11,18}(?-u:\b)")?,
+            ssn: Regex::new(r"(?-u:\b)[0-9]{3}(?:-[0-9]{2}-|\x20[0-9]{2}\x20)[0-9]{4}(?-u:\b)")?,
+            phone: Regex::new(concat!(
+                r"\+[1-9](?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9])){7,14}",
+                r"|(?:\([2-9][0-9]{2}\)\x20?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}",
+                r"|0[1-9][0-9]{0,4}(?:[ \-][0-9]{2,6}){1,4}",
+            ))?,
+            iban: Regex::new(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?:\x20?[A-Z0-9]){11,32}")?,
+            customs,
+        })
+    }
+
+    pub(crate) fn enabled(&self, class: DataClass) -> bool {
+        self.enabled[class.index()]
+    }
+
+    /// Computes the gates from the string itself (text bodies, JSON strings with escapes).
+    pub(crate) fn gates_for(&self, s: &str) -> Gates {
+        Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix: self.prefixes.is_match(s) }
+    }
+
+    /// Appends the hits in `s`, sorted by start, without overlaps (secrets win over the rest).
+    pub(crate) fn scan(&self, s: &str, gates: Gates, out: &mut Vec<Hit>) {
+        let base = out.len();
+        let b = s.as_bytes();
+        if gates.has_prefix {
+            self.scan_prefixes(b, base, out);
+        }
+        if gates.has_at && self.enabled(DataClass::Email) {
+            for m in self.email.find_iter(s) {
+                if email_ok(m.as_str()) {
+                    push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Email));
+                }
+            }
+        }
+        if b.len() >= 9 {
+            let shape = NumericShape::of(b);
+            if shape.card_run >= 12 && self.enabled(DataClass::CardNumber) {
+                for m in self.card.find_iter(s) {
+                    let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+                    if validate::card_number(&d) && ok_edges(b, m.start(), m.end()) {
+                        push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::CardNumber));
+                    }
+                }
+            }
+            if shape.iban_start && shape.digits >= 8 && b.len() >= 15 && self.enabled(DataClass::Iban) {
+                for m in self.iban.find_iter(s) {
+                    if let Some(end) = iban_end(b, m.start(), m.end()) {
+                        push(out, base, m.start(), end, DetId::Builtin(DataClass::Iban));
+                    }
+                }
+            }
+            if shape.card_run >= 9 && b.len() >= 11 && self.enabled(DataClass::Ssn) {
+                for m in self.ssn.find_iter(s) {
+                    let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+                    if validate::ssn(&d) && ok_edges(b, m.start(), m.end()) {
+                        push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Ssn));
+                    }
+                }
+            }
+            if (shape.phone_run >= 10 || (shape.phone_run >= 8 && shape.plus)) && self.enabled(DataClass::Phone) {
+                for m in self.phone.find_iter(s) {
+                    if phone_ok(b, m.start(), m.end()) {
+                        push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
+                    }
+                }
+            }
+        }
+        for (i, c) in self.customs.iter().enumerate() {
+            if !self.enabled(c.class) {
+                continue;
+            }
+            let Ok(id) = u16::try_from(i) else { break };
+            for m in c.re.find_iter(s) {
+                if m.is_empty() {
+                    continue;
+                }
+                if c.validator.as_ref().is_none_or(|v| v(m.as_str())) {
+                    push(out, base, m.start(), m.end(), DetId::Custom(id));
+                }
+            }
+        }
+        if out.len() - base > 1 {
+            out[base..].sort_unstable_by_key(|h| h.start);
+        }
+    }
+
+    fn scan_prefixes(&self, b: &[u8], base: usize, out: &mut Vec<Hit>) {
+        for m in self.prefixes.find_iter(b) {
+            let Some(&(_, kind)) = PREFIXES.get(m.pattern().as_usize()) else { continue };
+            let class = kind_class(kind);
+            if !self.enabled(class) {
+                continue;
+            }
+            if let Some((s, e)) = match_secret(kind, b, m.start(), m.end()) {
+                push(out, base, s, e, DetId::Builtin(class));
+            }
+        }
+    }
+}
+
+/// One scalar pass over a string that tells which numeric detectors can possibly match, so that
+/// ids, timestamps and prices do not reach the regexes.
+#[derive(Debug, Default)]
+struct NumericShape {
+    digits: usize,
+    /// Most digits in a run whose digits are separated by at most one ` ` or `-` (cards, SSNs).
+    card_run: usize,
+    /// Most digits in a run of digits and ` -.()+` (phones).
+    phone_run: usize,
+    plus: bool,
+    /// Two uppercase letters followed by two digits somewhere (IBAN start).
+    iban_start: bool,
+}
+
+impl NumericShape {
+    fn of(b: &[u8]) -> Self {
+        let mut s = NumericShape::default();
+        let (mut card, mut phone) = (0usize, 0usize);
+        let mut sep = false;
+        // Classes of the last three bytes: 1 = uppercase, 2 = digit.
+        let (mut c1, mut c2, mut c3) = (0u8, 0u8, 0u8);
+        for &c in b {
+            let class = if c.is_ascii_digit() {
+                s.digits += 1;
+                card += 1;
+                phone += 1;
+                sep = false;
+                s.card_run = s.card_run.max(card);
+                s.phone_run = s.phone_run.max(phone);
+                2
+            } else {
+                match c {
+                    b' ' | b'-' => {
+                        if sep {
+                            card = 0;
+                        }
+                        sep = true;
+                    }
+                    b'.' | b'(' | b')' | b'+' => {
+                        s.plus |= c == b'+';
+                        card = 0;
+                        sep = false;
+                    }
+                    _ => {
+                        card = 0;
+                        phone = 0;
+                        sep = false;
+                    }
+                }
+                u8::from(c.is_ascii_uppercase())
+            };
+            s.iban_start |= c3 == 1 && c2 == 1 && c1 == 2 && class == 2;
+            (c3, c2, c1) = (c2, c1, class);
+        }
+        s
+    }
+}
+
+/// Adds a hit unless it overlaps one already found (earlier detectors have priority).
+fn push(out: &mut Vec<Hit>, base: usize, start: usize, end: usize, det: DetId) {
+    if start >= end || out[base..].iter().any(|h| start < h.end && h.start < end) {
+        return;
+    }
+    out.push(Hit { start, end, det });
+}
+
+fn is_word(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// A numeric match must not continue a longer token (`ORD-4242…`, `…-12`, `1.4242…`).
+fn ok_edges(b: &[u8], start: usize, end: usize) -> bool {
+    let before_ok = start == 0 || !matches!(b[start - 1], b'-' | b'.' | b'/' | b'+' | b'_' | b'$' | b'#');
+    let after_ok = match (b.get(end), b.get(end + 1)) {
+        (Some(b'-' | b'.' | b'/' | b','), Some(c)) if c.is_ascii_digit() => false,
+        (Some(b'_' | b'%'), _) => false,
+        _ => true,
+    };
+    before_ok && after_ok
+}
+
+fn phone_ok(b: &[u8], start: usize, end: usize) -> bool {
+    let m = &b[start..end];
+    let digits = m.iter().filter(|c| c.is_ascii_digit()).count();
+    let before = start.checked_sub(1).map(|i| b[i]);
+    if before.is_some_and(|c| is_word(c) || matches!(c, b'-' | b'.' | b'/' | b'+' | b'$' | b'#' | b':' | b',')) {
+        return false;
+    }
+    if b.get(end).is_some_and(|&c| is_word(c) || c == b'%') {
+        return false;
+    }
+    if matches!((b.get(end), b.get(end + 1)), (Some(b'-' | b'.' | b'/' | b':' | b','), Some(c)) if c.is_ascii_digit()) {
+        return false;
+    }
+    if m.first() == Some(&b'+') {
+        (8..=15).contains(&digits)
+    } else if m.first() == Some(&b'0') {
+        // National trunk-prefix formats (UK, FR, DE, …): 10–11 digits in groups.
+        (10..=11).contains(&digits)
+    } else {
+        digits == 10
+    }
+}
+
+fn email_ok(m: &str) -> bool {
+    let tld = m.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    // `icon@2x.png` and friends are asset names, not addresses.
+    !matches!(tld.as_str(), "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "css" | "js" | "ico" | "map")
+}
+
+/// Finds where a valid IBAN starting at `start` ends (the regex may run on into the next word).
+fn iban_end(b: &[u8], start: usize, max_end: usize) -> Option<usize> {
+    if start > 0 && is_word(b[start - 1]) {
+        return None;
+    }
+    let len = validate::iban_length(b.get(start..start + 2)?)?;
+    let mut compact = Vec::with_capacity(len);
+    let mut i = start;
+    while i < max_end && compact.len() < len {
+        if b[i] != b' ' {
+            compact.push(b[i]);
+        }
+        i += 1;
+    }
+    if compact.len() != len || b.get(i).is_some_and(|&c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    validate::iban(&compact).then_some(i)
+}
+
+fn run(b: &[u8], from: usize, ok: impl Fn(u8) -> bool) -> usize {
+    let mut i = from;
+    while i < b.len() && ok(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+fn b64url(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'-' || c == b'_'
+}
+
+fn find(hay: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    memchr::memmem::find(hay.get(from..)?, needle).map(|i| i + from)
+}
+
+/// Extends a prefix hit to the whole secret, or rejects it.
+fn match_secret(kind: Kind, b: &[u8], start: usize, pend: usize) -> Option<(usize, usize)> {
+    let boundary = start == 0 || !is_word(b[start - 1]);
+    match kind {
+        Kind::Pem => {
+            let line_end = run(b, pend, |c| c != b'\n' && c != b'\r').min(pend + 64);
+            let label = &b[pend..line_end];
+            memchr::memmem::find(label, b"PRIVATE KEY")?;
+            let end = match find(b, b"-----END ", pend) {
+                Some(e) => find(b, b"-----", e + 9).map_or(b.len(), |x| x + 5),
+                None => b.len(),
+            };
+            Some((start, end))
+        }
+        Kind::Jwt => {
+            if start > 0 && b64url(b[start - 1]) {
+                return None;
+            }
+            let e1 = run(b, start, b64url);
+            if e1 - start < 10 || b.get(e1) != Some(&b'.') || b.get(e1 + 1..e1 + 3) != Some(b"ey") {
+                return None;
+            }
+            let e2 = run(b, e1 + 1, b64url);
+            if e2 - e1 < 8 || b.get(e2) != Some(&b'.') {
+                return None;
+            }
+            let mut end = run(b, e2 + 1, b64url);
+            // JWE compact serialisation has five segments.
+            for _ in 0..2 {
+                if b.get(end) == Some(&b'.') {
+                    end = run(b, end + 1, b64url);
+                }
+            }
+            Some((start, end))
+        }
+        Kind::AwsKeyId => {
+            let end = run(b, pend, |c| c.is_ascii_uppercase() || c.is_ascii_digit());
+            (boundary && end - pend == 16 && b.get(end).is_none_or(|&c| !c.is_ascii_alphanumeric()))
+                .then_some((start, end))
+        }
+        Kind::AwsSecretLabel => {
+            let mut i = run(b, pend, |c| c.is_ascii_alphabetic() || c == b'_' || c == b'-');
+            i = run(b, i, |c| matches!(c, b'"' | b'\'' | b' ' | b'\\' | b'\t'));
+            if !matches!(b.get(i), Some(b':' | b'=')) {
+                return None;
+            }
+            i = run(b, i + 1, |c| matches!(c, b'"' | b'\'' | b' ' | b'\\' | b'\t' | b'>'));
+            let end = run(b, i, |c| c.is_ascii_alphanumeric() || c == b'/' || c == b'+');
+            (end - i == 40 && b.get(end).is_none_or(|&c| c != b'=')).then_some((i, end))
+        }
+        Kind::GithubClassic => {
+            let end = run(b, pend, |c| c.is_ascii_alphanumeric());
+            (boundary && end - pend >= 36).then_some((start, end))
+        }
+        Kind::GithubPat => {
+            let end = run(b, pend, is_word);
+            (boundary && end - pend >= 22).then_some((start, end))
+        }
+        Kind::Slack => {
+            let end = run(b, pend, |c| c.is_ascii_alphanumeric() || c == b'-');
+            (boundary && end - pend >= 10).then_some((start, end))
+        }
+        Kind::Stripe => {
+            let end = run(b, pend, |c| c.is_ascii_alphanumeric());
+            (boundary && end - pend >= 16).then_some((start, end))
+        }
+        Kind::Portcullis => {
+            let end = run(b, pend, |c| c.is_ascii_alphanumeric());
+            (boundary && end - pend >= 30).then_some((start, end))
+        }
+        Kind::Bcrypt => {
+            let cost = b.get(pend..pend + 3)?;
+            if !(cost[0].is_ascii_digit() && cost[1].is_ascii_digit() && cost[2] == b'$') {
+                return None;
+            }
+            let body = pend + 3;
+            let end = run(b, body, |c| c.is_ascii_alphanumeric() || c == b'.' || c == b'/');
+            (end - body == 53).then_some((start, end))
+        }
+        Kind::Argon2 => {
+            let end = run(b, pend, |c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'$' | b',' | b'.' | b'-')
+            });
+            let v = &b[pend..end];
+            let variant_ok = v.starts_with(b"id$") || v.starts_with(b"i$") || v.starts_with(b"d$");
+            (variant_ok && end - start >= 40 && v.iter().filter(|&&c| c == b'$').count() >= 3).then_some((start, end))
+        }
+        Kind::ShaCrypt(hash_len) => {
+            let end = run(b, pend, |c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/' | b'$' | b'='));
+            let v = &b[pend..end];
+            let parts: Vec<&[u8]> = v.split(|&c| c == b'$').collect();
+            let ok = match parts.as_slice() {
+                [salt, hash] => !salt.is_empty() && salt.len() <= 16 && hash.len() == hash_len,
+                [rounds, salt, hash] => {
+                    rounds.starts_with(b"rounds=") && !salt.is_empty() && salt.len() <= 16 && hash.len() == hash_len
+                }
+                _ => false,
+            };
+            ok.then_some((start, end))
+        }
+        Kind::Pbkdf2Passlib => {
+            let end =
+                run(b, pend, |c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'/' | b'+' | b'=' | b'$' | b'-'));
+            let dollars = b[pend..end].iter().filter(|&&c| c == b'$').count();
+            (end - start >= 40 && dollars >= 3).then_some((start, end))
+        }
+        Kind::Pbkdf2Django => {
+            let end = run(b, pend, |c| is_word(c) || matches!(c, b'.' | b'/' | b'+' | b'=' | b'$'));
+            let dollars = b[pend..end].iter().filter(|&&c| c == b'$').count();
+            (boundary && end - start >= 40 && dollars >= 3).then_some((start, end))
+        }
+    }
+}

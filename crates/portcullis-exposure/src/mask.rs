@@ -1,0 +1,152 @@
+//! Masking and keyed tokens. Every function here is idempotent on its own output: a masked
+//! value is not detected again, and a token is recognised and left alone.
+
+use ring::hmac;
+
+use crate::class::DataClass;
+
+/// Replacement for a value redacted inside a longer string.
+pub(crate) const REDACTED: &str = "[redacted]";
+
+/// Fixed mask for sensitive fields: the length of a password is not revealed.
+pub(crate) const FIELD_MASK: &str = "********";
+
+/// Class-aware mask of a detected value.
+pub(crate) fn mask_detected(class: DataClass, v: &str) -> String {
+    match class {
+        DataClass::CardNumber | DataClass::Iban => {
+            let kept: Vec<char> = v.chars().filter(char::is_ascii_alphanumeric).collect();
+            let n = kept.len();
+            let mut out = "*".repeat(n.saturating_sub(4));
+            out.extend(kept.iter().skip(n.saturating_sub(4)));
+            out
+        }
+        DataClass::Email => match v.split_once('@') {
+            Some((local, domain)) => {
+                let first = local.chars().next().unwrap_or('*');
+                format!("{first}***@{domain}")
+            }
+            None => mask_alnum_keep_last(v, 0),
+        },
+        DataClass::Ssn | DataClass::Phone | DataClass::NationalId => mask_alnum_keep_last(v, 4),
+        DataClass::SensitiveField => FIELD_MASK.to_owned(),
+        _ => mask_chars_keep_last(v, 4),
+    }
+}
+
+/// Replaces every ASCII alphanumeric but the last `keep` of them by `*`; separators stay.
+pub(crate) fn mask_alnum_keep_last(v: &str, keep: usize) -> String {
+    let total = v.chars().filter(char::is_ascii_alphanumeric).count();
+    let mut seen = 0usize;
+    v.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                seen += 1;
+                if seen + keep <= total { '*' } else { c }
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
+/// Replaces every character but the last `keep` by `*`, keeping the length in characters.
+pub(crate) fn mask_chars_keep_last(v: &str, keep: usize) -> String {
+    let total = v.chars().count();
+    v.chars().enumerate().map(|(i, c)| if i + keep < total { '*' } else { c }).collect()
+}
+
+/// Generic mask of a whole field value that no detector recognised: keeps at most `keep` trailing
+/// characters and never more than a quarter of the value. Idempotent: the output depends only on
+/// the length and the kept tail. `None` when the value is already in that form.
+pub(crate) fn mask_generic(v: &str, keep: usize) -> Option<String> {
+    let total = v.chars().count();
+    let out = mask_chars_keep_last(v, keep.min(total / 4));
+    (out != v).then_some(out)
+}
+
+/// Keyed tokens: `prefix` + 24 lowercase hex digits of HMAC-SHA256(key, value).
+pub(crate) struct Tokenizer {
+    key: hmac::Key,
+    prefix: String,
+}
+
+pub(crate) const TOKEN_HEX: usize = 24;
+
+impl Tokenizer {
+    pub(crate) fn new(key: &[u8], prefix: &str) -> Self {
+        Tokenizer { key: hmac::Key::new(hmac::HMAC_SHA256, key), prefix: prefix.to_owned() }
+    }
+
+    pub(crate) fn is_token(&self, v: &str) -> bool {
+        v.strip_prefix(self.prefix.as_str()).is_some_and(|h| {
+            h.len() == TOKEN_HEX && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        })
+    }
+
+    pub(crate) fn token(&self, v: &str) -> String {
+        let tag = hmac::sign(&self.key, v.as_bytes());
+        let mut out = String::with_capacity(self.prefix.len() + TOKEN_HEX);
+        out.push_str(&self.prefix);
+        for b in tag.as_ref().iter().take(TOKEN_HEX / 2) {
+            out.push(hex_digit(b >> 4));
+            out.push(hex_digit(b & 0xf));
+        }
+        out
+    }
+}
+
+fn hex_digit(n: u8) -> char {
+    char::from(if n < 10 { b'0' + n } else { b'a' + n - 10 })
+}
+
+/// Lowercase hex of SHA-256.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    let d = ring::digest::digest(&ring::digest::SHA256, bytes);
+    let mut out = String::with_capacity(64);
+    for b in d.as_ref() {
+        out.push(hex_digit(b >> 4));
+        out.push(hex_digit(b & 0xf));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn card_keeps_last_four() {
+        assert_eq!(mask_detected(DataClass::CardNumber, "4242 4242 4242 4242"), "************4242");
+    }
+
+    #[test]
+    fn email_keeps_first_and_domain() {
+        assert_eq!(mask_detected(DataClass::Email, "john.doe@example.com"), "j***@example.com");
+    }
+
+    #[test]
+    fn ssn_and_phone_keep_separators() {
+        assert_eq!(mask_detected(DataClass::Ssn, "536-22-6789"), "***-**-6789");
+        assert_eq!(mask_detected(DataClass::Phone, "+1 (415) 555-2671"), "+* (***) ***-2671");
+    }
+
+    #[test]
+    fn generic_mask_reveals_at_most_a_quarter_and_is_idempotent() {
+        assert_eq!(mask_generic("Bob", 4).as_deref(), Some("***"));
+        let once = mask_generic("abcdefghijklmnop", 4).unwrap();
+        assert_eq!(once, "************mnop");
+        assert_eq!(mask_generic(&once, 4), None);
+        assert_eq!(mask_generic("", 4), None);
+    }
+
+    #[test]
+    fn tokens_are_stable_and_recognised() {
+        let t = Tokenizer::new(b"0123456789abcdef0123456789abcdef", "tok_");
+        let a = t.token("john@example.com");
+        assert_eq!(a, t.token("john@example.com"));
+        assert_ne!(a, t.token("jane@example.com"));
+        assert!(t.is_token(&a));
+        assert!(!t.is_token("tok_short"));
+    }
+}
