@@ -54,7 +54,8 @@ routes:
     let one = |key: &str| {
         let req = http::Request::get("/customers/acme/orders").header("x-api-key", key).body(()).unwrap();
         let (mut parts, ()) = req.into_parts();
-        let mut ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
+        let mut ctx =
+            RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
         ctx.route = Some(route.clone());
         ctx.path = "/customers/acme/orders".into();
         rt.block_on(async {
@@ -69,11 +70,23 @@ routes:
 
     let mut g = c.benchmark_group("identity_stage");
     g.bench_function("api_key_cached_authn_authz", |bn| bn.iter(|| black_box(one(black_box(&key)))));
+    g.bench_function("api_key_cached_authn_only", |bn| {
+        bn.iter(|| {
+            let req = http::Request::get("/customers/acme/orders").header("x-api-key", &key).body(()).unwrap();
+            let (mut parts, ()) = req.into_parts();
+            let mut ctx =
+                RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
+            ctx.route = Some(route.clone());
+            ctx.path = "/customers/acme/orders".into();
+            black_box(rt.block_on(authn.on_request(&mut parts, &mut ctx)).unwrap());
+        })
+    });
     g.bench_function("request_ctx_only_baseline", |bn| {
         bn.iter(|| {
             let req = http::Request::get("/customers/acme/orders").header("x-api-key", &key).body(()).unwrap();
             let (parts, ()) = req.into_parts();
-            let ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
+            let ctx =
+                RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
             black_box((parts, ctx))
         })
     });

@@ -208,6 +208,13 @@ impl KeyHasher {
     }
 }
 
+impl KeyHash {
+    /// Compares two hashes in constant time (no early exit on the first differing byte).
+    pub fn ct_eq(&self, other: &KeyHash) -> bool {
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashSet;

@@ -64,6 +64,8 @@ pub struct Resolved {
     pub consumer: Consumer,
     /// The consumer's organization.
     pub org: Organization,
+    /// The principal built from these rows, once (a credential kind has one method).
+    pub(crate) principal: std::sync::OnceLock<Arc<portcullis_core::Principal>>,
 }
 
 #[derive(Clone)]
@@ -391,7 +393,7 @@ impl IdentityService {
                 let Some(credential) = store.credential_by_lookup(kind, &key).await? else { return Ok(None) };
                 let Some(consumer) = store.consumer(&credential.consumer_id).await? else { return Ok(None) };
                 let Some(org) = store.org(&consumer.org_id).await? else { return Ok(None) };
-                Ok(Some(Arc::new(Resolved { credential, consumer, org })))
+                Ok(Some(Arc::new(Resolved { credential, consumer, org, principal: std::sync::OnceLock::new() })))
             })
             .await?;
         let ttl = if value.is_some() { self.inner.config.cache_ttl } else { NEGATIVE_TTL };
@@ -412,9 +414,8 @@ impl IdentityService {
         }
         let hash = self.inner.hasher.hash(key);
         let found = self.resolve(CredentialKind::ApiKey, &hash.to_hex()).await?;
-        Ok(found.filter(|r| {
-            KeyHash::from_hex(&r.credential.lookup).is_some_and(|stored| self.inner.hasher.verify(key, &stored))
-        }))
+        // The lookup found the row by this hash; the stored value is still compared in constant time.
+        Ok(found.filter(|r| KeyHash::from_hex(&r.credential.lookup).is_some_and(|stored| stored.ct_eq(&hash))))
     }
 
     /// Finds the consumer (with its organization) mapped to an external subject (a JWT `sub` or

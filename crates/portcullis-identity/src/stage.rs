@@ -43,6 +43,11 @@ impl Authenticated {
         Self { principal: Arc::new(principal), claims }
     }
 
+    /// For a principal built once and cached with its credential.
+    pub(crate) fn shared(principal: Arc<Principal>) -> Self {
+        Self { principal, claims: None }
+    }
+
     /// Who the caller is.
     pub fn principal(&self) -> &Arc<Principal> {
         &self.principal
@@ -279,6 +284,11 @@ fn strip_query_param(req: &mut http::request::Parts, ctx: &mut RequestCtx, name:
     }
 }
 
+/// The principal of a resolved credential, built on first use and kept with the cached rows.
+fn cached_principal(r: &Resolved, method: AuthMethodUsed) -> Arc<Principal> {
+    r.principal.get_or_init(|| Arc::new(principal_for(r, method))).clone()
+}
+
 fn principal_for(r: &Resolved, method: AuthMethodUsed) -> Principal {
     let mut p = Principal::new(method);
     p.org_id = Some(Arc::from(r.org.id.as_str()));
@@ -298,16 +308,30 @@ fn principal_for(r: &Resolved, method: AuthMethodUsed) -> Principal {
 pub struct AuthnStage {
     svc: IdentityService,
     routes: RoutePolicies,
+    /// `portcullis_auth_success_total` per method, registered once (a registry lookup per request
+    /// would cost more than the key check itself).
+    success: Arc<[(AuthMethodUsed, metrics::Counter); 6]>,
 }
 
 impl AuthnStage {
     /// A stage for one configuration generation.
     pub fn new(svc: IdentityService, routes: RoutePolicies) -> Self {
-        Self { svc, routes }
+        let c = |m: AuthMethodUsed| (m, metrics::counter!("portcullis_auth_success_total", "method" => m.as_str()));
+        let success = Arc::new([
+            c(AuthMethodUsed::ApiKey),
+            c(AuthMethodUsed::Jwt),
+            c(AuthMethodUsed::Introspection),
+            c(AuthMethodUsed::Hmac),
+            c(AuthMethodUsed::Mtls),
+            c(AuthMethodUsed::Basic),
+        ]);
+        Self { svc, routes, success }
     }
 
     fn accept(&self, ctx: &mut RequestCtx, auth: Authenticated) {
-        metrics::counter!("portcullis_auth_success_total", "method" => auth.principal.method.as_str()).increment(1);
+        if let Some((_, counter)) = self.success.iter().find(|(m, _)| *m == auth.principal.method) {
+            counter.increment(1);
+        }
         ctx.principal = Some(auth.principal.clone());
         ctx.extensions.insert(auth);
     }
@@ -368,7 +392,7 @@ impl Stage for AuthnStage {
                     }
                     Err(_) => return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended)),
                 }
-                self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::ApiKey), None));
+                self.accept(ctx, Authenticated::shared(cached_principal(&r, AuthMethodUsed::ApiKey)));
                 // The raw key never travels upstream.
                 req.headers.remove(&self.svc.config().api_key_header);
                 req.headers.remove(header::AUTHORIZATION);
@@ -443,7 +467,7 @@ impl Stage for AuthnStage {
             return Ok(self.fail(ctx, &policy.auth, keys, "replay").await);
         }
         self.svc.failures().record_success(&keys[1]);
-        self.accept(ctx, Authenticated::new(principal_for(&pending.resolved, AuthMethodUsed::Hmac), None));
+        self.accept(ctx, Authenticated::shared(cached_principal(&pending.resolved, AuthMethodUsed::Hmac)));
         Ok(Flow::Continue)
     }
 }
@@ -579,7 +603,7 @@ impl AuthnStage {
             Err(_) => return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended)),
         }
         self.svc.failures().record_success(&keys[1]);
-        self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::Basic), None));
+        self.accept(ctx, Authenticated::shared(cached_principal(&r, AuthMethodUsed::Basic)));
         req.headers.remove(header::AUTHORIZATION);
         Ok(Flow::Continue)
     }
@@ -606,7 +630,7 @@ impl AuthnStage {
         if let Some(r) = by_fingerprint {
             return Ok(match check_usable(&r, &self.svc.suspensions(), now) {
                 Ok(()) => {
-                    self.accept(ctx, Authenticated::new(principal_for(&r, AuthMethodUsed::Mtls), None));
+                    self.accept(ctx, Authenticated::shared(cached_principal(&r, AuthMethodUsed::Mtls)));
                     Flow::Continue
                 }
                 Err(Refusal::Unusable) => self.fail(ctx, &policy.auth, vec![ip_key], "credential-invalid").await,
@@ -801,8 +825,14 @@ impl AuthzStage {
         }
         if let Some(key) = &self.signer {
             let tag = ring::hmac::sign(key, signed.as_bytes());
-            let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
-            if let Ok(v) = HeaderValue::from_str(&format!("v1={hex}")) {
+            const HEX: &[u8; 16] = b"0123456789abcdef";
+            let mut out = String::with_capacity(3 + 64);
+            out.push_str("v1=");
+            for b in tag.as_ref() {
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 0x0f)]));
+            }
+            if let Ok(v) = HeaderValue::from_str(&out) {
                 h.insert(HeaderName::from_static("x-portcullis-identity-signature"), v);
             }
             if let Ok(v) = HeaderValue::from_str(&ts) {
