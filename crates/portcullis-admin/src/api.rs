@@ -1,6 +1,7 @@
-//! The identity admin API under `/v1/`: organizations, consumers, API keys, kill switches and the
-//! audit trail, as JSON over HTTP, each call a thin layer over
-//! [`portcullis_identity::IdentityService`]'s admin operations.
+//! The identity admin API under `/v1/`: organizations, consumers, credentials (API keys,
+//! passwords, HMAC signing keys, client certificates), kill switches and the audit trail, as JSON
+//! over HTTP, each call a thin layer over [`portcullis_identity::IdentityService`]'s admin
+//! operations.
 //!
 //! Authentication: `Authorization: Bearer <admin token>`; the SHA-256 of the presented token is
 //! compared in constant time with `identity.admin_token_sha256`. Without identity, or without an
@@ -39,6 +40,11 @@ const FAILURE_AUDIT_WINDOW: Duration = Duration::from_secs(60);
 /// Default overlap of a rotated key with its successor.
 const DEFAULT_ROTATE_OVERLAP: Duration = Duration::from_secs(24 * 3600);
 const MAX_REASON_LEN: usize = 1024;
+/// Longest accepted Basic username, in characters.
+const MAX_USERNAME_LEN: usize = 128;
+/// Longest accepted password, in bytes: Argon2 hashes any length, but a megabyte of password per
+/// request is only a way to burn CPU.
+const MAX_PASSWORD_BYTES: usize = 1024;
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
@@ -90,6 +96,9 @@ api_routes! {
     get "/consumers/{name}" => get_consumer,
     post "/consumers/{name}/keys" => create_key,
     get "/consumers/{name}/keys" => list_keys,
+    post "/consumers/{name}/passwords" => set_password,
+    post "/consumers/{name}/hmac-keys" => create_hmac_key,
+    post "/consumers/{name}/certificates" => register_certificate,
     get "/keys/{id}" => get_key,
     post "/keys/{id}/rotate" => rotate_key,
     post "/keys/{id}/revoke" => revoke_key,
@@ -434,6 +443,24 @@ struct CreateKey {
     env: Option<EnvName>,
 }
 
+/// No `Debug`: the password must not end up in a log.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetPassword {
+    username: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateHmacKey {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterCertificate {
+    fingerprint: String,
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RotateKey {
@@ -574,6 +601,62 @@ async fn list_keys(a: Admin, ApiPath(consumer): ApiPath<String>) -> Result<Respo
     let list = a.svc.list_credentials(&consumer).await?;
     let now = unix_now();
     Ok(items(&list.iter().map(|c| CredentialView::of(c, now)).collect::<Vec<_>>()))
+}
+
+/// A Basic username: 1-128 characters, no `:` (RFC 7617 splits at the first one), no control
+/// characters, no surrounding spaces.
+fn username(text: &str) -> Result<&str, ApiError> {
+    let n = text.chars().count();
+    if n == 0 || n > MAX_USERNAME_LEN || text.trim() != text || text.contains(':') || text.chars().any(char::is_control)
+    {
+        Err(ApiError::invalid(format!(
+            "username must be 1-{MAX_USERNAME_LEN} characters without ':', control characters or surrounding spaces"
+        )))
+    } else {
+        Ok(text)
+    }
+}
+
+async fn set_password(
+    a: Admin,
+    ApiPath(consumer): ApiPath<String>,
+    ApiJson(b): ApiJson<SetPassword>,
+) -> Result<Response, ApiError> {
+    let user = username(&b.username)?;
+    if b.password.len() > MAX_PASSWORD_BYTES {
+        return Err(ApiError::invalid(format!("password must be at most {MAX_PASSWORD_BYTES} bytes")));
+    }
+    let c = a.svc.set_password(&a.actor, &consumer, user, &b.password).await?;
+    // The answer never carries the password, not even its hash.
+    Ok(reply(StatusCode::CREATED, &CredentialView::of(&c, unix_now())))
+}
+
+const HMAC_SHOWN_ONCE: &str = "this signing secret is shown once: store it now, it cannot be recovered";
+
+async fn create_hmac_key(
+    a: Admin,
+    ApiPath(consumer): ApiPath<String>,
+    ApiJson(CreateHmacKey {}): ApiJson<CreateHmacKey>,
+) -> Result<Response, ApiError> {
+    let (c, secret) = a.svc.issue_hmac_key(&a.actor, &consumer).await?;
+    let body = json!({
+        "key_id": c.lookup,
+        "secret": secret,
+        "credential": CredentialView::of(&c, unix_now()),
+        "warning": HMAC_SHOWN_ONCE,
+    });
+    let mut resp = reply(StatusCode::CREATED, &body);
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(resp)
+}
+
+async fn register_certificate(
+    a: Admin,
+    ApiPath(consumer): ApiPath<String>,
+    ApiJson(b): ApiJson<RegisterCertificate>,
+) -> Result<Response, ApiError> {
+    let c = a.svc.register_certificate(&a.actor, &consumer, b.fingerprint.trim()).await?;
+    Ok(reply(StatusCode::CREATED, &CredentialView::of(&c, unix_now())))
 }
 
 async fn get_key(a: Admin, ApiPath(id): ApiPath<String>) -> Result<Response, ApiError> {
@@ -737,6 +820,17 @@ mod tests {
         let admitted = (0..100).filter(|_| f.admit(t0)).count();
         assert_eq!(admitted, FAILURE_AUDIT_BURST as usize);
         assert!(f.admit(t0 + FAILURE_AUDIT_WINDOW), "a new window admits again");
+    }
+
+    #[test]
+    fn usernames() {
+        assert!(username("alice").is_ok());
+        assert!(username("alice@example.com").is_ok());
+        for bad in ["", "a:b", " alice", "alice ", "al\nice"] {
+            assert!(username(bad).is_err(), "{bad:?}");
+        }
+        assert!(username(&"u".repeat(MAX_USERNAME_LEN)).is_ok());
+        assert!(username(&"u".repeat(MAX_USERNAME_LEN + 1)).is_err());
     }
 
     #[test]

@@ -37,6 +37,14 @@ routes:
     prefix: /orders
     upstream: up
     policy: {{ auth: {{ methods: [api_key], scopes: [orders:read] }} }}
+  - name: signed
+    prefix: /signed
+    upstream: up
+    policy: {{ auth: {{ methods: [hmac], scopes: [orders:read] }} }}
+  - name: basic
+    path: /basic
+    upstream: up
+    policy: {{ auth: {{ methods: [basic] }} }}
 "#,
         addr = up.addr()
     )
@@ -480,6 +488,162 @@ async fn every_action_is_audited_with_its_actor_and_no_key() {
         ["/v1/audit?limit=0", "/v1/audit?limit=1001", "/v1/audit?since=-1", "/v1/audit?since=x", "/v1/audit?from=1"]
     {
         assert_problem(&admin(&gw, "GET", bad, Some(TOKEN), None).await, 400);
+    }
+}
+
+// ---- passwords, HMAC keys, certificates ----
+
+const PASSWORD: &str = "correct horse battery staple";
+
+#[tokio::test]
+async fn passwords_hmac_keys_and_certificates_accept_and_reject() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    seed(&gw).await;
+    let fp = sha256_hex("a client certificate");
+
+    // Accept: each answers 201 with the credential; the password is never echoed.
+    let r = admin(
+        &gw,
+        "POST",
+        "/v1/consumers/acme-app/passwords",
+        Some(TOKEN),
+        Some(json!({"username": "acme-user", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
+    let text = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(!text.contains(PASSWORD) && !text.contains("argon2") && !text.contains("secret"), "{text}");
+    assert_eq!(r.json()["kind"], "password");
+    assert_eq!(r.json()["hint"], "acme-user");
+
+    let h = admin(&gw, "POST", "/v1/consumers/acme-app/hmac-keys", Some(TOKEN), None).await;
+    assert_eq!(h.status, 201, "{}", String::from_utf8_lossy(&h.body));
+    assert_eq!(h.header("pragma"), Some("no-cache"));
+    let h = h.json();
+    let (key_id, secret) = (h["key_id"].as_str().unwrap(), h["secret"].as_str().unwrap());
+    assert!(portcullis_identity::hmac_sig::SigningSecret::from_base64(secret).is_ok());
+    assert_eq!(h["credential"]["kind"], "hmac_key");
+    assert_eq!(h["credential"]["hint"], key_id);
+    assert!(h["warning"].as_str().unwrap().contains("shown once"));
+
+    // Colons and upper case are accepted and normalised.
+    let colons: String =
+        fp.to_uppercase().as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect::<Vec<_>>().join(":");
+    let c = ok(&gw, "POST", "/v1/consumers/acme-app/certificates", Some(json!({"fingerprint": colons}))).await;
+    assert_eq!(c["kind"], "certificate");
+    assert_eq!(c["hint"], format!("sha256:{}…", &fp[..12]));
+
+    // Reject.
+    let pw = |body: Value| admin(&gw, "POST", "/v1/consumers/acme-app/passwords", Some(TOKEN), Some(body));
+    let short = pw(json!({"username": "short-user", "password": "eleven char"})).await;
+    assert!(assert_problem(&short, 400)["detail"].as_str().unwrap().contains("12"));
+    assert_problem(&pw(json!({"username": "a:b", "password": PASSWORD})).await, 400);
+    assert_problem(&pw(json!({"username": "", "password": PASSWORD})).await, 400);
+    assert_problem(&pw(json!({"username": "x", "password": "y".repeat(1025)})).await, 400);
+    assert_problem(&pw(json!({"username": "x"})).await, 400);
+    assert_problem(&pw(json!({"username": "acme-user", "password": "another long password"})).await, 409);
+    let body = json!({"username": "ghost", "password": PASSWORD});
+    assert_problem(&admin(&gw, "POST", "/v1/consumers/nobody/passwords", Some(TOKEN), Some(body)).await, 404);
+    assert_problem(&admin(&gw, "POST", "/v1/consumers/nobody/hmac-keys", Some(TOKEN), None).await, 404);
+    let body = json!({"key_id": "pchk_chosen"});
+    assert_problem(&admin(&gw, "POST", "/v1/consumers/acme-app/hmac-keys", Some(TOKEN), Some(body)).await, 400);
+    let cert = |who: &'static str, body: Value| admin(&gw, "POST", who, Some(TOKEN), Some(body));
+    for bad in ["abc", "zz", &fp[..62], &format!("{fp}00")] {
+        let r = cert("/v1/consumers/acme-app/certificates", json!({"fingerprint": bad})).await;
+        assert_problem(&r, 400);
+    }
+    assert_problem(&cert("/v1/consumers/acme-app/certificates", json!({})).await, 400);
+    assert_problem(&cert("/v1/consumers/acme-app/certificates", json!({"fingerprint": fp})).await, 409);
+    assert_problem(&cert("/v1/consumers/nobody/certificates", json!({"fingerprint": fp})).await, 404);
+    // Without the admin token, nothing.
+    let r = admin(&gw, "POST", "/v1/consumers/acme-app/hmac-keys", None, None).await;
+    assert_problem(&r, 401);
+
+    // The list shows every kind, no secret; neither does the audit trail.
+    let list = admin(&gw, "GET", "/v1/consumers/acme-app/keys", Some(TOKEN), None).await;
+    let text = String::from_utf8_lossy(&list.body).into_owned();
+    let kinds: BTreeSet<String> =
+        list.json()["items"].as_array().unwrap().iter().map(|c| c["kind"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(kinds, ["api_key", "certificate", "hmac_key", "password"].map(String::from).into());
+    let audit = ok(&gw, "GET", "/v1/audit?limit=1000", None).await.to_string();
+    for (what, shown) in [("list", &text), ("audit", &audit)] {
+        assert!(!shown.contains(PASSWORD) && !shown.contains(secret) && !shown.contains("argon2"), "{what}: {shown}");
+    }
+    for action in ["password.create", "hmac_key.create", "certificate.create"] {
+        assert!(audit.contains(action), "{action} not audited: {audit}");
+    }
+}
+
+fn basic(user: &str, pass: &str) -> String {
+    use base64::Engine as _;
+    format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}")))
+}
+
+/// Signs a request the way `portcullis sign` does: `host` and `content-type` signed, the body
+/// hashed, the current time and a fresh nonce, with `hmac_sig::sign`.
+fn signed(key_id: &str, secret: &str, body: &str) -> http::Request<Full<Bytes>> {
+    use portcullis_identity::hmac_sig::{self, BodyDigest, RequestParts, SigningSecret};
+    let secret = SigningSecret::from_base64(secret).unwrap();
+    let req =
+        http::Request::post("/signed/orders").header("host", "api.test").header("content-type", "application/json");
+    let (mut parts, ()) = req.body(()).unwrap().into_parts();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let nonce = hmac_sig::new_nonce().unwrap();
+    let params = hmac_sig::sign(
+        &secret,
+        key_id,
+        now,
+        &nonce,
+        &["host", "content-type"],
+        RequestParts::from(&parts),
+        &BodyDigest::of(body.as_bytes()),
+    )
+    .unwrap();
+    parts.headers.insert(http::header::AUTHORIZATION, params.to_header_value().unwrap());
+    http::Request::from_parts(parts, Full::new(Bytes::from(body.to_owned())))
+}
+
+#[tokio::test]
+async fn a_password_and_an_hmac_key_set_via_the_api_work_through_the_gateway() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    seed(&gw).await;
+    let basic_req = |auth: String| {
+        http::Request::get("/basic")
+            .header("host", "api.test")
+            .header("authorization", auth)
+            .body(Full::new(Bytes::new()))
+            .unwrap()
+    };
+
+    // Basic: refused before the password exists, accepted after, refused with a wrong one.
+    assert_eq!(gw.request(basic_req(basic("acme-user", PASSWORD))).await.status, 401);
+    let body = json!({"username": "acme-user", "password": PASSWORD});
+    ok(&gw, "POST", "/v1/consumers/acme-app/passwords", Some(body)).await;
+    assert_eq!(gw.request(basic_req(basic("acme-user", PASSWORD))).await.status, 200);
+    assert_eq!(gw.request(basic_req(basic("acme-user", "not the password at all"))).await.status, 401);
+
+    // HMAC: a key issued via the API signs a request that the gateway accepts.
+    let h = ok(&gw, "POST", "/v1/consumers/acme-app/hmac-keys", Some(json!({}))).await;
+    let (key_id, secret) = (h["key_id"].as_str().unwrap(), h["secret"].as_str().unwrap());
+    let r = gw.request(signed(key_id, secret, r#"{"sku":"x"}"#)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    // Reject: the same key id with another key's secret.
+    let other = ok(&gw, "POST", "/v1/consumers/acme-app/hmac-keys", Some(json!({}))).await;
+    let r = gw.request(signed(key_id, other["secret"].as_str().unwrap(), r#"{"sku":"x"}"#)).await;
+    assert_eq!(r.status, 401);
+    // Revoked via the API: refused (within a second, on every node).
+    let id = h["credential"]["id"].as_str().unwrap();
+    ok(&gw, "POST", &format!("/v1/keys/{id}/revoke"), Some(json!({"reason": "test"}))).await;
+    let t0 = Instant::now();
+    loop {
+        let st = gw.request(signed(key_id, secret, "{}")).await.status;
+        if st == 401 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(1), "a revoked HMAC key still answers {st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

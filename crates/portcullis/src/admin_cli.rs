@@ -1,8 +1,10 @@
-//! The admin subcommands (`admin-token`, `orgs`, `consumers`, `keys`, `routes`, `suspensions`,
-//! `audit`): thin clients of the admin API's `/v1/` endpoints over HTTP.
+//! The admin subcommands (`admin-token`, `orgs`, `consumers`, `keys`, `credentials`, `routes`,
+//! `suspensions`, `audit`): thin clients of the admin API's `/v1/` endpoints over HTTP; and `sign`,
+//! which computes a `PC-HMAC-SHA256` header offline so curl users can call HMAC routes.
 //!
 //! The token comes from `PORTCULLIS_ADMIN_TOKEN` or `--token-file`, never from a flag value (it
-//! would show in `ps` and in shell history). Output is a table for people, `--json` for
+//! would show in `ps` and in shell history); so do passwords (stdin or `PORTCULLIS_PASSWORD`)
+//! and signing secrets (`--secret-file`). Output is a table for people, `--json` for
 //! programs. Exit codes: 0 done, 1 the API (or the network) said no, 2 usage.
 
 use std::fmt::Write as _;
@@ -27,6 +29,11 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 const TOKEN_ENV: &str = "PORTCULLIS_ADMIN_TOKEN";
 const SHOWN_ONCE: &str = "this key is shown once and not again: store it now, it cannot be recovered";
+const SECRET_SHOWN_ONCE: &str =
+    "this signing secret is shown once and not again: store it now (e.g. in a 0600 file), it cannot be recovered";
+const PASSWORD_ENV: &str = "PORTCULLIS_PASSWORD";
+/// Largest PEM file or request body `sign` and `credentials cert` read.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The admin subcommands, flattened into the top-level command.
 #[derive(Subcommand)]
@@ -61,6 +68,15 @@ pub(crate) enum AdminCommand {
         #[command(subcommand)]
         cmd: KeysCmd,
     },
+    /// Other credentials: passwords (HTTP Basic), HMAC signing keys, client certificates.
+    Credentials {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: CredentialsCmd,
+    },
+    /// Print an `Authorization: PC-HMAC-SHA256 …` header for one request (offline; for curl).
+    Sign(SignArgs),
     /// Route kill switches: suspend, resume.
     Routes {
         #[command(flatten)]
@@ -218,6 +234,67 @@ pub(crate) enum KeysCmd {
 }
 
 #[derive(Subcommand)]
+pub(crate) enum CredentialsCmd {
+    /// Give a consumer a username and password for HTTP Basic. The password is read from
+    /// PORTCULLIS_PASSWORD or, if unset, the first line of stdin (at least 12 characters).
+    Password {
+        /// The consumer it authenticates.
+        #[arg(long)]
+        consumer: String,
+        /// The Basic username (unique).
+        #[arg(long)]
+        username: String,
+    },
+    /// Issue an HMAC request-signing key; the key id and secret are printed once.
+    Hmac {
+        /// The consumer it authenticates.
+        #[arg(long)]
+        consumer: String,
+    },
+    /// Register a client certificate (mTLS) by its SHA-256 fingerprint.
+    Cert {
+        /// The consumer it authenticates.
+        #[arg(long)]
+        consumer: String,
+        /// The SHA-256 fingerprint of the certificate (64 hex digits, colons allowed).
+        #[arg(long, required_unless_present = "cert_file", conflicts_with = "cert_file")]
+        fingerprint: Option<String>,
+        /// Or: a PEM file; the fingerprint of its first certificate is registered.
+        #[arg(long, value_name = "PEM")]
+        cert_file: Option<PathBuf>,
+    },
+    /// List a consumer's credentials of every kind (hints only).
+    List {
+        /// The consumer.
+        #[arg(long)]
+        consumer: String,
+    },
+}
+
+/// `portcullis sign`: what to sign.
+#[derive(Args)]
+pub(crate) struct SignArgs {
+    /// The HMAC key id (from `credentials hmac`).
+    #[arg(long)]
+    key_id: String,
+    /// A file holding the signing secret (base64url, as `credentials hmac` printed it).
+    #[arg(long)]
+    secret_file: PathBuf,
+    /// The request method.
+    #[arg(long, default_value = "GET")]
+    method: String,
+    /// The full URL the request goes to (its host:port is signed as `host`).
+    #[arg(long)]
+    url: String,
+    /// A header to sign, `name: value` (repeatable); send it with exactly this value.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    headers: Vec<String>,
+    /// The request body, if any (signed as its SHA-256).
+    #[arg(long)]
+    body_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
 pub(crate) enum RoutesCmd {
     /// Switch a route off: it answers 503 for everyone.
     Suspend(SuspendArgs),
@@ -255,6 +332,7 @@ type Result<T> = std::result::Result<T, CliError>;
 pub(crate) fn main(cmd: AdminCommand) -> ExitCode {
     let result = match cmd {
         AdminCommand::AdminToken { out, json } => admin_token(out.as_deref(), json),
+        AdminCommand::Sign(args) => sign(&args),
         other => match tokio::runtime::Builder::new_current_thread().enable_all().build() {
             Ok(rt) => rt.block_on(run(other)),
             Err(e) => Err(CliError::Failed(format!("cannot start the async runtime: {e}"))),
@@ -450,6 +528,8 @@ async fn run(cmd: AdminCommand) -> Result<()> {
         AdminCommand::Orgs { conn, cmd } => orgs(&conn, cmd).await,
         AdminCommand::Consumers { conn, cmd } => consumers(&conn, cmd).await,
         AdminCommand::Keys { conn, cmd } => keys(&conn, cmd).await,
+        AdminCommand::Credentials { conn, cmd } => credentials(&conn, cmd).await,
+        AdminCommand::Sign(args) => sign(&args),
         AdminCommand::Routes { conn, cmd } => match cmd {
             RoutesCmd::Suspend(a) => suspend(&conn, "route", a).await,
             RoutesCmd::Resume { name } => resume(&conn, "route", &name).await,
@@ -585,22 +665,7 @@ async fn keys(conn: &Conn, cmd: KeysCmd) -> Result<()> {
             print_key(conn, &k);
             Ok(())
         }
-        KeysCmd::List { consumer } => {
-            let api = Api::new(conn)?;
-            let doc = api.call(Method::GET, &format!("/v1/consumers/{}/keys", seg(&consumer)), None).await?;
-            print_list(conn, &doc, &["ID", "HINT", "STATUS", "SCOPES", "EXPIRES", "LABEL"], |c| {
-                let scopes = if c["scopes"].is_array() { list(&c["scopes"]) } else { "(inherited)".into() };
-                vec![
-                    text(&c["id"]),
-                    text(&c["hint"]),
-                    text(&c["status"]),
-                    scopes,
-                    time_or(&c["expires_at"], "never"),
-                    text(&c["label"]),
-                ]
-            });
-            Ok(())
-        }
+        KeysCmd::List { consumer } => list_credentials(conn, &consumer).await,
         KeysCmd::Rotate { id, overlap } => {
             check_duration("--overlap", overlap.as_deref())?;
             let api = Api::new(conn)?;
@@ -628,6 +693,188 @@ async fn keys(conn: &Conn, cmd: KeysCmd) -> Result<()> {
         KeysCmd::Suspend(a) => suspend(conn, "credential", a).await,
         KeysCmd::Resume { id } => resume(conn, "credential", &id).await,
     }
+}
+
+/// Every credential of a consumer, whatever its kind.
+async fn list_credentials(conn: &Conn, consumer: &str) -> Result<()> {
+    let api = Api::new(conn)?;
+    let doc = api.call(Method::GET, &format!("/v1/consumers/{}/keys", seg(consumer)), None).await?;
+    print_list(conn, &doc, &["ID", "KIND", "HINT", "STATUS", "SCOPES", "EXPIRES", "LABEL"], |c| {
+        let scopes = if c["scopes"].is_array() { list(&c["scopes"]) } else { "(inherited)".into() };
+        vec![
+            text(&c["id"]),
+            text(&c["kind"]),
+            text(&c["hint"]),
+            text(&c["status"]),
+            scopes,
+            time_or(&c["expires_at"], "never"),
+            text(&c["label"]),
+        ]
+    });
+    Ok(())
+}
+
+async fn credentials(conn: &Conn, cmd: CredentialsCmd) -> Result<()> {
+    match cmd {
+        CredentialsCmd::Password { consumer, username } => {
+            let api = Api::new(conn)?;
+            let password = read_password()?;
+            let body = json!({ "username": username, "password": password });
+            drop(password);
+            let c = api.call(Method::POST, &format!("/v1/consumers/{}/passwords", seg(&consumer)), Some(body)).await?;
+            print_one(conn, &c, || {
+                format!("set a password for {consumer} (username {}, id {})", text(&c["hint"]), text(&c["id"]))
+            });
+            Ok(())
+        }
+        CredentialsCmd::Hmac { consumer } => {
+            let api = Api::new(conn)?;
+            let k =
+                api.call(Method::POST, &format!("/v1/consumers/{}/hmac-keys", seg(&consumer)), Some(json!({}))).await?;
+            if conn.json {
+                println!("{k}");
+            } else {
+                println!("key_id: {}", text(&k["key_id"]));
+                println!("secret: {}", text(&k["secret"]));
+                println!("id:     {}", text(&k["credential"]["id"]));
+            }
+            eprintln!("warning: {SECRET_SHOWN_ONCE}");
+            eprintln!("sign requests with: portcullis sign --key-id KEY_ID --secret-file FILE --method M --url URL");
+            Ok(())
+        }
+        CredentialsCmd::Cert { consumer, fingerprint, cert_file } => {
+            let fingerprint = match (fingerprint, cert_file) {
+                (Some(f), _) => f,
+                (None, Some(path)) => pem_fingerprint(&read_bounded(&path)?)?,
+                (None, None) => return Err(CliError::Usage("give --fingerprint HEX or --cert-file PEM".into())),
+            };
+            let api = Api::new(conn)?;
+            let body = json!({ "fingerprint": fingerprint });
+            let c =
+                api.call(Method::POST, &format!("/v1/consumers/{}/certificates", seg(&consumer)), Some(body)).await?;
+            print_one(conn, &c, || {
+                format!("registered certificate {} for {consumer} (id {})", text(&c["hint"]), text(&c["id"]))
+            });
+            Ok(())
+        }
+        CredentialsCmd::List { consumer } => list_credentials(conn, &consumer).await,
+    }
+}
+
+/// The password from `PORTCULLIS_PASSWORD`, else the first line of stdin.
+fn read_password() -> Result<String> {
+    use std::io::{BufRead as _, IsTerminal as _, Read as _};
+    if let Ok(p) = std::env::var(PASSWORD_ENV) {
+        return Ok(p);
+    }
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password (echoed; prefer a pipe or {PASSWORD_ENV}): ");
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .take(64 * 1024)
+        .read_line(&mut line)
+        .map_err(|e| CliError::Usage(format!("cannot read the password from stdin: {e}")))?;
+    let password = line.trim_end_matches(['\n', '\r']).to_owned();
+    if password.is_empty() {
+        return Err(CliError::Usage(format!("no password: pipe it on stdin or set {PASSWORD_ENV}")));
+    }
+    Ok(password)
+}
+
+fn read_bounded(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path).map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    let mut out = Vec::new();
+    f.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| CliError::Usage(format!("cannot read {}: {e}", path.display())))?;
+    if out.len() as u64 > MAX_FILE_BYTES {
+        return Err(CliError::Usage(format!("{} is over {MAX_FILE_BYTES} bytes", path.display())));
+    }
+    Ok(out)
+}
+
+/// The lower-case hex SHA-256 of the DER of the first `CERTIFICATE` block in a PEM file.
+fn pem_fingerprint(pem: &[u8]) -> Result<String> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    const END: &str = "-----END CERTIFICATE-----";
+    let text = String::from_utf8_lossy(pem);
+    let body = text
+        .split_once(BEGIN)
+        .and_then(|(_, rest)| rest.split_once(END))
+        .map(|(b64, _)| b64)
+        .ok_or_else(|| CliError::Usage("no -----BEGIN CERTIFICATE----- block in the PEM file".into()))?;
+    let compact: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .map_err(|e| CliError::Usage(format!("the certificate block is not valid base64: {e}")))?;
+    if der.is_empty() {
+        return Err(CliError::Usage("the certificate block is empty".into()));
+    }
+    let digest = ring::digest::digest(&ring::digest::SHA256, &der);
+    Ok(digest.as_ref().iter().fold(String::with_capacity(64), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    }))
+}
+
+// ---- sign -----------------------------------------------------------------------------------
+
+fn sign(args: &SignArgs) -> Result<()> {
+    let line = signed_header_line(args, std::time::SystemTime::now())?;
+    println!("{line}");
+    Ok(())
+}
+
+/// `Authorization: PC-HMAC-SHA256 …` for the request `args` describes, signed at `now` with a
+/// fresh nonce. Signs `host` (from the URL) and every `--header`.
+fn signed_header_line(args: &SignArgs, now: std::time::SystemTime) -> Result<String> {
+    use portcullis_identity::hmac_sig::{self, BodyDigest, RequestParts, SigningSecret};
+    let usage = CliError::Usage;
+    let secret_text = String::from_utf8(read_bounded(&args.secret_file)?)
+        .map_err(|_| usage(format!("{} is not text", args.secret_file.display())))?;
+    let secret = SigningSecret::from_base64(secret_text.trim())
+        .map_err(|e| usage(format!("{} does not hold a signing secret: {e}", args.secret_file.display())))?;
+    let method = Method::from_bytes(args.method.trim().to_ascii_uppercase().as_bytes())
+        .map_err(|_| usage(format!("--method {:?} is not an HTTP method", args.method)))?;
+    let url: http::Uri = args.url.parse().map_err(|_| usage(format!("--url {:?} is not a URL", args.url)))?;
+    let authority = url
+        .authority()
+        .filter(|_| matches!(url.scheme_str(), Some("http" | "https")))
+        .ok_or_else(|| usage(format!("--url must be absolute, e.g. http://host:8080/path, not {:?}", args.url)))?;
+    let mut req = Request::builder().method(method).uri(url.path_and_query().map_or("/", |p| p.as_str()));
+    req = req.header(header::HOST, authority.as_str());
+    let mut names: Vec<String> = vec!["host".to_owned()];
+    for h in &args.headers {
+        let (name, value) =
+            h.split_once(':').ok_or_else(|| usage(format!("--header {h:?} must look like 'name: value'")))?;
+        let name = name.trim().to_ascii_lowercase();
+        if name == "host" || name == "authorization" {
+            return Err(usage(format!("--header {name} is set by sign itself")));
+        }
+        if names.contains(&name) {
+            return Err(usage(format!("--header {name} is given twice")));
+        }
+        req = req.header(name.as_str(), value.trim());
+        names.push(name);
+    }
+    let (parts, ()) = req.body(()).map_err(|e| usage(format!("invalid request: {e}")))?.into_parts();
+    let body = match &args.body_file {
+        Some(path) => BodyDigest::of(&read_bounded(path)?),
+        None => BodyDigest::of(b""),
+    };
+    let ts = now.duration_since(UNIX_EPOCH).map_err(|_| CliError::Failed("the clock is before 1970".into()))?.as_secs();
+    let nonce = hmac_sig::new_nonce().map_err(|e| CliError::Failed(e.to_string()))?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let params = hmac_sig::sign(&secret, &args.key_id, ts, &nonce, &names, RequestParts::from(&parts), &body)
+        .map_err(|e| usage(format!("cannot sign: {e}")))?;
+    let value = params.to_header_value().map_err(|e| usage(format!("cannot sign: {e}")))?;
+    let value = value.to_str().map_err(|_| CliError::Failed("the signature header is not ASCII".into()))?;
+    Ok(format!("Authorization: {value}"))
 }
 
 async fn suspend(conn: &Conn, kind: &str, a: SuspendArgs) -> Result<()> {
@@ -759,6 +1006,66 @@ mod tests {
     fn tables_align_and_strip_control_characters() {
         let t = table(&["A", "B"], &[vec!["xx".into(), clean("1\u{1b}[2J")], vec!["y".into(), "2".into()]]);
         assert_eq!(t, "A   B\nxx  1?[2J\ny   2\n");
+    }
+
+    #[test]
+    fn pem_fingerprint_hashes_the_first_certificate() {
+        use base64::Engine as _;
+        let der_a = b"first certificate der";
+        let der_b = b"second";
+        let b64 = |d: &[u8]| base64::engine::general_purpose::STANDARD.encode(d);
+        let pem = format!(
+            "junk\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            b64(der_a),
+            b64(der_b)
+        );
+        let want: String =
+            ring::digest::digest(&ring::digest::SHA256, der_a).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(pem_fingerprint(pem.as_bytes()).unwrap(), want);
+        assert!(pem_fingerprint(b"no pem here").is_err());
+        assert!(pem_fingerprint(b"-----BEGIN CERTIFICATE-----\n!!!\n-----END CERTIFICATE-----").is_err());
+    }
+
+    #[test]
+    fn sign_signs_what_the_gateway_verifies() {
+        use portcullis_identity::hmac_sig::{self, BodyDigest, RequestParts, SigningSecret};
+        let dir = tempfile::tempdir().unwrap();
+        let secret = SigningSecret::from_base64(&"A".repeat(43)).unwrap();
+        let secret_file = dir.path().join("secret");
+        std::fs::write(&secret_file, format!("{}\n", secret.to_base64())).unwrap();
+        let body_file = dir.path().join("body");
+        std::fs::write(&body_file, br#"{"a":1}"#).unwrap();
+        let args = SignArgs {
+            key_id: "pchk_test".into(),
+            secret_file,
+            method: "post".into(),
+            url: "http://127.0.0.1:8080/orders?b=2&a=1".into(),
+            headers: vec!["Content-Type: application/json".into()],
+            body_file: Some(body_file),
+        };
+        let now = UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let line = signed_header_line(&args, now).unwrap();
+        let value = http::HeaderValue::from_str(line.strip_prefix("Authorization: ").unwrap()).unwrap();
+        let got = hmac_sig::parse_authorization(&value).unwrap();
+        assert_eq!(got.key_id, "pchk_test");
+        assert_eq!(got.headers_param(), "host;content-type");
+        let (parts, ()) = Request::post("/orders?a=1&b=2")
+            .header("host", "127.0.0.1:8080")
+            .header("content-type", "application/json")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let body = BodyDigest::of(br#"{"a":1}"#);
+        let window = hmac_sig::DEFAULT_WINDOW;
+        hmac_sig::verify(&secret, &got, RequestParts::from(&parts), &body, 1_767_225_600, window).unwrap();
+        // Reject: another body, another secret.
+        let other = BodyDigest::of(b"{}");
+        assert!(hmac_sig::verify(&secret, &got, RequestParts::from(&parts), &other, 1_767_225_600, window).is_err());
+        let wrong = SigningSecret::from_base64(&format!("{}A", "B".repeat(42))).unwrap();
+        assert!(hmac_sig::verify(&wrong, &got, RequestParts::from(&parts), &body, 1_767_225_600, window).is_err());
+        // Usage errors.
+        let relative = SignArgs { url: "/orders".into(), ..args };
+        assert!(matches!(signed_header_line(&relative, now), Err(CliError::Usage(_))));
     }
 
     #[test]

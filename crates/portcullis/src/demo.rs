@@ -129,6 +129,10 @@ pub(crate) async fn demo(
     }
     write_private(&data_dir.join("key.secret"), &random_hex(32)?)?;
     write_private(&data_dir.join("signing.secret"), &random_hex(32)?)?;
+    // A fresh admin API token per run, so the CLI can drive the demo's admin listener.
+    let admin_token = portcullis_admin::api::generate_admin_token().context("cannot generate the admin token")?;
+    let admin_token_file = data_dir.join("admin.token");
+    write_private(&admin_token_file, &format!("{}\n", admin_token.token))?;
 
     let sample = portcullis_sample::SampleApi::start(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
@@ -154,6 +158,7 @@ pub(crate) async fn demo(
         });
         id.key_secret = "${file:key.secret}".into();
         id.upstream_signing_secret = Some("${file:signing.secret}".into());
+        id.admin_token_sha256 = Some(admin_token.sha256_hex.clone());
         if let Some(iss) = id.issuers.get_mut("demo-idp") {
             iss.issuer = format!("http://{idp_addr}");
             iss.jwks_url = Some(format!("http://{idp_addr}/jwks.json"));
@@ -193,10 +198,17 @@ pub(crate) async fn demo(
 
     let gw = gateway.listener_addr("public").unwrap_or(listen);
     let alice_token = idp.token("1", "customers:read orders:read")?;
-    println!("{}", demo_banner(gw, admin.addr(), sample.addr(), idp_addr, &keys, &keys_file, &alice_token));
+    let files = BannerFiles { keys: &keys_file, admin_token: &admin_token_file };
+    println!("{}", demo_banner(gw, admin.addr(), sample.addr(), idp_addr, &keys, files, &alice_token));
     gateway.wait_for_shutdown_signal().await;
     gateway.shutdown(Duration::from_secs(5)).await;
     Ok(())
+}
+
+/// The files the banner points at.
+struct BannerFiles<'a> {
+    keys: &'a Path,
+    admin_token: &'a Path,
 }
 
 fn demo_banner(
@@ -205,7 +217,7 @@ fn demo_banner(
     upstream: SocketAddr,
     idp: SocketAddr,
     keys: &[(&str, &str, String)],
-    keys_file: &Path,
+    files: BannerFiles<'_>,
     alice_token: &str,
 ) -> String {
     let key = |n: &str| keys.iter().find(|k| k.1 == n).map(|k| k.2.clone()).unwrap_or_default();
@@ -241,9 +253,14 @@ Try:
   curl -i http://{gw}/nope                                         # 404 problem+json, upstream never contacted
   curl -s http://{admin}/metrics | grep portcullis_auth
 
+Admin CLI (the admin token is in {admin_token_file}, mode 0600):
+  PORTCULLIS_ADMIN=http://{admin} portcullis keys list --consumer alice --token-file {admin_token_file}
+  PORTCULLIS_ADMIN=http://{admin} portcullis credentials hmac --consumer acme-billing --token-file {admin_token_file}
+
 A JWT for alice (1 h): {alice_token}
 
 Access log lines (one JSON object per request) go to stdout. Ctrl-C stops."#,
-        keys_file = keys_file.display(),
+        keys_file = files.keys.display(),
+        admin_token_file = files.admin_token.display(),
     )
 }

@@ -31,6 +31,7 @@ async fn cli(args: &[&str], env: &[(&str, &str)]) -> Out {
             .env_remove("PORTCULLIS_ADMIN_TOKEN")
             .env_remove("PORTCULLIS_ADMIN")
             .env_remove("PORTCULLIS_CONFIG")
+            .env_remove("PORTCULLIS_PASSWORD")
             .env_remove("RUST_LOG")
             .env("PORTCULLIS_ACTOR", "cli-test")
             .stdin(Stdio::null())
@@ -86,6 +87,14 @@ routes:
     prefix: /orders
     upstream: up
     policy: {{ auth: {{ methods: [api_key], scopes: [orders:read] }} }}
+  - name: signed
+    prefix: /signed
+    upstream: up
+    policy: {{ auth: {{ methods: [hmac] }} }}
+  - name: basic
+    path: /basic
+    upstream: up
+    policy: {{ auth: {{ methods: [basic] }} }}
 "#,
         addr = up.addr()
     );
@@ -306,4 +315,111 @@ fn set_private(path: &Path) {
     }
     #[cfg(not(unix))]
     let _ = path;
+}
+
+fn field(out: &Out, name: &str) -> String {
+    out.stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name} in {}", out.stdout))
+        .trim()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn password_hmac_and_certificate_credentials_and_sign_with_the_cli() {
+    use base64::Engine as _;
+    let up = Upstream::start().await;
+    let (token, sha) = new_token().await;
+    let gw = gateway(&up, &sha).await;
+    let admin = format!("http://{}", gw.admin_addr());
+    let env = [("PORTCULLIS_ADMIN_TOKEN", token.as_str()), ("PORTCULLIS_ADMIN", admin.as_str())];
+    let ok = |out: Out| {
+        assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        out
+    };
+    ok(cli(&["orgs", "create", "acme"], &env).await);
+    ok(cli(&["consumers", "create", "acme-batch", "--org", "acme"], &env).await);
+
+    // Password from the environment (never a flag); it opens a Basic route.
+    let password = "a long enough password";
+    let with_pw = [env[0], env[1], ("PORTCULLIS_PASSWORD", password)];
+    let out = ok(cli(&["credentials", "password", "--consumer", "acme-batch", "--username", "batch"], &with_pw).await);
+    assert!(!out.stdout.contains(password) && !out.stderr.contains(password));
+    let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(format!("batch:{password}")));
+    let req = http::Request::get("/basic").header("host", "api.test").header("authorization", basic);
+    assert_eq!(gw.request(req.body(Full::new(Bytes::new())).unwrap()).await.status, 200);
+    // No password at all (stdin is empty): usage error.
+    let out = cli(&["credentials", "password", "--consumer", "acme-batch", "--username", "b2"], &env).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // HMAC: printed once, then `sign` makes a header the gateway accepts, once.
+    let out = ok(cli(&["credentials", "hmac", "--consumer", "acme-batch"], &env).await);
+    assert!(out.stderr.contains("shown once"), "{}", out.stderr);
+    let (key_id, secret) = (field(&out, "key_id:"), field(&out, "secret:"));
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("batch.secret");
+    std::fs::write(&secret_file, format!("{secret}\n")).unwrap();
+    let body_file = dir.path().join("order.json");
+    std::fs::write(&body_file, r#"{"sku":"x"}"#).unwrap();
+    let gw_url = format!("http://{}/signed/orders?b=2&a=1", gw.addr());
+    let sign_args = [
+        "sign",
+        "--key-id",
+        &key_id,
+        "--secret-file",
+        secret_file.to_str().unwrap(),
+        "--method",
+        "POST",
+        "--url",
+        &gw_url,
+        "--header",
+        "content-type: application/json",
+        "--body-file",
+        body_file.to_str().unwrap(),
+    ];
+    let out = ok(cli(&sign_args, &[]).await);
+    let auth = out.stdout.trim().strip_prefix("Authorization: ").unwrap_or_else(|| panic!("{}", out.stdout)).to_owned();
+    assert!(auth.starts_with("PC-HMAC-SHA256 keyId=\""), "{auth}");
+    let signed = |auth: &str, body: &'static str| {
+        http::Request::post("/signed/orders?b=2&a=1")
+            .header("host", gw.addr().to_string())
+            .header("content-type", "application/json")
+            .header("authorization", auth)
+            .body(Full::new(Bytes::from_static(body.as_bytes())))
+            .unwrap()
+    };
+    assert_eq!(gw.request(signed(&auth, r#"{"sku":"x"}"#)).await.status, 200);
+    assert_eq!(gw.request(signed(&auth, r#"{"sku":"x"}"#)).await.status, 401, "a replay is refused");
+    let out = ok(cli(&sign_args, &[]).await);
+    let auth = out.stdout.trim().strip_prefix("Authorization: ").unwrap().to_owned();
+    assert_eq!(gw.request(signed(&auth, r#"{"sku":"y"}"#)).await.status, 401, "another body is refused");
+    let out = cli(&["sign", "--key-id", &key_id, "--secret-file", "/nonexistent", "--url", &gw_url], &[]).await;
+    assert_eq!(out.code, 2, "{}", out.stderr);
+
+    // Certificates: by fingerprint, or from a PEM file.
+    let der = b"not really DER, but sign only hashes it";
+    let pem = format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        base64::engine::general_purpose::STANDARD.encode(der)
+    );
+    let pem_file = dir.path().join("client.pem");
+    std::fs::write(&pem_file, pem).unwrap();
+    let pem_path = pem_file.to_str().unwrap();
+    let out = ok(cli(&["credentials", "cert", "--consumer", "acme-batch", "--cert-file", pem_path], &env).await);
+    let fp: String =
+        ring::digest::digest(&ring::digest::SHA256, der).as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    assert!(out.stdout.contains(&fp[..12]), "{}", out.stdout);
+    let out = cli(&["credentials", "cert", "--consumer", "acme-batch", "--fingerprint", &fp], &env).await;
+    assert_eq!(out.code, 1, "already registered: {}", out.stderr);
+    let out = cli(&["credentials", "cert", "--consumer", "acme-batch", "--fingerprint", "abc"], &env).await;
+    assert_eq!(out.code, 1, "{}", out.stderr);
+
+    // The list shows every kind and no secret.
+    let out = ok(cli(&["credentials", "list", "--consumer", "acme-batch"], &env).await);
+    for kind in ["password", "hmac_key", "certificate"] {
+        assert!(out.stdout.contains(kind), "{kind} missing: {}", out.stdout);
+    }
+    assert!(out.stdout.starts_with("ID") && out.stdout.contains("KIND"));
+    assert!(!out.stdout.contains(&secret) && !out.stdout.contains(password));
 }

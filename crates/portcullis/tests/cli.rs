@@ -552,6 +552,21 @@ async fn demo_serves_the_sample_api_through_the_gateway() {
     let health = get(admin, "/healthz").await;
     assert_eq!(health.status, 200, "{health:?}");
 
+    // The banner's admin CLI lines work: a fresh admin token in a private file opens /v1.
+    let token_file = data_dir.join("admin.token");
+    assert!(banner.contains(&format!("--token-file {}", token_file.display())), "{banner}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    let bearer = format!("authorization: Bearer {}\r\n", token.trim());
+    let listed = get_with(admin, "/v1/consumers/alice/keys", &bearer).await;
+    assert_eq!(listed.status, 200, "{listed:?}");
+    assert!(listed.body.contains("api_key") && !listed.body.contains(&alice), "{listed:?}");
+    assert_eq!(get(admin, "/v1/consumers/alice/keys").await.status, 401, "the API needs the token");
+
     // As the banner promises, access-log lines follow it on stdout.
     let id = customer.header("x-request-id").unwrap_or_default().to_owned();
     proc.wait_for_stdout("the access-log line", |out| out.contains(&id));
