@@ -326,6 +326,22 @@ impl RateLimitStage {
     }
 }
 
+/// One field line per header name: the route's and the plan's lists joined (a structured-field
+/// list may be split over lines, but many clients read only the first).
+fn merge(headers: Vec<(HeaderName, HeaderValue)>) -> Vec<(HeaderName, HeaderValue)> {
+    let mut out: Vec<(HeaderName, Vec<u8>)> = Vec::with_capacity(headers.len());
+    for (name, value) in headers {
+        match out.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, v)) => {
+                v.extend_from_slice(b", ");
+                v.extend_from_slice(value.as_bytes());
+            }
+            None => out.push((name, value.as_bytes().to_vec())),
+        }
+    }
+    out.into_iter().filter_map(|(n, v)| Some((n, HeaderValue::from_bytes(&v).ok()?))).collect()
+}
+
 fn with_headers(mut p: Problem, headers: Vec<(HeaderName, HeaderValue)>) -> Problem {
     for (n, v) in headers {
         p = p.with_header(n, v);
@@ -440,7 +456,7 @@ impl Stage for RateLimitStage {
             }
         }
         if !pending.is_empty() {
-            ctx.extensions.insert(PendingHeaders(Arc::new(pending)));
+            ctx.extensions.insert(PendingHeaders(Arc::new(merge(pending))));
         }
         Ok(Flow::Continue)
     }
