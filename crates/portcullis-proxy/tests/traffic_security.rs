@@ -316,7 +316,7 @@ async fn usage_report_equals_what_the_upstream_served_per_consumer_and_route() {
         assert_eq!(call(&gw, "/broken", Some(&b)).await.status, 502); // never served
     }
     call(&gw, "/orders", Some(&b)).await;
-    call(&gw, "/users", Some(&"pc_live_not-a-real-key".to_owned())).await; // 401: not served
+    call(&gw, "/users", Some("pc_live_not-a-real-key")).await; // 401: not served
 
     // What the upstream actually saw, per (consumer name, route).
     let mut seen: std::collections::BTreeMap<(String, String), u64> = Default::default();
