@@ -688,3 +688,142 @@ struct TrafficCtx {
     identity: bool,
     cluster: bool,
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    const BASE: &str = r#"
+listeners: [{ name: public, bind: "127.0.0.1:8080" }]
+upstreams: { up: { targets: ["http://127.0.0.1:3000"] } }
+"#;
+
+    fn build(extra: &str, routes: &str) -> Result<crate::Config, crate::ConfigErrors> {
+        crate::from_yaml(&format!("{BASE}{extra}\nroutes:\n{routes}"), Path::new("."))
+    }
+
+    fn paths(e: &crate::ConfigErrors) -> Vec<&str> {
+        e.iter().map(|e| e.path.as_str()).collect()
+    }
+
+    const ROUTE: &str = "  - { name: orders, prefix: /orders, upstream: up }";
+
+    #[test]
+    fn a_valid_section_becomes_typed_values() {
+        let routes = r#"
+  - name: orders
+    prefix: /orders
+    upstream: up
+    policy:
+      rate_limit:
+        emit_headers: true
+        concurrency_per_consumer: 3
+        limits:
+          - { name: burst, key: client_ip, rate: 10, period: 1s, burst: 20 }
+          - { name: tenant, key: "header:X-Tenant", rate: 100, period: 1m }
+"#;
+        let c = build("traffic: { max_inflight: 100, shed_anonymous_at: 80 }", routes).unwrap();
+        let rl = c.routes[0].rate_limit.as_ref().unwrap();
+        assert_eq!(rl.limits.limits().len(), 2);
+        assert!(rl.limits.emit_on_allow());
+        assert_eq!(rl.concurrency_per_consumer, Some(3));
+        let burst = &rl.limits.limits()[0];
+        assert_eq!((burst.gcra().rate(), burst.gcra().burst()), (10, 20));
+        // client_ip guards against brute force: fails closed unless told otherwise.
+        assert_eq!(burst.on_store_failure(), portcullis_traffic::OnStoreFailure::Closed);
+        assert_eq!(rl.limits.limits()[1].on_store_failure(), portcullis_traffic::OnStoreFailure::Open);
+        assert_eq!(rl.limits.limits()[1].gcra().burst(), 100, "burst defaults to rate");
+        let t = c.traffic.as_ref().unwrap();
+        assert_eq!(t.inflight, Some((100, 80)));
+        assert!(t.usage.is_some(), "usage metering is on by default");
+        assert!(crate::traffic_enabled(&c));
+        assert!(!crate::traffic_enabled(&build("", ROUTE).unwrap()));
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_its_key_path() {
+        let routes = r#"
+  - name: orders
+    prefix: /orders
+    upstream: up
+    policy:
+      rate_limit:
+        concurrency_per_consumer: 0
+        limits:
+          - { name: a, rate: 10, period: 1s }
+          - { name: b, key: "cookie:x", rate: 10, period: 1s }
+          - { name: c, key: client_ip, rate: 0, period: 1s }
+          - { name: d, key: client_ip, rate: 1, period: soon }
+          - { name: "bad name", key: route, rate: 1, period: 1s }
+          - { name: f, key: route, rate: 1, period: 1s, on_store_failure: maybe }
+          - { name: f, key: route, rate: 1, period: 1s }
+          - { name: g, key: consumer, rate: 1, period: 1s }
+"#;
+        let traffic = r#"
+traffic:
+  default_plan: platinum
+  shed_anonymous_at: 5
+  usage: { time_zone: Mars/Olympus }
+  cluster: { redis_url: "redis://inline-secret@127.0.0.1", expected_nodes: 0, batching: { size: 1 } }
+  plans:
+    free:
+      time_zone: Nowhere/City
+      routes: [orders, nope]
+      quotas: [{ name: daily, limit: 0, period: day }, { name: weekly, limit: 5, period: week }]
+"#;
+        let e = build(traffic, routes).unwrap_err();
+        let p = paths(&e);
+        for want in [
+            "routes[0].policy.rate_limit.limits[0].key",
+            "routes[0].policy.rate_limit.limits[1].key",
+            "routes[0].policy.rate_limit.limits[2].rate",
+            "routes[0].policy.rate_limit.limits[3].period",
+            "routes[0].policy.rate_limit.limits[4].name",
+            "routes[0].policy.rate_limit.limits[5].on_store_failure",
+            "routes[0].policy.rate_limit.limits[6].name",
+            "routes[0].policy.rate_limit.limits[7].key",
+            "traffic.default_plan",
+            "traffic.shed_anonymous_at",
+            "traffic.usage.time_zone",
+            "traffic.cluster.redis_url",
+            "traffic.cluster.expected_nodes",
+            "traffic.cluster.batching.size",
+            "traffic.plans.free.routes[1]",
+            "traffic.plans.free.quotas[0].limit",
+            "traffic.plans.free.quotas[1].period",
+            "traffic.plans.free.quotas",
+        ] {
+            assert!(p.contains(&want), "missing {want} in {p:#?}");
+        }
+        // The inline secret is never echoed.
+        assert!(!e.to_string().contains("inline-secret"));
+        // Unknown keys are refused with their path.
+        let e = build("traffic: { plan: {} }", ROUTE).unwrap_err();
+        assert!(e.to_string().contains("plan"), "{e}");
+    }
+
+    #[test]
+    fn bad_time_zone_is_reported_on_the_plan() {
+        let e = build(
+            "identity: { store: { sqlite: { path: x.db } }, key_secret: \"${env:PATH}\" }\ntraffic: { plans: { free: { time_zone: Nowhere/City, quotas: [{ name: d, limit: 5, period: day }] } } }",
+            "  - { name: orders, prefix: /orders, upstream: up, policy: { auth: { public: true } } }",
+        );
+        let e = e.unwrap_err();
+        assert!(paths(&e).contains(&"traffic.plans.free.time_zone"), "{e}");
+    }
+
+    #[test]
+    fn check_warns_about_fail_open_on_security_sensitive_limits_in_cluster_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("r.url"), "redis://127.0.0.1:6379/").unwrap();
+        let yaml = format!(
+            "{BASE}traffic: {{ cluster: {{ redis_url: \"${{file:r.url}}\" }} }}\nroutes:\n  - name: login\n    prefix: /login\n    upstream: up\n    policy:\n      rate_limit:\n        limits:\n          - {{ name: ip, key: client_ip, rate: 5, period: 1m, on_store_failure: open }}\n          - {{ name: rt, key: route, rate: 5, period: 1m, on_store_failure: open }}\n          - {{ name: ip2, key: client_ip, rate: 5, period: 1m }}\n"
+        );
+        let c = crate::from_yaml(&yaml, dir.path()).unwrap();
+        let warned: Vec<&str> = c.warnings.iter().map(|w| w.path.as_str()).collect();
+        assert_eq!(warned, ["routes[0].policy.rate_limit.limits[0].on_store_failure"], "only the sensitive open one");
+        let cl = c.traffic.as_ref().unwrap().cluster.as_ref().unwrap();
+        assert_eq!((cl.namespace.as_str(), cl.expected_nodes), ("portcullis", 1));
+        assert!(!format!("{cl:?}").contains("6379"), "the URL is a secret: never in Debug");
+    }
+}
