@@ -489,3 +489,102 @@ impl Stage for RateLimitStage {
         self.svc.inner.meter.record(day, consumer, route, 1);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use portcullis_core::{AuthMethodUsed, Principal, RequestId};
+
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::spec::{LimitSpec, OnStoreFailure};
+
+    fn service(clock: &FakeClock) -> TrafficService {
+        TrafficService::start(ServiceSettings { cluster: None, inflight: None, clock: Arc::new(clock.clone()) })
+            .unwrap()
+    }
+
+    fn policy() -> Arc<TrafficPolicy> {
+        let spec =
+            LimitSpec::new("per-c", KeySpec::Consumer, 2, Duration::from_secs(10), 2, OnStoreFailure::Open).unwrap();
+        let limits = RouteLimits::new(vec![spec], false).unwrap();
+        let mut routes = HashMap::new();
+        routes.insert(Arc::from("orders"), Arc::new(RouteTraffic { limits, concurrency_per_consumer: None }));
+        Arc::new(TrafficPolicy { routes, usage_time_zone: Some(jiff::tz::TimeZone::UTC), ..Default::default() })
+    }
+
+    fn ctx(consumer: &str) -> RequestCtx {
+        let mut ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("l"), false);
+        ctx.route = Some(Arc::from("orders"));
+        let mut p = Principal::new(AuthMethodUsed::ApiKey);
+        p.consumer_id = Some(Arc::from(consumer));
+        ctx.principal = Some(Arc::new(p));
+        ctx
+    }
+
+    async fn status(stage: &RateLimitStage, consumer: &str) -> u16 {
+        let (mut parts, ()) = http::Request::new(()).into_parts();
+        match stage.on_request(&mut parts, &mut ctx(consumer)).await.unwrap() {
+            Flow::Continue => 200,
+            Flow::Respond(r) => r.status().as_u16(),
+        }
+    }
+
+    #[tokio::test]
+    async fn limit_refills_with_the_injected_clock() {
+        let clock = FakeClock::new(jiff::Timestamp::UNIX_EPOCH);
+        let stage = RateLimitStage::new(service(&clock), policy());
+        assert_eq!(status(&stage, "c1").await, 200);
+        assert_eq!(status(&stage, "c1").await, 200);
+        assert_eq!(status(&stage, "c1").await, 429);
+        assert_eq!(status(&stage, "c2").await, 200, "another consumer has its own bucket");
+        // One unit every 10 s / 2 = 5 s.
+        clock.advance(Duration::from_millis(4_999));
+        assert_eq!(status(&stage, "c1").await, 429);
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(status(&stage, "c1").await, 200);
+        assert_eq!(status(&stage, "c1").await, 429);
+    }
+
+    #[test]
+    fn only_requests_the_upstream_served_are_metered() {
+        let clock = FakeClock::new("2026-11-23T23:59:59Z".parse().unwrap());
+        let svc = service(&clock);
+        let stage = RateLimitStage::new(svc.clone(), policy());
+        let served = {
+            let mut c = ctx("c1");
+            c.upstream = Some(Arc::from("127.0.0.1:3000"));
+            c
+        };
+        stage.on_complete(&served, &Outcome::default());
+        stage.on_complete(&ctx("c1"), &Outcome::default()); // refused or upstream unreachable
+        let mut anon = ctx("c1");
+        anon.principal = None;
+        anon.upstream = Some(Arc::from("127.0.0.1:3000"));
+        stage.on_complete(&anon, &Outcome::default()); // not a consumer
+        clock.advance(Duration::from_secs(1)); // next UTC day
+        stage.on_complete(&served, &Outcome::default());
+        let rows = svc.meter().drain();
+        assert_eq!(rows.len(), 2);
+        assert_eq!((rows[0].day.to_string(), rows[0].count), ("2026-11-23".into(), 1));
+        assert_eq!(
+            (rows[1].day.to_string(), rows[1].consumer.as_str(), rows[1].route.as_str()),
+            ("2026-11-24".into(), "c1", "orders")
+        );
+    }
+
+    #[test]
+    fn headers_of_two_sets_merge_into_one_line_per_name() {
+        let h = |n: &HeaderName, v: &'static str| (n.clone(), HeaderValue::from_static(v));
+        let merged = merge(vec![
+            h(&crate::route::RATELIMIT_POLICY, "\"a\";q=1;w=1"),
+            h(&crate::route::RATELIMIT, "\"a\";r=0;t=1"),
+            h(&crate::route::RATELIMIT_POLICY, "\"b\";q=2;w=60"),
+            h(&crate::route::RATELIMIT, "\"b\";r=1;t=30"),
+        ]);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0].1, "\"a\";q=1;w=1, \"b\";q=2;w=60");
+        assert_eq!(merged[1].1, "\"a\";r=0;t=1, \"b\";r=1;t=30");
+    }
+}
