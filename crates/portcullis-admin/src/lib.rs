@@ -19,6 +19,8 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use portcullis_proxy::GatewayHandle;
 
+mod usage;
+
 #[derive(Clone)]
 struct AdminState {
     gateway: GatewayHandle,
@@ -31,6 +33,7 @@ pub fn router(gateway: GatewayHandle, prometheus: Option<PrometheusHandle>) -> R
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .merge(usage::routes(gateway.clone()))
         .fallback(not_found)
         .with_state(AdminState { gateway, prometheus })
 }

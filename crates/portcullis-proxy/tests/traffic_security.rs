@@ -343,8 +343,36 @@ async fn usage_report_equals_what_the_upstream_served_per_consumer_and_route() {
     let got: std::collections::BTreeMap<(String, String), u64> =
         report.iter().map(|l| ((l.consumer_name.clone().unwrap(), l.route.clone()), l.count)).collect();
     assert_eq!(got, seen, "the usage report equals what the upstream served");
-    // A second flush with nothing new adds nothing.
+    // A second flush with nothing new adds nothing; the admin API reports the same totals.
     gw.handle().flush_usage().await;
+    let h1 = portcullis_testkit::http1_client();
+    let admin = |q: String| {
+        let req = http::Request::builder().uri(format!("/v1/usage?{q}")).body(Full::new(Bytes::new())).unwrap();
+        portcullis_testkit::send(gw.admin_addr(), &h1, req)
+    };
+    let month = report[0].period.clone();
+    let r = admin(format!("period={month}")).await;
+    assert_eq!(r.status, 200);
+    let doc = r.json();
+    let total: u64 = doc["usage"].as_array().unwrap().iter().map(|l| l["count"].as_u64().unwrap()).sum();
+    assert_eq!(total, 11);
+    let r = admin(format!("period={month}&format=csv&route=errors")).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("text/csv; charset=utf-8"));
+    let csv = String::from_utf8(r.body.to_vec()).unwrap();
+    assert_eq!(
+        csv,
+        format!(
+            "period,consumer_id,consumer_name,route,count\r\n{month},{},bob,errors,3\r\n",
+            report.iter().find(|l| l.route == "errors").unwrap().consumer_id
+        )
+    );
+    // Malformed periods are refused, not turned into a wildcard.
+    for bad in ["period=%25", "period=2026", "nothing=1", "period=2026-11&format=xml"] {
+        let r = admin(bad.to_owned()).await;
+        assert_eq!(r.status, 400, "{bad}");
+        assert_eq!(r.json()["type"], "urn:portcullis:problem:bad-request");
+    }
 }
 
 /// A redis-server of our own on a free loopback port; killed on drop.

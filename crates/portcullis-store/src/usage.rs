@@ -44,6 +44,34 @@ pub struct UsageLine {
     pub count: u64,
 }
 
+impl UsageLine {
+    /// The CSV header matching [`UsageLine::csv`].
+    pub const CSV_HEADER: &'static str = "period,consumer_id,consumer_name,route,count";
+
+    /// Lines as CSV (RFC 4180, CRLF line ends, header first). Fields are quoted when needed, and a
+    /// field that a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, CR first) is
+    /// prefixed with `'`.
+    pub fn csv(lines: &[UsageLine]) -> String {
+        let mut out = String::from(Self::CSV_HEADER);
+        out.push_str("\r\n");
+        for l in lines {
+            let count = l.count.to_string();
+            let fields =
+                [l.period.as_str(), &l.consumer_id, l.consumer_name.as_deref().unwrap_or(""), &l.route, &count];
+            let cells: Vec<String> = fields.iter().map(|f| csv_cell(f)).collect();
+            out.push_str(&cells.join(","));
+            out.push_str("\r\n");
+        }
+        out
+    }
+}
+
+fn csv_cell(value: &str) -> String {
+    let value =
+        if value.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{value}") } else { value.to_owned() };
+    if value.contains([',', '"', '\n', '\r']) { format!("\"{}\"", value.replace('"', "\"\"")) } else { value }
+}
+
 impl UsageRecord {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         if !is_day(&self.day) {
@@ -87,6 +115,23 @@ fn is_month(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn csv_quotes_and_defuses_formulas() {
+        let line = |name: &str| UsageLine {
+            period: "2026-11".into(),
+            consumer_id: "c1".into(),
+            consumer_name: Some(name.into()),
+            route: "orders".into(),
+            count: 7,
+        };
+        let csv = UsageLine::csv(&[line("plain"), line("a,\"b\""), line("=HYPERLINK(\"x\")")]);
+        let rows: Vec<&str> = csv.split("\r\n").collect();
+        assert_eq!(rows[0], UsageLine::CSV_HEADER);
+        assert_eq!(rows[1], "2026-11,c1,plain,orders,7");
+        assert_eq!(rows[2], "2026-11,c1,\"a,\"\"b\"\"\",orders,7");
+        assert_eq!(rows[3], "2026-11,c1,\"'=HYPERLINK(\"\"x\"\")\",orders,7");
+    }
 
     #[test]
     fn periods_are_checked() {
