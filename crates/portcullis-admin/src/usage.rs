@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UsageQuery {
+pub(crate) struct UsageQuery {
     period: String,
     #[serde(default)]
     consumer: Option<String>,
@@ -30,6 +30,13 @@ pub(crate) fn routes<S: Clone + Send + Sync + 'static>(gateway: GatewayHandle) -
     Router::new().route("/v1/usage", get(usage)).with_state(gateway)
 }
 
+async fn usage(
+    State(gateway): State<GatewayHandle>,
+    query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    report(gateway, query).await
+}
+
 fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Response {
     let body = serde_json::json!({
         "type": format!("urn:portcullis:problem:{slug}"),
@@ -40,8 +47,10 @@ fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Respons
     (status, [(header::CONTENT_TYPE, "application/problem+json")], body.to_string()).into_response()
 }
 
-async fn usage(
-    State(gateway): State<GatewayHandle>,
+/// The report for one query. Mountable behind any router's authentication (the handler above is
+/// a thin wrapper; an authenticated `/v1` API can call this from its own handler).
+pub(crate) async fn report(
+    gateway: GatewayHandle,
     query: Result<Query<UsageQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     let Ok(Query(q)) = query else {
