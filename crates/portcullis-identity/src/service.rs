@@ -291,8 +291,7 @@ impl IdentityService {
         {
             return Ok(v.clone());
         }
-        let found =
-            self.consumer_by_subject(subject).await?.map(|(consumer, org)| Arc::new(SubjectMapping { consumer, org }));
+        let found = self.consumer_by_subject(subject).await?.map(|(consumer, org)| Arc::new(SubjectMapping { consumer, org }));
         let ttl = if found.is_some() { self.inner.config.cache_ttl } else { NEGATIVE_TTL };
         if let Ok(mut c) = self.inner.subjects.write() {
             if c.len() >= CACHE_CAPACITY {
@@ -483,8 +482,7 @@ fn build_introspectors(
         c.label = name.clone();
         c.max_ttl = s.cache_max_ttl;
         c.negative_ttl = s.negative_ttl;
-        let i =
-            Introspector::new(c).map_err(|e| ServiceError::Issuer { issuer: name.clone(), message: e.to_string() })?;
+        let i = Introspector::new(c).map_err(|e| ServiceError::Issuer { issuer: name.clone(), message: e.to_string() })?;
         out.insert(name.clone(), Arc::new(i));
     }
     Ok(out)
