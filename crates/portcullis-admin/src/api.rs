@@ -106,6 +106,7 @@ api_routes! {
     get "/suspensions" => list_suspensions,
     delete "/suspensions/{kind}/{name_or_id}" => resume,
     get "/audit" => audit,
+    get "/usage" => usage,
 }
 
 // ---- authentication ------------------------------------------------------------------------
@@ -735,6 +736,15 @@ async fn resume(
     let target = target_ref(&s.gateway, kind, name)?;
     let lifted = a.svc.resume(&a.actor, &target).await?;
     Ok(reply(StatusCode::OK, &json!({ "lifted": lifted })))
+}
+
+/// `GET /v1/usage`: behind the same admin authentication as every other `/v1` endpoint.
+async fn usage(
+    _: Admin,
+    State(s): State<ApiState>,
+    q: Result<Query<crate::usage::UsageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    crate::usage::report(s.gateway.clone(), q).await
 }
 
 async fn audit(a: Admin, ApiQuery(q): ApiQuery<AuditQuery>) -> Result<Response, ApiError> {

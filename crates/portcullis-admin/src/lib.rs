@@ -23,6 +23,7 @@ use portcullis_proxy::GatewayHandle;
 
 pub mod api;
 mod problem;
+pub(crate) mod usage;
 
 #[derive(Clone)]
 struct AdminState {

@@ -43,6 +43,9 @@ pub struct FileConfig {
     /// it is authenticated (or that it is public).
     #[serde(default)]
     pub identity: Option<crate::identity::FileIdentity>,
+    /// Plans, quotas, shared (Redis) counters, the global in-flight cap and usage metering.
+    #[serde(default)]
+    pub traffic: Option<crate::traffic::FileTraffic>,
 }
 
 /// A client-facing listener.
@@ -252,4 +255,7 @@ pub struct FilePolicy {
     /// Authentication and authorization.
     #[serde(default)]
     pub auth: Option<crate::identity::FileRouteAuth>,
+    /// Rate limits and in-flight limits for this route.
+    #[serde(default)]
+    pub rate_limit: Option<crate::traffic::FileRouteRateLimit>,
 }

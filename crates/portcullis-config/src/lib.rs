@@ -20,6 +20,7 @@ mod file;
 mod identity;
 mod pattern;
 mod secret;
+mod traffic;
 mod typed;
 
 use std::path::Path;
@@ -29,6 +30,7 @@ pub use file::*;
 pub use identity::*;
 pub use pattern::{HostMatch, PathPattern, PatternError};
 pub use secret::{Secret, SecretError, resolve_secret};
+pub use traffic::*;
 pub use typed::*;
 
 /// Parses YAML into the file-level types; errors carry the key path and the YAML location.

@@ -43,6 +43,8 @@ pub struct Config {
     pub routes: Vec<RouteConfig>,
     /// Identity, if configured.
     pub identity: Option<Arc<crate::identity::IdentityConfig>>,
+    /// Traffic control (plans, cluster counters, usage), if configured.
+    pub traffic: Option<Arc<crate::traffic::TrafficConfig>>,
     /// Files the configuration depends on (itself, certificates, keys, CA bundles): watched for reload.
     pub files: Vec<PathBuf>,
     /// Risky settings `check` reports.
@@ -198,6 +200,8 @@ pub struct RouteConfig {
     pub upstream_timeout: Duration,
     /// Authentication and authorization.
     pub auth: crate::identity::RouteAuth,
+    /// Rate limits and in-flight limits.
+    pub rate_limit: Option<Arc<portcullis_traffic::RouteTraffic>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -416,6 +420,10 @@ impl Builder<'_> {
         }
 
         let identity = f.identity.as_ref().and_then(|i| self.identity(i)).map(Arc::new);
+        let all_route_names: HashSet<String> = f.routes.iter().map(|r| r.name.clone()).collect();
+        let traffic =
+            f.traffic.as_ref().and_then(|t| self.traffic(t, &all_route_names, identity.is_some())).map(Arc::new);
+        let cluster = f.traffic.as_ref().is_some_and(|t| t.cluster.is_some());
         let mut routes = Vec::new();
         let mut route_names = HashSet::new();
         if f.routes.is_empty() {
@@ -430,7 +438,9 @@ impl Builder<'_> {
                     "give every route its own name",
                 );
             }
-            if let Some(r) = self.route(&p, fr, &upstreams, &limits, &timeouts, identity.as_deref()) {
+            let rate_limit = self.route_rate_limit(&p, fr.policy.rate_limit.as_ref(), identity.is_some(), cluster);
+            if let Some(mut r) = self.route(&p, fr, &upstreams, &limits, &timeouts, identity.as_deref()) {
+                r.rate_limit = rate_limit;
                 routes.push(r);
             }
         }
@@ -450,6 +460,7 @@ impl Builder<'_> {
             upstreams,
             routes,
             identity,
+            traffic,
             files: self.files,
             warnings: self.c.warnings,
         })
@@ -682,6 +693,7 @@ impl Builder<'_> {
             max_request_body_bytes: fr.policy.max_request_body_bytes.unwrap_or(limits.max_request_body_bytes),
             upstream_timeout,
             auth,
+            rate_limit: None,
         })
     }
 }

@@ -50,6 +50,11 @@ pub enum ProblemKind {
     IdpUnavailable,
     /// The route is switched off by a kill switch.
     RouteSuspended,
+    /// The caller's quota for the current day or month is used up (distinct from a rate limit:
+    /// waiting a second does not help).
+    QuotaExhausted,
+    /// A rate limit or quota that fails closed could not reach its shared store.
+    RateLimitUnavailable,
 }
 
 impl ProblemKind {
@@ -73,6 +78,8 @@ impl ProblemKind {
             ProblemKind::Suspended | ProblemKind::InsufficientScope | ProblemKind::NotOwner => StatusCode::FORBIDDEN,
             ProblemKind::AuthLockedOut => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::IdpUnavailable | ProblemKind::RouteSuspended => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::QuotaExhausted => StatusCode::TOO_MANY_REQUESTS,
+            ProblemKind::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -99,6 +106,8 @@ impl ProblemKind {
             ProblemKind::AuthLockedOut => "auth-locked-out",
             ProblemKind::IdpUnavailable => "idp-unavailable",
             ProblemKind::RouteSuspended => "route-suspended",
+            ProblemKind::QuotaExhausted => "quota-exhausted",
+            ProblemKind::RateLimitUnavailable => "rate-limit-unavailable",
         }
     }
 
@@ -125,6 +134,8 @@ impl ProblemKind {
             ProblemKind::AuthLockedOut => "Too many failed authentication attempts",
             ProblemKind::IdpUnavailable => "The identity provider is unavailable",
             ProblemKind::RouteSuspended => "This API is temporarily switched off",
+            ProblemKind::QuotaExhausted => "The quota for this period is used up",
+            ProblemKind::RateLimitUnavailable => "Rate limiting is temporarily unavailable",
         }
     }
 
@@ -239,6 +250,8 @@ mod tests {
             AuthLockedOut,
             IdpUnavailable,
             RouteSuspended,
+            QuotaExhausted,
+            RateLimitUnavailable,
         ] {
             assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
             assert!(!k.title().is_empty());

@@ -22,6 +22,7 @@ mod router;
 mod runtime;
 mod server;
 mod tls;
+mod traffic;
 mod upstream;
 
 use std::collections::HashMap;
@@ -81,6 +82,9 @@ pub enum StartError {
     /// The identity service (store, shared state) could not start.
     #[error("identity: {0}")]
     Identity(#[from] portcullis_identity::ServiceError),
+    /// The traffic service (rate-limit counters) could not start.
+    #[error("traffic: {0}")]
+    Traffic(#[from] portcullis_traffic::ServiceError),
 }
 
 /// Why a reload was rejected. The old configuration keeps serving.
@@ -103,6 +107,7 @@ pub enum ReloadError {
 pub(crate) struct Shared {
     pub(crate) runtime: ArcSwap<Runtime>,
     identity: Option<portcullis_identity::IdentityService>,
+    traffic: Option<traffic::TrafficGlue>,
     pub(crate) inflight: Arc<Semaphore>,
     pub(crate) conns: Arc<Semaphore>,
     pub(crate) max_connections: usize,
@@ -223,9 +228,10 @@ impl Gateway {
             Some(ic) => Some(portcullis_identity::IdentityService::start(ic.clone()).await?),
             None => None,
         };
+        let traffic = traffic::start(&config, identity.as_ref())?;
         #[allow(unused_mut, reason = "mutated only in tests")]
-        let mut runtime =
-            Runtime::build(config, access_sink, identity.as_ref()).map_err(|e| StartError::Setup(e.to_string()))?;
+        let mut runtime = Runtime::build(config, access_sink, identity.as_ref(), traffic.as_ref())
+            .map_err(|e| StartError::Setup(e.to_string()))?;
         #[cfg(test)]
         if let Some(f) = opts.fault {
             runtime.pipeline.push_front_fault(pipeline::fault::FaultStage(f));
@@ -234,6 +240,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             runtime: ArcSwap::from_pointee(runtime),
             identity,
+            traffic,
             inflight,
             conns,
             max_connections,
@@ -299,6 +306,9 @@ impl Gateway {
         if joined.is_err() || shared.conns.available_permits() < shared.max_connections {
             tracing::warn!("shutdown grace period over with connections still open");
         }
+        if let Some(t) = &shared.traffic {
+            t.flush_now().await;
+        }
     }
 }
 
@@ -321,6 +331,14 @@ impl GatewayHandle {
     /// The identity service, when `identity` is configured (the admin API drives it).
     pub fn identity(&self) -> Option<&portcullis_identity::IdentityService> {
         self.shared.identity.as_ref()
+    }
+
+    /// Writes the usage counted so far to the store now (it is also written every
+    /// `traffic.usage.flush_interval` and at shutdown).
+    pub async fn flush_usage(&self) {
+        if let Some(t) = &self.shared.traffic {
+            t.flush_now().await;
+        }
     }
 
     /// The config currently serving.
@@ -391,7 +409,10 @@ impl GatewayHandle {
         if identity_fixed(current.config.identity.as_deref()) != identity_fixed(config.identity.as_deref()) {
             return self.rejected(ReloadError::RestartRequired("identity (other than route policies)".into()));
         }
-        let runtime = match Runtime::build(config, sink, self.shared.identity.as_ref()) {
+        if let Err(what) = traffic::reload_check(self.shared.traffic.as_ref(), &config) {
+            return self.rejected(ReloadError::RestartRequired(what));
+        }
+        let runtime = match Runtime::build(config, sink, self.shared.identity.as_ref(), self.shared.traffic.as_ref()) {
             Ok(r) => r,
             Err(e) => return self.rejected(ReloadError::Setup(e.to_string())),
         };

@@ -34,6 +34,7 @@ impl Runtime {
         config: Config,
         sink: Option<AccessLogSink>,
         identity: Option<&IdentityService>,
+        traffic: Option<&crate::traffic::TrafficGlue>,
     ) -> Result<Self, RuntimeError> {
         let mut pools: HashMap<String, Arc<UpstreamPool>> = HashMap::new();
         for (name, up) in &config.upstreams {
@@ -54,7 +55,8 @@ impl Runtime {
             let routes = route_policies(&config);
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
-        let pipeline = Pipeline::new(identity, access_log, MetricsStage::default());
+        let rate_limit = crate::traffic::stage(&config, traffic);
+        let pipeline = Pipeline::new(identity, rate_limit, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()

@@ -105,6 +105,7 @@ mod model;
 mod pg;
 pub mod shared;
 mod sqlite;
+mod usage;
 
 use std::path::PathBuf;
 
@@ -113,6 +114,7 @@ pub use model::*;
 pub use pg::PgStore;
 use portcullis_config::Secret;
 pub use sqlite::SqliteStore;
+pub use usage::{UsageFilter, UsageLine, UsageRecord};
 
 const CREDENTIAL_COL_COUNT: usize = 11;
 const CONSUMER_COL_COUNT: usize = 10;
@@ -328,5 +330,26 @@ impl Store {
     /// transaction: poll it and refresh caches when it moves.
     pub async fn change_seq(&self) -> Result<i64> {
         dispatch!(self.change_seq())
+    }
+
+    // --- usage ----------------------------------------------------------------------------------
+
+    /// Adds each row's count to the stored (day, consumer, route) row, creating it if needed, in
+    /// one transaction (all or nothing). Usage is not identity state: no change-counter bump.
+    pub async fn record_usage(&self, rows: Vec<UsageRecord>) -> Result<()> {
+        for r in &rows {
+            r.validate()?;
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self.record_usage(rows))
+    }
+
+    /// Totals per consumer and route over `filter.period` (a month or a day), sorted by consumer
+    /// id then route.
+    pub async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageLine>> {
+        filter.checked_period()?;
+        dispatch!(self.usage_report(filter))
     }
 }

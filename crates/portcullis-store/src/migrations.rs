@@ -12,10 +12,11 @@ pub(crate) struct Migration {
     pub(crate) postgres: &'static str,
 }
 
-pub(crate) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "identity",
-    sqlite: r#"
+pub(crate) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "identity",
+        sqlite: r#"
 CREATE TABLE organizations (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL UNIQUE,
@@ -79,7 +80,7 @@ CREATE TABLE changes (
 );
 INSERT INTO changes (id, seq) VALUES (1, 0);
 "#,
-    postgres: r#"
+        postgres: r#"
 CREATE TABLE organizations (
     id         TEXT PRIMARY KEY,
     name       TEXT NOT NULL,
@@ -146,7 +147,30 @@ CREATE TABLE changes (
 );
 INSERT INTO changes (id, seq) VALUES (1, 0);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "usage",
+        sqlite: r#"
+CREATE TABLE usage (
+    day         TEXT NOT NULL,
+    consumer_id TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    count       INTEGER NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (day, consumer_id, route)
+);
+"#,
+        postgres: r#"
+CREATE TABLE usage (
+    day         TEXT NOT NULL,
+    consumer_id TEXT NOT NULL,
+    route       TEXT NOT NULL,
+    count       BIGINT NOT NULL CHECK (count >= 0),
+    PRIMARY KEY (day, consumer_id, route)
+);
+"#,
+    },
+];
 
 /// The newest schema version this build knows.
 pub(crate) fn latest_version() -> i64 {

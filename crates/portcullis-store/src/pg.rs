@@ -15,6 +15,7 @@ use tokio_postgres::{NoTls, Row, error::SqlState};
 use crate::error::{StoreError, conflict_subject};
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::model::*;
+use crate::usage::{UsageFilter, UsageLine, UsageRecord};
 
 type Result<T> = std::result::Result<T, StoreError>;
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -620,6 +621,51 @@ impl PgStore {
         self.one("reading change_seq", "SELECT seq FROM changes WHERE id = 1", &[], |r| get(r, 0))
             .await?
             .ok_or(StoreError::NotFound("changes row"))
+    }
+}
+
+impl PgStore {
+    pub(crate) async fn record_usage(&self, rows: Vec<UsageRecord>) -> Result<()> {
+        let context = "recording usage";
+        let mut client = self.pool.get().await.map_err(pool_err(context))?;
+        let tx = client.transaction().await.map_err(db_err(context))?;
+        let stmt = tx
+            .prepare_cached(
+                "INSERT INTO usage (day, consumer_id, route, count) VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (day, consumer_id, route) DO UPDATE SET count = usage.count + excluded.count",
+            )
+            .await
+            .map_err(db_err(context))?;
+        // Rows in key order, so two nodes flushing at once lock them in the same order.
+        let mut rows = rows;
+        rows.sort_by(|a, b| (&a.day, &a.consumer_id, &a.route).cmp(&(&b.day, &b.consumer_id, &b.route)));
+        for r in &rows {
+            let count = i64::try_from(r.count).map_err(|_| StoreError::invalid("usage count too large"))?;
+            tx.execute(&stmt, &[&r.day, &r.consumer_id, &r.route, &count]).await.map_err(db_err(context))?;
+        }
+        tx.commit().await.map_err(db_err(context))
+    }
+
+    pub(crate) async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageLine>> {
+        let period = filter.checked_period()?.to_owned();
+        let sql = "SELECT u.consumer_id, c.name, u.route, SUM(u.count)::BIGINT FROM usage u \
+                   LEFT JOIN consumers c ON c.id = u.consumer_id \
+                   WHERE u.day LIKE $1 || '%' AND ($2::TEXT IS NULL OR u.consumer_id = $2) \
+                   AND ($3::TEXT IS NULL OR u.route = $3) \
+                   GROUP BY u.consumer_id, c.name, u.route ORDER BY u.consumer_id, u.route";
+        let rows = self
+            .many("reporting usage", sql, &[&period, &filter.consumer_id, &filter.route], |r| {
+                let n: i64 = get(r, 3)?;
+                Ok(UsageLine {
+                    period: String::new(),
+                    consumer_id: get(r, 0)?,
+                    consumer_name: get(r, 1)?,
+                    route: get(r, 2)?,
+                    count: u64::try_from(n).unwrap_or(0),
+                })
+            })
+            .await?;
+        Ok(rows.into_iter().map(|l| UsageLine { period: period.clone(), ..l }).collect())
     }
 }
 

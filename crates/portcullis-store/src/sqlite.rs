@@ -15,6 +15,7 @@ use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavio
 use crate::error::{StoreError, conflict_subject};
 use crate::migrations::{MIGRATIONS, latest_version};
 use crate::model::*;
+use crate::usage::{UsageFilter, UsageLine, UsageRecord};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
@@ -671,6 +672,51 @@ impl SqliteStore {
     pub(crate) async fn change_seq(&self) -> Result<i64> {
         let sql = "SELECT seq FROM changes WHERE id = 1".to_owned();
         self.one("reading change_seq", sql, [], |r| r.get(0)).await?.ok_or(StoreError::NotFound("changes row"))
+    }
+}
+
+impl SqliteStore {
+    pub(crate) async fn record_usage(&self, rows: Vec<UsageRecord>) -> Result<()> {
+        let context = "recording usage";
+        self.call(context, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(context))?;
+            {
+                let mut stmt = tx
+                    .prepare_cached(
+                        "INSERT INTO usage (day, consumer_id, route, count) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT (day, consumer_id, route) DO UPDATE SET count = usage.count + excluded.count",
+                    )
+                    .map_err(db_err(context))?;
+                for r in &rows {
+                    let count = i64::try_from(r.count).map_err(|_| StoreError::invalid("usage count too large"))?;
+                    stmt.execute(params![r.day, r.consumer_id, r.route, count]).map_err(db_err(context))?;
+                }
+            }
+            tx.commit().map_err(db_err(context))
+        })
+        .await
+    }
+
+    pub(crate) async fn usage_report(&self, filter: &UsageFilter) -> Result<Vec<UsageLine>> {
+        let period = filter.checked_period()?.to_owned();
+        let sql = "SELECT u.consumer_id, c.name, u.route, SUM(u.count) FROM usage u \
+                   LEFT JOIN consumers c ON c.id = u.consumer_id \
+                   WHERE u.day LIKE ?1 || '%' AND (?2 IS NULL OR u.consumer_id = ?2) AND (?3 IS NULL OR u.route = ?3) \
+                   GROUP BY u.consumer_id, c.name, u.route ORDER BY u.consumer_id, u.route"
+            .to_owned();
+        let p = (period.clone(), filter.consumer_id.clone(), filter.route.clone());
+        let rows: Vec<(String, Option<String>, String, i64)> =
+            self.many("reporting usage", sql, p, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))).await?;
+        Ok(rows
+            .into_iter()
+            .map(|(consumer_id, consumer_name, route, n)| UsageLine {
+                period: period.clone(),
+                consumer_id,
+                consumer_name,
+                route,
+                count: u64::try_from(n).unwrap_or(0),
+            })
+            .collect())
     }
 }
 

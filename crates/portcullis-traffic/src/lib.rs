@@ -38,6 +38,7 @@ mod redis_limiter;
 mod route;
 mod shard;
 mod spec;
+mod stage;
 mod store;
 mod usage;
 
@@ -57,5 +58,9 @@ pub use quota::{
 pub use redis_limiter::{BatchConfig, RedisLimiter};
 pub use route::{LimitResult, RATELIMIT, RATELIMIT_POLICY, RouteLimits, RouteOutcome};
 pub use spec::{KeySource, KeySpec, LimitSpec, OnStoreFailure, RequestKeys};
+pub use stage::{
+    ClaimLookup, ClusterSettings, RateLimitStage, RouteTraffic, ServiceError, ServiceSettings, TrafficPolicy,
+    TrafficService,
+};
 pub use store::{RedisStore, RedisStoreConfig};
 pub use usage::{UsageMeter, UsageRow, day_in};

@@ -87,6 +87,12 @@ impl QuotaSpec {
         &self.name
     }
 
+    /// What it counts per.
+    #[must_use]
+    pub fn key(&self) -> &KeySpec {
+        &self.key
+    }
+
     /// Units per window.
     #[must_use]
     pub fn limit(&self) -> u64 {

@@ -60,7 +60,8 @@ impl KeySpec {
 
 /// The request facts keys are built from; the pipeline stage implements it on its context (or
 /// uses [`RequestKeys`]).
-pub trait KeySource {
+/// `Sync` so a decision that awaits the store can hold it across the await.
+pub trait KeySource: Sync {
     /// The organization id, if known.
     fn org(&self) -> Option<&str>;
     /// The consumer id, if authenticated.

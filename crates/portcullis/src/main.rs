@@ -9,6 +9,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
 
 mod demo;
+mod usage_cli;
 
 /// The demo configuration, embedded so `portcullis demo` works from any directory.
 const DEMO_YAML: &str = include_str!("../../../examples/demo.yaml");
@@ -57,6 +58,24 @@ enum Command {
     },
     /// Print the JSON Schema of the configuration file (for editors).
     ConfigSchema,
+    /// Report requests served per consumer and route over a month or a day (from the store).
+    Usage {
+        /// The YAML configuration file (its `identity.store` holds the usage).
+        #[arg(short, long, env = "PORTCULLIS_CONFIG")]
+        config: PathBuf,
+        /// `YYYY-MM` or `YYYY-MM-DD`.
+        #[arg(long)]
+        period: String,
+        /// Only this consumer (id).
+        #[arg(long)]
+        consumer: Option<String>,
+        /// Only this route.
+        #[arg(long)]
+        route: Option<String>,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = usage_cli::UsageFormat::Csv)]
+        format: usage_cli::UsageFormat,
+    },
     /// Run only the sample CRM API (the demo's upstream; used by benchmarks).
     SampleApi {
         /// Address to listen on.
@@ -166,6 +185,9 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             eprintln!("sample API listening on http://{}", listener.local_addr()?);
             portcullis_sample::serve(listener).await?;
             Ok(())
+        }
+        Command::Usage { config, period, consumer, route, format } => {
+            usage_cli::usage(&config, period, consumer, route, format).await
         }
         Command::Check { .. } | Command::ConfigSchema => Ok(()),
     }
