@@ -66,6 +66,7 @@ upstreams: {{ up: {{ targets: ["http://{addr}"] }}, dead: {{ targets: ["http://1
 identity:
   store: {{ sqlite: {{ path: ids.db }} }}
   key_secret: "${{file:key.secret}}"
+  admin_token_sha256: fb8c4dc9d7a61c32d6d8668bde022f81ebc6bec2c94cce0e86efa95f24b23d57
 {traffic}
 routes:
 {routes}
@@ -346,8 +347,15 @@ async fn usage_report_equals_what_the_upstream_served_per_consumer_and_route() {
     // A second flush with nothing new adds nothing; the admin API reports the same totals.
     gw.handle().flush_usage().await;
     let h1 = portcullis_testkit::http1_client();
+    let unauthenticated =
+        http::Request::builder().uri("/v1/usage?period=2026-11").body(Full::new(Bytes::new())).unwrap();
+    assert_eq!(portcullis_testkit::send(gw.admin_addr(), &h1, unauthenticated).await.status, 401);
     let admin = |q: String| {
-        let req = http::Request::builder().uri(format!("/v1/usage?{q}")).body(Full::new(Bytes::new())).unwrap();
+        let req = http::Request::builder()
+            .uri(format!("/v1/usage?{q}"))
+            .header("authorization", "Bearer pc_admin_traffic_test_token_0123456789abcdef")
+            .body(Full::new(Bytes::new()))
+            .unwrap();
         portcullis_testkit::send(gw.admin_addr(), &h1, req)
     };
     let month = report[0].period.clone();

@@ -563,7 +563,7 @@ async fn sqlite_reopen_is_idempotent_and_keeps_data() {
     assert!(c.org_by_name("acme").await.unwrap().is_some());
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-    assert_eq!(count, 1, "each migration recorded once");
+    assert_eq!(count, 2, "each migration recorded once (identity, usage)");
 }
 
 #[tokio::test]
@@ -658,7 +658,7 @@ async fn postgres_concurrent_open_migrates_once() {
             .query(&format!("SELECT version FROM {schema}.schema_migrations ORDER BY version"), &[])
             .await
             .unwrap();
-        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1]);
+        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
     })
     .catch_unwind()
     .await;
