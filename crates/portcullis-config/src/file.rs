@@ -252,4 +252,7 @@ pub struct FilePolicy {
     /// Authentication and authorization.
     #[serde(default)]
     pub auth: Option<crate::identity::FileRouteAuth>,
+    /// Attack detection (see `docs/inspection.md`). Absent: no inspection.
+    #[serde(default)]
+    pub inspect: Option<crate::inspect::FileInspect>,
 }

@@ -198,6 +198,8 @@ pub struct RouteConfig {
     pub upstream_timeout: Duration,
     /// Authentication and authorization.
     pub auth: crate::identity::RouteAuth,
+    /// Attack detection, if the route turns it on.
+    pub inspect: Option<Arc<crate::inspect::InspectConfig>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -673,6 +675,7 @@ impl Builder<'_> {
             timeouts.upstream_response,
         );
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
+        let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -682,6 +685,7 @@ impl Builder<'_> {
             max_request_body_bytes: fr.policy.max_request_body_bytes.unwrap_or(limits.max_request_body_bytes),
             upstream_timeout,
             auth,
+            inspect,
         })
     }
 }
