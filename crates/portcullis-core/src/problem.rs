@@ -50,6 +50,8 @@ pub enum ProblemKind {
     IdpUnavailable,
     /// The route is switched off by a kill switch.
     RouteSuspended,
+    /// The attack-detection stage found an attack (SQL injection, XSS, traversal, …).
+    AttackDetected,
 }
 
 impl ProblemKind {
@@ -73,6 +75,7 @@ impl ProblemKind {
             ProblemKind::Suspended | ProblemKind::InsufficientScope | ProblemKind::NotOwner => StatusCode::FORBIDDEN,
             ProblemKind::AuthLockedOut => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::IdpUnavailable | ProblemKind::RouteSuspended => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::AttackDetected => StatusCode::FORBIDDEN,
         }
     }
 
@@ -99,6 +102,7 @@ impl ProblemKind {
             ProblemKind::AuthLockedOut => "auth-locked-out",
             ProblemKind::IdpUnavailable => "idp-unavailable",
             ProblemKind::RouteSuspended => "route-suspended",
+            ProblemKind::AttackDetected => "attack-detected",
         }
     }
 
@@ -125,6 +129,7 @@ impl ProblemKind {
             ProblemKind::AuthLockedOut => "Too many failed authentication attempts",
             ProblemKind::IdpUnavailable => "The identity provider is unavailable",
             ProblemKind::RouteSuspended => "This API is temporarily switched off",
+            ProblemKind::AttackDetected => "The request looks like an attack",
         }
     }
 
@@ -239,6 +244,7 @@ mod tests {
             AuthLockedOut,
             IdpUnavailable,
             RouteSuspended,
+            AttackDetected,
         ] {
             assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
             assert!(!k.title().is_empty());

@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
 use portcullis_identity::{AuthnStage, AuthzStage};
+use portcullis_inspect::InspectStage;
 use portcullis_observe::{AccessLogStage, MetricsStage};
 
 /// Every stage portcullis has, in pipeline order. Adding a stage means adding a variant here and
@@ -17,6 +18,7 @@ use portcullis_observe::{AccessLogStage, MetricsStage};
 pub(crate) enum AnyStage {
     Authn(AuthnStage),
     Authz(AuthzStage),
+    Inspect(InspectStage),
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
     /// Test-only: a stage that fails or denies in a chosen phase.
@@ -29,6 +31,7 @@ macro_rules! dispatch {
         match $stage {
             AnyStage::Authn(s) => s.$method($($arg),*),
             AnyStage::Authz(s) => s.$method($($arg),*),
+            AnyStage::Inspect(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
             #[cfg(test)]
@@ -42,6 +45,7 @@ macro_rules! dispatch_async {
         match $stage {
             AnyStage::Authn(s) => s.$method($($arg),*).await,
             AnyStage::Authz(s) => s.$method($($arg),*).await,
+            AnyStage::Inspect(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
             #[cfg(test)]
@@ -58,6 +62,7 @@ impl Pipeline {
     /// Builds the pipeline in its fixed order from the stages that are turned on.
     pub(crate) fn new(
         identity: Option<(AuthnStage, AuthzStage)>,
+        inspect: Option<InspectStage>,
         access_log: Option<AccessLogStage>,
         metrics: MetricsStage,
     ) -> Self {
@@ -66,6 +71,10 @@ impl Pipeline {
         if let Some((authn, authz)) = identity {
             stages.push(AnyStage::Authn(authn));
             stages.push(AnyStage::Authz(authz));
+        }
+        // Inspection: after authentication, authorization and contract, before the upstream.
+        if let Some(i) = inspect {
+            stages.push(AnyStage::Inspect(i));
         }
         // Audit and metrics come last: they see the final decision of every other stage.
         if let Some(a) = access_log {

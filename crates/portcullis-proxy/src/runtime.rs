@@ -54,7 +54,8 @@ impl Runtime {
             let routes = route_policies(&config);
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
-        let pipeline = Pipeline::new(identity, access_log, MetricsStage::default());
+        let inspect = crate::inspect::stage(&config);
+        let pipeline = Pipeline::new(identity, inspect, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()
