@@ -87,8 +87,14 @@ impl InspectStage {
     }
 }
 
-fn has_body(headers: &http::HeaderMap) -> bool {
-    headers.contains_key(header::TRANSFER_ENCODING) || content_length(headers).is_some_and(|n| n > 0)
+/// Whether the request may carry a body. HTTP/1 frames bodies only with `Content-Length` or
+/// `Transfer-Encoding`; HTTP/2 and HTTP/3 may send DATA frames with neither, so there a body is
+/// assumed unless `Content-Length: 0` says otherwise (never let a body through unscanned).
+fn has_body(req: &http::request::Parts) -> bool {
+    match content_length(&req.headers) {
+        Some(n) => n > 0,
+        None => req.headers.contains_key(header::TRANSFER_ENCODING) || req.version >= http::Version::HTTP_2,
+    }
 }
 
 fn content_length(headers: &http::HeaderMap) -> Option<u64> {
@@ -211,7 +217,7 @@ impl Stage for InspectStage {
 
     async fn on_request(&self, req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(route) = self.route(ctx) else { return Ok(Flow::Continue) };
-        if !has_body(&req.headers) {
+        if !has_body(req) {
             return Ok(decide(&route, ctx, &req.headers, None));
         }
         let declared = content_length(&req.headers);
@@ -306,6 +312,22 @@ mod tests {
         assert_eq!(c.buffer_request_body, Some(1 << 20));
         let mut body = Bytes::from_static(br#"{"q":"x' OR 'a'='a"}"#);
         assert!(matches!(s.on_request_body(&mut body, &mut c).await.unwrap(), Flow::Respond(_)));
+    }
+
+    #[tokio::test]
+    async fn an_h2_body_without_content_length_is_buffered_and_scanned() {
+        let s = stage(Mode::Block);
+        let mut p = parts(None);
+        p.version = http::Version::HTTP_2;
+        let mut c = ctx("/echo", None);
+        assert!(matches!(s.on_request(&mut p, &mut c).await.unwrap(), Flow::Continue));
+        assert_eq!(c.buffer_request_body, Some(1 << 20));
+        let mut body = Bytes::from_static(b"x' OR 'a'='a");
+        assert!(matches!(s.on_request_body(&mut body, &mut c).await.unwrap(), Flow::Respond(_)));
+        // HTTP/1.1 without framing headers has no body: scanned at once.
+        let mut c = ctx("/echo", None);
+        assert!(matches!(s.on_request(&mut parts(None), &mut c).await.unwrap(), Flow::Continue));
+        assert_eq!(c.buffer_request_body, None);
     }
 
     #[tokio::test]
