@@ -258,4 +258,7 @@ pub struct FilePolicy {
     /// Rate limits and in-flight limits for this route.
     #[serde(default)]
     pub rate_limit: Option<crate::traffic::FileRouteRateLimit>,
+    /// Attack detection (see `docs/inspection.md`). Absent: no inspection.
+    #[serde(default)]
+    pub inspect: Option<crate::inspect::FileInspect>,
 }

@@ -18,6 +18,7 @@
 mod error;
 mod file;
 mod identity;
+mod inspect;
 mod pattern;
 mod secret;
 mod traffic;
@@ -28,6 +29,7 @@ use std::path::Path;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use file::*;
 pub use identity::*;
+pub use inspect::*;
 pub use pattern::{HostMatch, PathPattern, PatternError};
 pub use secret::{Secret, SecretError, resolve_secret};
 pub use traffic::*;

@@ -202,6 +202,8 @@ pub struct RouteConfig {
     pub auth: crate::identity::RouteAuth,
     /// Rate limits and in-flight limits.
     pub rate_limit: Option<Arc<portcullis_traffic::RouteTraffic>>,
+    /// Attack detection, if the route turns it on.
+    pub inspect: Option<Arc<crate::inspect::InspectConfig>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -684,6 +686,7 @@ impl Builder<'_> {
             timeouts.upstream_response,
         );
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
+        let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -694,6 +697,7 @@ impl Builder<'_> {
             upstream_timeout,
             auth,
             rate_limit: None,
+            inspect,
         })
     }
 }

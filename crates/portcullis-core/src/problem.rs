@@ -55,6 +55,8 @@ pub enum ProblemKind {
     QuotaExhausted,
     /// A rate limit or quota that fails closed could not reach its shared store.
     RateLimitUnavailable,
+    /// The attack-detection stage found an attack (SQL injection, XSS, traversal, …).
+    AttackDetected,
 }
 
 impl ProblemKind {
@@ -80,6 +82,7 @@ impl ProblemKind {
             ProblemKind::IdpUnavailable | ProblemKind::RouteSuspended => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::QuotaExhausted => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ProblemKind::AttackDetected => StatusCode::FORBIDDEN,
         }
     }
 
@@ -108,6 +111,7 @@ impl ProblemKind {
             ProblemKind::RouteSuspended => "route-suspended",
             ProblemKind::QuotaExhausted => "quota-exhausted",
             ProblemKind::RateLimitUnavailable => "rate-limit-unavailable",
+            ProblemKind::AttackDetected => "attack-detected",
         }
     }
 
@@ -136,6 +140,7 @@ impl ProblemKind {
             ProblemKind::RouteSuspended => "This API is temporarily switched off",
             ProblemKind::QuotaExhausted => "The quota for this period is used up",
             ProblemKind::RateLimitUnavailable => "Rate limiting is temporarily unavailable",
+            ProblemKind::AttackDetected => "The request looks like an attack",
         }
     }
 
@@ -252,6 +257,7 @@ mod tests {
             RouteSuspended,
             QuotaExhausted,
             RateLimitUnavailable,
+            AttackDetected,
         ] {
             assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
             assert!(!k.title().is_empty());

@@ -16,6 +16,7 @@ mod body;
 mod h1_guard;
 mod handler;
 mod hygiene;
+mod inspect;
 mod pipeline;
 mod reload;
 mod router;

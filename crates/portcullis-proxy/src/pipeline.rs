@@ -10,6 +10,7 @@
 use bytes::Bytes;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
 use portcullis_identity::{AuthnStage, AuthzStage};
+use portcullis_inspect::InspectStage;
 use portcullis_observe::{AccessLogStage, MetricsStage};
 use portcullis_traffic::RateLimitStage;
 
@@ -19,6 +20,7 @@ pub(crate) enum AnyStage {
     Authn(AuthnStage),
     Authz(AuthzStage),
     RateLimit(RateLimitStage),
+    Inspect(InspectStage),
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
     /// Test-only: a stage that fails or denies in a chosen phase.
@@ -32,6 +34,7 @@ macro_rules! dispatch {
             AnyStage::Authn(s) => s.$method($($arg),*),
             AnyStage::Authz(s) => s.$method($($arg),*),
             AnyStage::RateLimit(s) => s.$method($($arg),*),
+            AnyStage::Inspect(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
             #[cfg(test)]
@@ -46,6 +49,7 @@ macro_rules! dispatch_async {
             AnyStage::Authn(s) => s.$method($($arg),*).await,
             AnyStage::Authz(s) => s.$method($($arg),*).await,
             AnyStage::RateLimit(s) => s.$method($($arg),*).await,
+            AnyStage::Inspect(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
             #[cfg(test)]
@@ -63,6 +67,7 @@ impl Pipeline {
     pub(crate) fn new(
         identity: Option<(AuthnStage, AuthzStage)>,
         rate_limit: Option<RateLimitStage>,
+        inspect: Option<InspectStage>,
         access_log: Option<AccessLogStage>,
         metrics: MetricsStage,
     ) -> Self {
@@ -75,6 +80,10 @@ impl Pipeline {
         // Rate limits and quotas after authorization: callers refused there never spend a unit.
         if let Some(r) = rate_limit {
             stages.push(AnyStage::RateLimit(r));
+        }
+        // Inspection: after authentication, authorization and contract, before the upstream.
+        if let Some(i) = inspect {
+            stages.push(AnyStage::Inspect(i));
         }
         // Audit and metrics come last: they see the final decision of every other stage.
         if let Some(a) = access_log {

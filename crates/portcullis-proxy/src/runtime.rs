@@ -56,7 +56,8 @@ impl Runtime {
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
         let rate_limit = crate::traffic::stage(&config, traffic);
-        let pipeline = Pipeline::new(identity, rate_limit, access_log, MetricsStage::default());
+        let inspect = crate::inspect::stage(&config);
+        let pipeline = Pipeline::new(identity, rate_limit, inspect, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()

@@ -34,6 +34,7 @@ use tokio::task::JoinHandle;
 mod api;
 mod data;
 mod error;
+mod playground;
 
 pub use data::{SEED_CUSTOMER_COUNT, SEED_PASSWORD, luhn_valid};
 
@@ -61,6 +62,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/slow"),
     ("GET", "/status/{code}"),
     ("GET", "/headers"),
+    ("GET", "/playground/echo"),
+    ("POST", "/playground/echo"),
 ];
 
 /// The value of the `Server` header on every response (the gateway is expected to strip it).
@@ -83,6 +86,7 @@ pub fn router() -> Router {
         .route("/slow", get(api::slow))
         .route("/status/{code}", get(api::status))
         .route("/headers", get(api::echo_headers))
+        .route("/playground/echo", get(playground::echo).post(playground::echo))
         .fallback(api::no_route)
         .method_not_allowed_fallback(api::method_not_allowed)
         .with_state(api::Db::seeded())

@@ -251,6 +251,9 @@ Try:
                                                                     # 200 with a JWT from the demo IdP
   curl -i --path-as-is http://{gw}/%2e%2e/etc/passwd                # 400: escapes the root
   curl -i http://{gw}/nope                                         # 404 problem+json, upstream never contacted
+  curl -i 'http://{gw}/playground/echo?q=1%27%20OR%201=1--'           # 403 attack-detected, names the rule
+  curl -i -H 'content-type: application/json' -d '{{"name":"O'"'"'Brien"}}' http://{gw}/playground/echo
+                                                                    # 200: an apostrophe is not an attack
   curl -s http://{admin}/metrics | grep portcullis_auth
 
 Admin CLI (the admin token is in {admin_token_file}, mode 0600):
