@@ -252,4 +252,7 @@ pub struct FilePolicy {
     /// Authentication and authorization.
     #[serde(default)]
     pub auth: Option<crate::identity::FileRouteAuth>,
+    /// Data exposure: response scanning, masking, shaping, safe errors (see `docs/exposure.md`).
+    #[serde(default)]
+    pub exposure: Option<crate::exposure::FileExposure>,
 }

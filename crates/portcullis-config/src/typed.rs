@@ -198,6 +198,8 @@ pub struct RouteConfig {
     pub upstream_timeout: Duration,
     /// Authentication and authorization.
     pub auth: crate::identity::RouteAuth,
+    /// Data exposure (response masking, shaping, safe errors), when configured.
+    pub exposure: Option<Arc<portcullis_exposure::RouteExposure>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -673,6 +675,7 @@ impl Builder<'_> {
             timeouts.upstream_response,
         );
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
+        let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -682,6 +685,7 @@ impl Builder<'_> {
             max_request_body_bytes: fr.policy.max_request_body_bytes.unwrap_or(limits.max_request_body_bytes),
             upstream_timeout,
             auth,
+            exposure,
         })
     }
 }

@@ -54,7 +54,8 @@ routes:
     let one = |key: &str| {
         let req = http::Request::get("/customers/acme/orders").header("x-api-key", key).body(()).unwrap();
         let (mut parts, ()) = req.into_parts();
-        let mut ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
+        let mut ctx =
+            RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
         ctx.route = Some(route.clone());
         ctx.path = "/customers/acme/orders".into();
         rt.block_on(async {
@@ -73,7 +74,8 @@ routes:
         bn.iter(|| {
             let req = http::Request::get("/customers/acme/orders").header("x-api-key", &key).body(()).unwrap();
             let (parts, ()) = req.into_parts();
-            let ctx = RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
+            let ctx =
+                RequestCtx::new(RequestId::generate(), "127.0.0.1:1".parse().unwrap(), Arc::from("public"), false);
             black_box((parts, ctx))
         })
     });

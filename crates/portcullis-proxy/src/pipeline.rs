@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
+use portcullis_exposure::ExposureStage;
 use portcullis_identity::{AuthnStage, AuthzStage};
 use portcullis_observe::{AccessLogStage, MetricsStage};
 
@@ -17,6 +18,7 @@ use portcullis_observe::{AccessLogStage, MetricsStage};
 pub(crate) enum AnyStage {
     Authn(AuthnStage),
     Authz(AuthzStage),
+    Exposure(ExposureStage),
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
     /// Test-only: a stage that fails or denies in a chosen phase.
@@ -29,6 +31,7 @@ macro_rules! dispatch {
         match $stage {
             AnyStage::Authn(s) => s.$method($($arg),*),
             AnyStage::Authz(s) => s.$method($($arg),*),
+            AnyStage::Exposure(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
             #[cfg(test)]
@@ -42,6 +45,7 @@ macro_rules! dispatch_async {
         match $stage {
             AnyStage::Authn(s) => s.$method($($arg),*).await,
             AnyStage::Authz(s) => s.$method($($arg),*).await,
+            AnyStage::Exposure(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
             #[cfg(test)]
@@ -58,6 +62,7 @@ impl Pipeline {
     /// Builds the pipeline in its fixed order from the stages that are turned on.
     pub(crate) fn new(
         identity: Option<(AuthnStage, AuthzStage)>,
+        exposure: Option<ExposureStage>,
         access_log: Option<AccessLogStage>,
         metrics: MetricsStage,
     ) -> Self {
@@ -66,6 +71,10 @@ impl Pipeline {
         if let Some((authn, authz)) = identity {
             stages.push(AnyStage::Authn(authn));
             stages.push(AnyStage::Authz(authz));
+        }
+        // Masking: after the upstream, before audit and metrics.
+        if let Some(e) = exposure {
+            stages.push(AnyStage::Exposure(e));
         }
         // Audit and metrics come last: they see the final decision of every other stage.
         if let Some(a) = access_log {

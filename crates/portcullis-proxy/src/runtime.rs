@@ -54,7 +54,12 @@ impl Runtime {
             let routes = route_policies(&config);
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
-        let pipeline = Pipeline::new(identity, access_log, MetricsStage::default());
+        // Masking: one stage for every route with a `policy.exposure` block.
+        let exposure_routes: HashMap<Arc<str>, _> =
+            config.routes.iter().filter_map(|r| Some((r.name.clone(), r.exposure.clone()?))).collect();
+        let exposure =
+            (!exposure_routes.is_empty()).then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes)));
+        let pipeline = Pipeline::new(identity, exposure, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()
