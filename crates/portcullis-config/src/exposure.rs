@@ -256,3 +256,51 @@ impl Builder<'_> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use crate::from_yaml;
+
+    fn yaml(exposure: &str) -> String {
+        format!(
+            r#"
+listeners: [{{ name: public, bind: "127.0.0.1:8080" }}]
+upstreams: {{ crm: {{ targets: ["http://127.0.0.1:3000"] }} }}
+routes: [{{ name: all, prefix: /, upstream: crm, policy: {{ exposure: {exposure} }} }}]
+"#
+        )
+    }
+
+    #[test]
+    fn a_valid_block_compiles_with_safe_defaults() {
+        let c = from_yaml(
+            &yaml("{ actions: { card_number: block }, fields: [{ name: ssn, action: redact }], shaping: [{ plan: free, allow: [/id] }] }"),
+            Path::new("."),
+        )
+        .unwrap();
+        let e = c.routes[0].exposure.as_ref().unwrap();
+        assert!(e.safe_errors);
+        assert_eq!(e.on_compressed, portcullis_exposure::OnCompressed::Refuse);
+        assert_eq!(e.shaping.len(), 1);
+        let out = e.policy.apply_json(br#"{"c":"4242 4242 4242 4242"}"#, None).unwrap();
+        assert!(out.blocked);
+    }
+
+    #[test]
+    fn mistakes_are_rejected_with_their_path() {
+        for (bad, path) in [
+            ("{ actions: { credit_card: mask } }", "routes[0].policy.exposure.actions"),
+            ("{ actions: { email: scramble } }", "routes[0].policy.exposure.actions.email"),
+            ("{ fields: [{ name: a, pointer: /a, action: mask }] }", "routes[0].policy.exposure.fields[0]"),
+            ("{ shaping: [{ consumer: a, org: b, allow: [/id] }] }", "routes[0].policy.exposure.shaping[0]"),
+            ("{ on_compressed: ignore }", "routes[0].policy.exposure.on_compressed"),
+            ("{ max_body_bytes: 0 }", "routes[0].policy.exposure.max_body_bytes"),
+            ("{ actions: { email: hash } }", "routes[0].policy.exposure"),
+        ] {
+            let errs = from_yaml(&yaml(bad), Path::new(".")).unwrap_err().0;
+            assert!(errs.iter().any(|e| e.path.starts_with(path)), "{bad}: {errs:?}");
+        }
+    }
+}

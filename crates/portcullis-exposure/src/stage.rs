@@ -298,3 +298,46 @@ fn safe_error(status: StatusCode, ctx: &RequestCtx) -> http::Response<Bytes> {
     *resp.status_mut() = status;
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ExposurePolicy, ShapeConfig};
+    use portcullis_core::AuthMethodUsed;
+
+    fn rule(subject: ShapeSubject, allow: &str) -> ShapingRule {
+        let shape = ShapeConfig { allow: vec![allow.into()], ..Default::default() }.compile().unwrap();
+        ShapingRule { subject, shape: Arc::new(shape) }
+    }
+
+    #[test]
+    fn consumer_rules_win_over_org_and_plan() {
+        let mut r = RouteExposure {
+            policy: Arc::new(ExposurePolicy::default().compile().unwrap()),
+            shaping: vec![
+                rule(ShapeSubject::Plan("gold".into()), "/plan"),
+                rule(ShapeSubject::Org("acme".into()), "/org"),
+                rule(ShapeSubject::Consumer("app".into()), "/consumer"),
+            ],
+            safe_errors: true,
+            max_body_bytes: 1024,
+            on_compressed: OnCompressed::Refuse,
+        };
+        r.sort_shaping();
+        let mut p = Principal::new(AuthMethodUsed::ApiKey);
+        p.plan = Some("gold".into());
+        let shaped = |r: &RouteExposure, p: &Principal| {
+            let out = r.policy.apply_json(br#"{"plan":1,"org":2,"consumer":3}"#, r.shape_for(Some(p))).unwrap();
+            String::from_utf8(out.body).unwrap()
+        };
+        assert_eq!(shaped(&r, &p), r#"{"plan":1}"#);
+        p.org_name = Some("acme".into());
+        assert_eq!(shaped(&r, &p), r#"{"org":2}"#);
+        p.consumer_name = Some("app".into());
+        assert_eq!(shaped(&r, &p), r#"{"consumer":3}"#);
+        // Another consumer of another org on another plan: no shape.
+        let other = Principal::new(AuthMethodUsed::ApiKey);
+        assert!(r.shape_for(Some(&other)).is_none());
+        assert!(r.shape_for(None).is_none());
+    }
+}
