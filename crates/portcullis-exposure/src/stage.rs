@@ -236,7 +236,8 @@ impl Stage for ExposureStage {
     async fn on_response_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(r) = self.route(ctx).cloned() else { return Ok(Flow::Continue) };
         let Some(seen) = ctx.extensions.get::<Seen>().cloned() else { return Ok(Flow::Continue) };
-        if seen.skip {
+        // Nothing to scan (204, 304, HEAD, an empty error): never refuse an empty body.
+        if seen.skip || body.is_empty() {
             return Ok(Flow::Continue);
         }
         let ct = seen.content_type.as_deref();
