@@ -261,4 +261,7 @@ pub struct FilePolicy {
     /// Attack detection (see `docs/inspection.md`). Absent: no inspection.
     #[serde(default)]
     pub inspect: Option<crate::inspect::FileInspect>,
+    /// Data exposure: response scanning, masking, shaping, safe errors (see `docs/exposure.md`).
+    #[serde(default)]
+    pub exposure: Option<crate::exposure::FileExposure>,
 }

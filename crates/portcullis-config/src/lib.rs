@@ -16,6 +16,7 @@
 //! ```
 
 mod error;
+mod exposure;
 mod file;
 mod identity;
 mod inspect;
@@ -27,6 +28,7 @@ mod typed;
 use std::path::Path;
 
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
+pub use exposure::*;
 pub use file::*;
 pub use identity::*;
 pub use inspect::*;

@@ -204,6 +204,8 @@ pub struct RouteConfig {
     pub rate_limit: Option<Arc<portcullis_traffic::RouteTraffic>>,
     /// Attack detection, if the route turns it on.
     pub inspect: Option<Arc<crate::inspect::InspectConfig>>,
+    /// Data exposure (response masking, shaping, safe errors), when configured.
+    pub exposure: Option<Arc<portcullis_exposure::RouteExposure>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -687,6 +689,7 @@ impl Builder<'_> {
         );
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
         let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
+        let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -698,6 +701,7 @@ impl Builder<'_> {
             auth,
             rate_limit: None,
             inspect,
+            exposure,
         })
     }
 }

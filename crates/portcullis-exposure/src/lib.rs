@@ -52,6 +52,7 @@ mod mask;
 mod pointer;
 mod policy;
 mod shape;
+mod stage;
 mod validate;
 
 pub use apply::{Applied, ApplyError};
@@ -64,3 +65,4 @@ pub use policy::{
     normalize_field_name,
 };
 pub use shape::{ArrayCap, Shape, ShapeConfig, ShapeError};
+pub use stage::{ExposureStage, OnCompressed, RouteExposure, RouteExposures, ShapeSubject, ShapingRule};

@@ -9,6 +9,7 @@
 
 use bytes::Bytes;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
+use portcullis_exposure::ExposureStage;
 use portcullis_identity::{AuthnStage, AuthzStage};
 use portcullis_inspect::InspectStage;
 use portcullis_observe::{AccessLogStage, MetricsStage};
@@ -21,6 +22,7 @@ pub(crate) enum AnyStage {
     Authz(AuthzStage),
     RateLimit(RateLimitStage),
     Inspect(InspectStage),
+    Exposure(ExposureStage),
     AccessLog(AccessLogStage),
     Metrics(MetricsStage),
     /// Test-only: a stage that fails or denies in a chosen phase.
@@ -35,6 +37,7 @@ macro_rules! dispatch {
             AnyStage::Authz(s) => s.$method($($arg),*),
             AnyStage::RateLimit(s) => s.$method($($arg),*),
             AnyStage::Inspect(s) => s.$method($($arg),*),
+            AnyStage::Exposure(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
             AnyStage::Metrics(s) => s.$method($($arg),*),
             #[cfg(test)]
@@ -50,6 +53,7 @@ macro_rules! dispatch_async {
             AnyStage::Authz(s) => s.$method($($arg),*).await,
             AnyStage::RateLimit(s) => s.$method($($arg),*).await,
             AnyStage::Inspect(s) => s.$method($($arg),*).await,
+            AnyStage::Exposure(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
             AnyStage::Metrics(s) => s.$method($($arg),*).await,
             #[cfg(test)]
@@ -68,6 +72,7 @@ impl Pipeline {
         identity: Option<(AuthnStage, AuthzStage)>,
         rate_limit: Option<RateLimitStage>,
         inspect: Option<InspectStage>,
+        exposure: Option<ExposureStage>,
         access_log: Option<AccessLogStage>,
         metrics: MetricsStage,
     ) -> Self {
@@ -84,6 +89,10 @@ impl Pipeline {
         // Inspection: after authentication, authorization and contract, before the upstream.
         if let Some(i) = inspect {
             stages.push(AnyStage::Inspect(i));
+        }
+        // Masking: after the upstream, before audit and metrics.
+        if let Some(e) = exposure {
+            stages.push(AnyStage::Exposure(e));
         }
         // Audit and metrics come last: they see the final decision of every other stage.
         if let Some(a) = access_log {
