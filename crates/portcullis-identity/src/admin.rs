@@ -309,8 +309,8 @@ impl IdentityService {
         let pw = password.to_owned();
         let phc = tokio::task::spawn_blocking(move || crate::basic::hash_password(&pw))
             .await
-            .map_err(|e| AdminError::Invalid(e.to_string()))?
-            .map_err(|e| AdminError::Invalid(e.to_string()))?;
+            .map_err(|e| AdminError::Internal(ServiceError::Runtime(e.to_string())))?
+            .map_err(|e| AdminError::Internal(ServiceError::Runtime(format!("password hashing: {e}"))))?;
         self.add_credential(
             actor,
             consumer,
