@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use crate::pattern::PathPattern;
 use crate::secret::{Secret, resolve_secret};
-use crate::typed::{Builder, parse_duration};
+use crate::typed::Builder;
 
 /// Identity: where consumers and credentials live, and how callers prove who they are.
 #[derive(Debug, Clone, Deserialize, JsonSchema)]
@@ -478,23 +478,6 @@ fn is_json_pointer(s: &str) -> bool {
 }
 
 impl Builder<'_> {
-    fn dur_or(&mut self, path: &str, v: Option<&str>, default: Duration) -> Duration {
-        match v {
-            None => default,
-            Some(s) => match parse_duration(s) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.c.error(path, "must be longer than 0", "set a positive duration");
-                    default
-                }
-                Err(e) => {
-                    self.c.error(path, format!("invalid duration {s:?}: {e}"), "write a duration such as 30s or 5m");
-                    default
-                }
-            },
-        }
-    }
-
     fn secret(&mut self, path: &str, reference: &str) -> Option<Secret> {
         match resolve_secret(reference, self.base_dir) {
             Ok(s) => Some(s),
@@ -599,7 +582,7 @@ impl Builder<'_> {
                 "identity headers sent upstream are not signed: the upstream cannot tell them from forged ones",
             );
         }
-        let cache_ttl = self.dur_or(&format!("{p}.cache_ttl"), f.cache_ttl.as_deref(), Duration::from_secs(30));
+        let cache_ttl = self.duration(&format!("{p}.cache_ttl"), f.cache_ttl.as_deref(), Duration::from_secs(30));
         let api_key_header = match f.api_key_header.as_deref().unwrap_or("x-api-key").parse::<HeaderName>() {
             Ok(h) => h,
             Err(_) => {
@@ -690,8 +673,8 @@ impl Builder<'_> {
                     discovery_url: fi.discovery_url.clone(),
                     jwks_static,
                     hmac_secret,
-                    leeway: self.dur_or(&format!("{ip}.leeway"), fi.leeway.as_deref(), Duration::from_secs(60)),
-                    refresh_interval: self.dur_or(
+                    leeway: self.duration(&format!("{ip}.leeway"), fi.leeway.as_deref(), Duration::from_secs(60)),
+                    refresh_interval: self.duration(
                         &format!("{ip}.refresh_interval"),
                         fi.refresh_interval.as_deref(),
                         Duration::from_secs(300),
@@ -708,9 +691,9 @@ impl Builder<'_> {
             self.url(&format!("{ip}.endpoint"), &fi.endpoint, false);
             let secret = self.secret(&format!("{ip}.client_secret"), &fi.client_secret);
             let cache_max_ttl =
-                self.dur_or(&format!("{ip}.cache_max_ttl"), fi.cache_max_ttl.as_deref(), Duration::from_secs(300));
+                self.duration(&format!("{ip}.cache_max_ttl"), fi.cache_max_ttl.as_deref(), Duration::from_secs(300));
             let negative_ttl =
-                self.dur_or(&format!("{ip}.negative_ttl"), fi.negative_ttl.as_deref(), Duration::from_secs(30));
+                self.duration(&format!("{ip}.negative_ttl"), fi.negative_ttl.as_deref(), Duration::from_secs(30));
             if let Some(client_secret) = secret {
                 introspection.insert(
                     name.clone(),
@@ -731,8 +714,8 @@ impl Builder<'_> {
             ip_threshold: bf.ip_threshold.unwrap_or(10).max(1),
             credential_threshold: bf.credential_threshold.unwrap_or(5).max(1),
             lockout_after: bf.lockout_after.unwrap_or(20).max(1),
-            lockout_for: self.dur_or(&format!("{p}.brute_force.lockout_for"), bf.lockout_for.as_deref(), MIN15),
-            window: self.dur_or(&format!("{p}.brute_force.window"), bf.window.as_deref(), MIN15),
+            lockout_for: self.duration(&format!("{p}.brute_force.lockout_for"), bf.lockout_for.as_deref(), MIN15),
+            window: self.duration(&format!("{p}.brute_force.window"), bf.window.as_deref(), MIN15),
         };
         let admin_token_sha256 = f.admin_token_sha256.as_deref().and_then(|h| {
             let parsed = parse_hex32(h);
@@ -754,7 +737,7 @@ impl Builder<'_> {
             api_key_header,
             issuers,
             introspection,
-            hmac_window: self.dur_or(&format!("{p}.hmac.window"), f.hmac.window.as_deref(), Duration::from_secs(300)),
+            hmac_window: self.duration(&format!("{p}.hmac.window"), f.hmac.window.as_deref(), Duration::from_secs(300)),
             brute_force,
             admin_token_sha256,
         })

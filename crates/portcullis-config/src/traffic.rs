@@ -49,7 +49,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use crate::secret::Secret;
-use crate::typed::{Builder, parse_duration};
+use crate::typed::Builder;
 
 /// The `traffic:` section.
 #[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
@@ -306,23 +306,6 @@ fn sensitive(key: &KeySpec) -> bool {
 }
 
 impl Builder<'_> {
-    fn traffic_duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
-        match value {
-            None => default,
-            Some(v) => match parse_duration(v) {
-                Ok(d) if !d.is_zero() => d,
-                Ok(_) => {
-                    self.c.error(path, "must be longer than 0", "set a positive duration such as 1s or 1m");
-                    default
-                }
-                Err(e) => {
-                    self.c.error(path, format!("invalid duration {v:?}: {e}"), "write a duration such as 1s, 1m or 1h");
-                    default
-                }
-            },
-        }
-    }
-
     fn failure_mode(&mut self, path: &str, value: Option<&str>, default: OnStoreFailure) -> OnStoreFailure {
         match value {
             None => default,
@@ -364,7 +347,7 @@ impl Builder<'_> {
                 "configure identity, or key the limit by client_ip, route or header:NAME",
             );
         }
-        let period = self.traffic_duration(&format!("{p}.period"), Some(&fl.period), Duration::from_secs(1));
+        let period = self.duration(&format!("{p}.period"), Some(&fl.period), Duration::from_secs(1));
         let default_mode = if sensitive(&key) { OnStoreFailure::Closed } else { OnStoreFailure::Open };
         let mode = self.failure_mode(&format!("{p}.on_store_failure"), fl.on_store_failure.as_deref(), default_mode);
         if ctx.cluster && mode == OnStoreFailure::Open && sensitive(&key) {
@@ -550,7 +533,7 @@ impl Builder<'_> {
             }
         };
         let usage = if f.usage.enabled.unwrap_or(true) {
-            let flush_interval = self.traffic_duration(
+            let flush_interval = self.duration(
                 "traffic.usage.flush_interval",
                 f.usage.flush_interval.as_deref(),
                 Duration::from_secs(10),
@@ -650,8 +633,8 @@ impl Builder<'_> {
                 1
             }
         };
-        let timeout = self.traffic_duration(&format!("{p}.timeout"), c.timeout.as_deref(), Duration::from_millis(50));
-        let cooldown = self.traffic_duration(&format!("{p}.cooldown"), c.cooldown.as_deref(), Duration::from_secs(2));
+        let timeout = self.duration(&format!("{p}.timeout"), c.timeout.as_deref(), Duration::from_millis(50));
+        let cooldown = self.duration(&format!("{p}.cooldown"), c.cooldown.as_deref(), Duration::from_secs(2));
         let failure_threshold = match c.failure_threshold {
             Some(0) => {
                 self.c.error(format!("{p}.failure_threshold"), "must be greater than 0", "remove it (default 5)");
@@ -665,11 +648,8 @@ impl Builder<'_> {
                 self.c.error(format!("{p}.batching.size"), "must be 2 or more", "set 2 or more, or remove batching");
                 return None;
             }
-            let max_hold = self.traffic_duration(
-                &format!("{p}.batching.max_hold"),
-                b.max_hold.as_deref(),
-                Duration::from_millis(250),
-            );
+            let max_hold =
+                self.duration(&format!("{p}.batching.max_hold"), b.max_hold.as_deref(), Duration::from_millis(250));
             Some(BatchConfig { size: b.size, max_hold })
         });
         Some(TrafficCluster {

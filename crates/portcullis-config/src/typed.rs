@@ -220,7 +220,7 @@ pub(crate) struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
+    pub(crate) fn duration(&mut self, path: &str, value: Option<&str>, default: Duration) -> Duration {
         match value {
             None => default,
             Some(v) => match parse_duration(v) {
