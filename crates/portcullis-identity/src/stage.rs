@@ -213,17 +213,31 @@ fn principal_from_token(
     subject: Option<&str>,
     mapping: Option<&crate::service::SubjectMapping>,
 ) -> Principal {
-    let mut p = Principal::new(method);
+    let mut p = match mapping {
+        Some(m) => principal_for_consumer(method, &m.consumer, &m.org),
+        None => Principal::new(method),
+    };
     p.subject = subject.map(Arc::from);
+    // A token's scopes are what the identity provider granted, not the consumer's.
     p.scopes = t.scopes().iter().map(|s| Arc::from(s.as_str())).collect();
-    if let Some(m) = mapping {
-        p.org_id = Some(Arc::from(m.org.id.as_str()));
-        p.org_name = Some(Arc::from(m.org.name.as_str()));
-        p.consumer_id = Some(Arc::from(m.consumer.id.as_str()));
-        p.consumer_name = Some(Arc::from(m.consumer.name.as_str()));
-        p.roles = m.consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
-        p.plan = m.consumer.plan.as_deref().or(m.org.plan.as_deref()).map(Arc::from);
-    }
+    p
+}
+
+/// The ids, names, scopes, roles and plan of a consumer in its organization.
+fn principal_for_consumer(
+    method: AuthMethodUsed,
+    consumer: &portcullis_store::Consumer,
+    org: &portcullis_store::Organization,
+) -> Principal {
+    let mut p = Principal::new(method);
+    p.org_id = Some(Arc::from(org.id.as_str()));
+    p.org_name = Some(Arc::from(org.name.as_str()));
+    p.consumer_id = Some(Arc::from(consumer.id.as_str()));
+    p.consumer_name = Some(Arc::from(consumer.name.as_str()));
+    p.subject = consumer.external_subject.as_deref().map(Arc::from);
+    p.scopes = consumer.scopes.iter().map(|s| Arc::from(s.as_str())).collect();
+    p.roles = consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
+    p.plan = consumer.plan.as_deref().or(org.plan.as_deref()).map(Arc::from);
     p
 }
 
@@ -290,16 +304,10 @@ fn cached_principal(r: &Resolved, method: AuthMethodUsed) -> Arc<Principal> {
 }
 
 fn principal_for(r: &Resolved, method: AuthMethodUsed) -> Principal {
-    let mut p = Principal::new(method);
-    p.org_id = Some(Arc::from(r.org.id.as_str()));
-    p.org_name = Some(Arc::from(r.org.name.as_str()));
-    p.consumer_id = Some(Arc::from(r.consumer.id.as_str()));
-    p.consumer_name = Some(Arc::from(r.consumer.name.as_str()));
+    let mut p = principal_for_consumer(method, &r.consumer, &r.org);
     p.credential_id = Some(Arc::from(r.credential.id.as_str()));
-    p.subject = r.consumer.external_subject.as_deref().map(Arc::from);
+    // A credential may narrow its consumer's scopes.
     p.scopes = r.credential.effective_scopes(&r.consumer).iter().map(|s| Arc::from(s.as_str())).collect();
-    p.roles = r.consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
-    p.plan = r.consumer.plan.as_deref().or(r.org.plan.as_deref()).map(Arc::from);
     p
 }
 
@@ -646,15 +654,8 @@ impl AuthnStage {
                 if !active || self.svc.suspensions().blocking_consumer(&m.consumer, now).is_some() {
                     return Ok(problem(ctx, "authn", "suspended", ProblemKind::Suspended));
                 }
-                let mut p = Principal::new(AuthMethodUsed::Mtls);
-                p.org_id = Some(Arc::from(m.org.id.as_str()));
-                p.org_name = Some(Arc::from(m.org.name.as_str()));
-                p.consumer_id = Some(Arc::from(m.consumer.id.as_str()));
-                p.consumer_name = Some(Arc::from(m.consumer.name.as_str()));
+                let mut p = principal_for_consumer(AuthMethodUsed::Mtls, &m.consumer, &m.org);
                 p.subject = Some(Arc::from(name.as_str()));
-                p.scopes = m.consumer.scopes.iter().map(|s| Arc::from(s.as_str())).collect();
-                p.roles = m.consumer.roles.iter().map(|s| Arc::from(s.as_str())).collect();
-                p.plan = m.consumer.plan.as_deref().or(m.org.plan.as_deref()).map(Arc::from);
                 self.accept(ctx, Authenticated::new(p, None));
                 return Ok(Flow::Continue);
             }
