@@ -1,0 +1,1 @@
+//! Strict JSON parsing with limits (filled in by the contract work).

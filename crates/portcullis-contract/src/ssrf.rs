@@ -1,0 +1,1 @@
+//! SSRF guard for URL-typed fields (filled in by the contract work).
