@@ -600,7 +600,19 @@ impl Builder<'_> {
     fn traffic_cluster(&mut self, c: &FileTrafficCluster) -> Option<TrafficCluster> {
         let p = "traffic.cluster";
         let redis_url = match crate::secret::resolve_secret(&c.redis_url, self.base_dir) {
-            Ok(s) => Some(s),
+            Ok(s) => match portcullis_traffic::RedisTarget::parse(s.expose()) {
+                Ok(_) => Some(s),
+                Err(e) => {
+                    // The message never repeats the URL: it may carry a password.
+                    self.c.error(
+                        format!("{p}.redis_url"),
+                        e.to_string(),
+                        "write redis://host:port, redis+sentinel://s1:port,s2:port/master or \
+                         redis+cluster://n1:port,n2:port",
+                    );
+                    None
+                }
+            },
             Err(e) => {
                 self.c.error(
                     format!("{p}.redis_url"),
@@ -805,5 +817,26 @@ traffic:
         let cl = c.traffic.as_ref().unwrap().cluster.as_ref().unwrap();
         assert_eq!((cl.namespace.as_str(), cl.expected_nodes), ("portcullis", 1));
         assert!(!format!("{cl:?}").contains("6379"), "the URL is a secret: never in Debug");
+    }
+
+    #[test]
+    fn redis_url_accepts_sentinel_and_cluster_and_refuses_unknown_schemes_without_echoing() {
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!("{BASE}traffic: {{ cluster: {{ redis_url: \"${{file:r.url}}\" }} }}\nroutes:\n{ROUTE}\n");
+        for good in [
+            "redis://127.0.0.1:6379/",
+            "redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379/main",
+            "redis+cluster://10.0.0.1:7000,10.0.0.2:7000,10.0.0.3:7000",
+        ] {
+            std::fs::write(dir.path().join("r.url"), good).unwrap();
+            let c = crate::from_yaml(&yaml, dir.path());
+            assert!(c.is_ok(), "{good}: {:?}", c.err().map(|e| e.to_string()));
+        }
+        for bad in ["http://s3cret@127.0.0.1:6379", "redis+sentinel://:s3cret@10.0.0.1:26379", "redis+cluster://h"] {
+            std::fs::write(dir.path().join("r.url"), bad).unwrap();
+            let e = crate::from_yaml(&yaml, dir.path()).unwrap_err();
+            assert!(paths(&e).contains(&"traffic.cluster.redis_url"), "{bad}: {e}");
+            assert!(!e.to_string().contains("s3cret"), "{e}");
+        }
     }
 }

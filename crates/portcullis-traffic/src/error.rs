@@ -48,6 +48,9 @@ pub enum StoreError {
     /// The Redis client rejected the URL or the connection manager could not be built.
     #[error("redis store setup failed: {0}")]
     Setup(#[source] redis::RedisError),
+    /// The URL names no deployment this build can reach (the message never repeats the URL).
+    #[error("redis url: {0}")]
+    Url(#[source] crate::target::TargetError),
 }
 
 /// Checks that a name is a short token safe inside a quoted structured-field string and a key.

@@ -40,6 +40,7 @@ mod shard;
 mod spec;
 mod stage;
 mod store;
+mod target;
 mod usage;
 
 pub use breaker::CircuitBreaker;
@@ -63,4 +64,5 @@ pub use stage::{
     TrafficService,
 };
 pub use store::{RedisStore, RedisStoreConfig};
+pub use target::{Auth, RedisTarget, TargetError};
 pub use usage::{UsageMeter, UsageRow, day_in};

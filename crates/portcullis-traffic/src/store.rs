@@ -4,12 +4,16 @@
 
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{FromRedisValue, Script, ScriptInvocation};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::cluster::{ClusterClient, ClusterClientBuilder};
+use redis::cluster_async::ClusterConnection;
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
+use redis::{AsyncConnectionConfig, ConnectionAddr, FromRedisValue, Script, ScriptInvocation};
 
 use crate::breaker::{Admit, CircuitBreaker};
 use crate::clock::Nanos;
 use crate::error::StoreError;
+use crate::target::RedisTarget;
 
 /// GCRA in one atomic step. Times in microseconds, read from the Redis server (`TIME`) so the
 /// nodes' clocks never disagree. KEYS[1] = state key holding the TAT;
@@ -127,13 +131,88 @@ impl StoreFailure {
 /// spawned there); with the gateway's one-loop-per-worker design, build one per worker or one on
 /// a dedicated runtime that outlives the workers.
 pub struct RedisStore {
-    conn: ConnectionManager,
+    conn: Conn,
     cfg: RedisStoreConfig,
     breaker: CircuitBreaker,
     gcra: Script,
     gcra_refund: Script,
     quota: Script,
     quota_refund: Script,
+}
+
+/// The connection to one of the three deployments.
+enum Conn {
+    /// One server, reconnected by the connection manager.
+    Single(ConnectionManager),
+    /// The master named to the Sentinels: resolved on each (re)connect.
+    Sentinel {
+        client: tokio::sync::Mutex<SentinelClient>,
+        conn: Lazy<MultiplexedConnection>,
+        cfg: AsyncConnectionConfig,
+    },
+    /// Redis Cluster: the connection follows the slot map, `MOVED` and `ASK` itself.
+    Cluster { client: ClusterClient, conn: Lazy<ClusterConnection> },
+}
+
+/// A connection made on first use and made again after a connection-level failure.
+struct Lazy<C> {
+    /// The current connection and its generation.
+    current: std::sync::Mutex<Option<(u64, C)>>,
+    /// Held while connecting, so concurrent callers make one connection.
+    connecting: tokio::sync::Mutex<u64>,
+}
+
+impl<C: Clone> Lazy<C> {
+    fn new() -> Self {
+        Self { current: std::sync::Mutex::new(None), connecting: tokio::sync::Mutex::new(0) }
+    }
+
+    fn peek(&self) -> Option<(u64, C)> {
+        self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// The current connection, or a new one from `connect` (callers bound this by the store
+    /// timeout; a connect cut short leaves nothing behind).
+    async fn get<F, Fut>(&self, connect: F) -> redis::RedisResult<(u64, C)>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<C>>,
+    {
+        if let Some(c) = self.peek() {
+            return Ok(c);
+        }
+        let mut generation = self.connecting.lock().await;
+        if let Some(c) = self.peek() {
+            return Ok(c);
+        }
+        let conn = connect().await?;
+        *generation += 1;
+        let entry = (*generation, conn);
+        *self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = Some(entry.clone());
+        Ok(entry)
+    }
+
+    /// Drops connection `generation` (if still current) so the next call connects again.
+    fn reset(&self, generation: u64) {
+        let mut cur = self.current.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cur.as_ref().is_some_and(|(g, _)| *g == generation) {
+            *cur = None;
+        }
+    }
+}
+
+/// An error after which the connection is not trusted any more: the link broke, or the server
+/// is no longer the master (a failover happened under us).
+fn connection_level(e: &redis::RedisError) -> bool {
+    use redis::{ErrorKind, ServerErrorKind};
+    e.is_io_error()
+        || e.is_connection_dropped()
+        || e.is_connection_refusal()
+        || e.is_unrecoverable_error()
+        || matches!(
+            e.kind(),
+            ErrorKind::Server(ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::ClusterDown)
+        )
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -158,20 +237,72 @@ impl Drop for ProbeGuard<'_> {
 }
 
 impl RedisStore {
-    /// A store for `url` (`redis://host:port/db`). Connects lazily: a Redis that is down at start
-    /// is not an error, its calls fail (and fall back) until it comes up.
+    /// A store for `url`: `redis://host:port/db`, `redis+sentinel://s1:port,s2:port/master[/db]`
+    /// or `redis+cluster://n1:port,n2:port` (see [`RedisTarget`]). Connects lazily: a Redis that
+    /// is down at start is not an error, its calls fail (and fall back) until it comes up.
     ///
     /// # Errors
     /// A URL the client rejects, or no tokio runtime in the calling context.
     pub fn connect_lazy(url: &str, cfg: RedisStoreConfig) -> Result<Self, StoreError> {
-        let client = redis::Client::open(url).map_err(StoreError::Setup)?;
-        let mgr_cfg = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(cfg.timeout.max(Duration::from_millis(100))))
-            .set_response_timeout(Some(cfg.timeout))
-            .set_number_of_retries(1)
-            .set_min_delay(Duration::from_millis(10))
-            .set_max_delay(Duration::from_millis(200));
-        let conn = ConnectionManager::new_lazy_with_config(client, mgr_cfg).map_err(StoreError::Setup)?;
+        let target = RedisTarget::parse(url).map_err(StoreError::Url)?;
+        Self::connect_target(&target, cfg)
+    }
+
+    /// A store for a parsed target (see [`RedisStore::connect_lazy`]).
+    ///
+    /// # Errors
+    /// The client rejects the target, or no tokio runtime in the calling context.
+    pub fn connect_target(target: &RedisTarget, cfg: RedisStoreConfig) -> Result<Self, StoreError> {
+        let connect_timeout = cfg.timeout.max(Duration::from_millis(100));
+        let conn = match target {
+            RedisTarget::Standalone { url } => {
+                let client = redis::Client::open(url.as_str()).map_err(StoreError::Setup)?;
+                let mgr_cfg = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(connect_timeout))
+                    .set_response_timeout(Some(cfg.timeout))
+                    .set_number_of_retries(1)
+                    .set_min_delay(Duration::from_millis(10))
+                    .set_max_delay(Duration::from_millis(200));
+                Conn::Single(ConnectionManager::new_lazy_with_config(client, mgr_cfg).map_err(StoreError::Setup)?)
+            }
+            RedisTarget::Sentinel { sentinels, master, auth, db } => {
+                let addrs = sentinels.iter().map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p));
+                let mut b = SentinelClientBuilder::new(addrs, master, SentinelServerType::Master)
+                    .map_err(StoreError::Setup)?
+                    .set_client_to_redis_db(*db);
+                if let Some(u) = &auth.username {
+                    b = b.set_client_to_redis_username(u);
+                }
+                if let Some(p) = &auth.password {
+                    b = b.set_client_to_redis_password(p);
+                }
+                let client = b.build().map_err(StoreError::Setup)?;
+                Conn::Sentinel {
+                    client: tokio::sync::Mutex::new(client),
+                    conn: Lazy::new(),
+                    cfg: AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(connect_timeout))
+                        .set_response_timeout(Some(cfg.timeout)),
+                }
+            }
+            RedisTarget::Cluster { nodes, auth } => {
+                let seeds: Vec<ConnectionAddr> =
+                    nodes.iter().map(|(h, p)| ConnectionAddr::Tcp(h.clone(), *p)).collect();
+                let mut b = ClusterClientBuilder::new(seeds)
+                    .connection_timeout(connect_timeout)
+                    .response_timeout(cfg.timeout)
+                    .retries(2)
+                    .min_retry_wait(5)
+                    .max_retry_wait(50);
+                if let Some(u) = &auth.username {
+                    b = b.username(u);
+                }
+                if let Some(p) = &auth.password {
+                    b = b.password(p);
+                }
+                Conn::Cluster { client: b.build().map_err(StoreError::Setup)?, conn: Lazy::new() }
+            }
+        };
         Ok(Self {
             conn,
             breaker: CircuitBreaker::new(cfg.failure_threshold, cfg.cooldown),
@@ -181,6 +312,40 @@ impl RedisStore {
             quota: Script::new(QUOTA_LUA),
             quota_refund: Script::new(QUOTA_REFUND_LUA),
         })
+    }
+
+    /// One script call on the deployment's connection: `EVALSHA`, and on `NOSCRIPT` a
+    /// `SCRIPT LOAD` then `EVALSHA` again (in Cluster, the load goes to every master, so a
+    /// node that restarted or was promoted learns the script on first use).
+    async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> redis::RedisResult<T> {
+        match &self.conn {
+            Conn::Single(m) => invocation.invoke_async(&mut m.clone()).await,
+            Conn::Sentinel { client, conn, cfg } => {
+                let (generation, mut c) = conn
+                    .get(|| async {
+                        let mut client = client.lock().await;
+                        client.get_async_connection_with_config(cfg).await
+                    })
+                    .await?;
+                let r = invocation.invoke_async(&mut c).await;
+                if let Err(e) = &r
+                    && connection_level(e)
+                {
+                    conn.reset(generation);
+                }
+                r
+            }
+            Conn::Cluster { client, conn } => {
+                let (generation, mut c) = conn.get(|| client.get_async_connection()).await?;
+                let r = invocation.invoke_async(&mut c).await;
+                if let Err(e) = &r
+                    && (e.is_unrecoverable_error() || e.is_connection_refusal())
+                {
+                    conn.reset(generation);
+                }
+                r
+            }
+        }
     }
 
     /// The configuration.
@@ -230,8 +395,7 @@ impl RedisStore {
         }
         let probe = admit == Admit::Probe;
         let mut guard = ProbeGuard { breaker: &self.breaker, armed: probe };
-        let mut conn = self.conn.clone();
-        let result = tokio::time::timeout(self.cfg.timeout, invocation.invoke_async::<T>(&mut conn)).await;
+        let result = tokio::time::timeout(self.cfg.timeout, self.invoke::<T>(invocation)).await;
         guard.armed = false;
         match result {
             Ok(Ok(v)) => {
