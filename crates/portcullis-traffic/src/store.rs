@@ -360,12 +360,23 @@ impl RedisStore {
         &self.breaker
     }
 
-    /// `{namespace}:{key}`.
+    /// `namespace:{key}`: the state key of one decision, e.g.
+    /// `prod:{rl:per-consumer:consumer:c-42}`.
+    ///
+    /// The braces are a Redis Cluster hash tag: the slot is computed from `key` alone — the
+    /// limit's name and the caller's stable ids (consumer, organization, credential, client IP,
+    /// route, hashed header or claim), never a node id — so every gateway computes the same slot
+    /// and reaches the same master. Every script call touches exactly this one key, so it can
+    /// never be refused with `CROSSSLOT`; a future script touching several keys of one caller
+    /// must give them the same tag. The namespace is outside the tag (it is the same for every
+    /// key, so inside it would add nothing), and the first `{` is always ours: a `}` inside an id
+    /// only shortens the tag to a prefix of the same stable key.
     pub(crate) fn full_key(&self, key: &str) -> String {
-        let mut k = String::with_capacity(self.cfg.namespace.len() + 1 + key.len());
+        let mut k = String::with_capacity(self.cfg.namespace.len() + 3 + key.len());
         k.push_str(&self.cfg.namespace);
-        k.push(':');
+        k.push_str(":{");
         k.push_str(key);
+        k.push('}');
         k
     }
 

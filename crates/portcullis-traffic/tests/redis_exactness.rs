@@ -158,7 +158,7 @@ async fn keys_are_stable_and_ttl_is_in_milliseconds() {
         assert!(limits.check(&a, &req, 1, clock.now()).await.decision.is_allow());
         assert!(limits.check(&b, &req, 1, clock.now()).await.decision.is_allow());
     }
-    let key = format!("{ns}:rl:per-consumer:consumer:c-1");
+    let key = format!("{ns}:{{rl:per-consumer:consumer:c-1}}");
     let pttl = redis_cmd(SHARED_REDIS, &["PTTL", &key]).unwrap();
     let redis::Value::Int(pttl) = pttl else { panic!("{pttl:?}") };
     // Six units of 6 s each: the state stays meaningful for 36 s.
@@ -192,7 +192,7 @@ async fn redis_quota_is_exact_and_expires_at_window_end() {
     }
     assert_eq!((allowed, exhausted), (25, 35));
     let window = q.window(clock.wall());
-    let key = format!("{ns}:{}", q.state_key(&req, &window));
+    let key = format!("{ns}:{{{}}}", q.state_key(&req, &window));
     let redis::Value::Int(pttl) = redis_cmd(SHARED_REDIS, &["PTTL", &key]).unwrap() else { panic!() };
     let to_end = i64::try_from(window.remaining_time(clock.wall()).as_millis()).unwrap();
     assert!(pttl > 0 && (pttl - to_end).abs() < 5_000, "PTTL {pttl} vs window end in {to_end} ms");

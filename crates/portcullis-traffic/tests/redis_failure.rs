@@ -95,7 +95,7 @@ async fn killed_redis_fails_open_to_the_local_share_and_closed_to_unavailable_th
     // The shared limit is enforced from Redis again: the full 400 burst, not the local 100.
     let (allowed, unavailable) = burst(&lim, &clock, "rl:after:route:r", &gcra, OnStoreFailure::Open, 450).await;
     assert_eq!((allowed, unavailable), (400, 0));
-    let key = format!("{ns}:rl:after:route:r");
+    let key = format!("{ns}:{{rl:after:route:r}}");
     assert!(matches!(redis_cmd(&redis.url(), &["EXISTS", &key]).unwrap(), redis::Value::Int(1)));
 }
 

@@ -108,6 +108,16 @@ async fn cluster_three_masters_admit_each_global_limit_exactly() {
     // The keys really live on several masters (no hash tag forces them onto one slot).
     let used = (0..3).filter(|i| dbsize(&cluster.node_url(*i)) > 0).count();
     assert!(used >= 2, "keys on {used} master(s)");
+    // The slot is the hash tag's: the stable key alone, whatever the namespace; each key is on
+    // exactly one master.
+    for k in &ks {
+        let full = format!("{ns}:{{{k}}}");
+        let slot = |key: &str| redis_cmd(&cluster.node_url(0), &["CLUSTER", "KEYSLOT", key]).unwrap();
+        assert_eq!(slot(&full), slot(k), "{full}");
+        let holders =
+            (0..3).filter(|i| redis_cmd(&cluster.node_url(*i), &["EXISTS", &full]) == Ok(redis::Value::Int(1)));
+        assert_eq!(holders.count(), 1, "{full}");
+    }
 }
 
 /// Batching (5 units per reservation) on the cluster: within 5% and never above the bound.
