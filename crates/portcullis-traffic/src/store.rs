@@ -154,6 +154,9 @@ enum Conn {
     Cluster { client: ClusterClient, conn: Lazy<ClusterConnection> },
 }
 
+/// A connection being made (boxed: see [`RedisStore::invoke`]).
+type BoxedConnect<'a, C> = std::pin::Pin<Box<dyn std::future::Future<Output = redis::RedisResult<C>> + Send + 'a>>;
+
 /// A connection made on first use and made again after a connection-level failure.
 struct Lazy<C> {
     /// The current connection and its generation.
@@ -321,12 +324,15 @@ impl RedisStore {
         match &self.conn {
             Conn::Single(m) => invocation.invoke_async(&mut m.clone()).await,
             Conn::Sentinel { client, conn, cfg } => {
-                let (generation, mut c) = conn
-                    .get(|| async {
+                // Boxed: the Sentinel connect future is deep enough to overflow the compiler's
+                // `Send` check in the crates that spawn requests, and connecting is rare.
+                let connect = || -> BoxedConnect<'_, MultiplexedConnection> {
+                    Box::pin(async {
                         let mut client = client.lock().await;
                         client.get_async_connection_with_config(cfg).await
                     })
-                    .await?;
+                };
+                let (generation, mut c) = conn.get(connect).await?;
                 let r = invocation.invoke_async(&mut c).await;
                 if let Err(e) = &r
                     && connection_level(e)
@@ -336,7 +342,8 @@ impl RedisStore {
                 r
             }
             Conn::Cluster { client, conn } => {
-                let (generation, mut c) = conn.get(|| client.get_async_connection()).await?;
+                let connect = || -> BoxedConnect<'_, ClusterConnection> { Box::pin(client.get_async_connection()) };
+                let (generation, mut c) = conn.get(connect).await?;
                 let r = invocation.invoke_async(&mut c).await;
                 if let Err(e) = &r
                     && (e.is_unrecoverable_error() || e.is_connection_refusal())

@@ -3,6 +3,10 @@
 //! namespace of their own), driven together by a bounded load at four times the limit, admit the
 //! global limit: within ±2% with one Redis call per decision, within ±5% with local batching.
 //! Needs Redis on 127.0.0.1:6379 (`scripts/services` starts it).
+//!
+//! And the same three processes on a private redis-server this test starts, kills mid-run and
+//! restarts: fail-open routes keep serving within the nodes' local shares, fail-closed routes
+//! answer 503 `rate-limit-unavailable`, no process dies, and the shared limit comes back.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -42,8 +46,17 @@ impl Drop for Nodes {
 }
 
 fn start_nodes(up: &Upstream, ns: &str, batching: &str) -> Nodes {
+    let cluster = format!("namespace: {ns}, expected_nodes: {NODES}, timeout: 2s, failure_threshold: 1000 {batching}");
+    let routes = format!(
+        "  - name: all\n    prefix: /\n    upstream: up\n    policy:\n      rate_limit: {{ limits: [{{ name: global, key: route, rate: {LIMIT}, period: 1h, on_store_failure: closed }}] }}\n"
+    );
+    start_nodes_on(up, "redis://127.0.0.1:6379/", &cluster, &routes)
+}
+
+/// Three gateways on `redis_url` with `cluster` settings (after `redis_url`) and `routes`.
+fn start_nodes_on(up: &Upstream, redis_url: &str, cluster: &str, routes: &str) -> Nodes {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("redis.url"), "redis://127.0.0.1:6379/").unwrap();
+    std::fs::write(dir.path().join("redis.url"), redis_url).unwrap();
     let mut children = Vec::new();
     let mut addrs = Vec::new();
     for i in 0..NODES {
@@ -56,14 +69,9 @@ workers: 1
 access_log: {{ enabled: false }}
 upstreams: {{ up: {{ targets: ["http://{up}"] }} }}
 traffic:
-  cluster: {{ redis_url: "${{file:redis.url}}", namespace: {ns}, expected_nodes: {NODES}, timeout: 2s, failure_threshold: 1000 {batching} }}
+  cluster: {{ redis_url: "${{file:redis.url}}", {cluster} }}
 routes:
-  - name: all
-    prefix: /
-    upstream: up
-    policy:
-      rate_limit: {{ limits: [{{ name: global, key: route, rate: {LIMIT}, period: 1h, on_store_failure: closed }}] }}
-"#,
+{routes}"#,
             up = up.addr()
         );
         let path = dir.path().join(format!("node{i}.yaml"));
@@ -164,4 +172,247 @@ async fn three_processes_with_local_batching_admit_the_global_limit_within_5_per
     assert!(within(admitted, 5.0), "admitted {admitted}, limit {LIMIT} (±5%)");
     assert_eq!(up.hits() as u64, admitted);
     drop(nodes);
+}
+
+/// A redis-server of our own on a free loopback port, without persistence; killed on drop.
+struct OwnRedis {
+    port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+fn redis_ping(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
+    let mut buf = [0u8; 16];
+    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
+}
+
+impl OwnRedis {
+    fn start() -> Self {
+        let mut r = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
+        r.spawn();
+        r
+    }
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/services)");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !redis_ping(self.port) {
+            assert!(Instant::now() < deadline, "own redis-server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    /// SIGKILL: no goodbye to the gateways' connections.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// What a run of requests on one path got back.
+#[derive(Debug, Default)]
+struct Tally {
+    ok: u64,
+    limited: u64,
+    unavailable: u64,
+    /// 503s whose body is the `rate-limit-unavailable` problem, as `application/problem+json`.
+    unavailable_problems: u64,
+}
+
+const UNAVAILABLE: &str = "urn:portcullis:problem:rate-limit-unavailable";
+
+/// `per_node` requests on `path` to every node at once (`CLIENTS` connections each; bounded in
+/// count and by a 60 s deadline). Any other status than 200, 429 or 503 fails the test.
+async fn drive_path(nodes: &Nodes, path: &'static str, per_node: u64) -> Tally {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut tasks = Vec::new();
+    for &addr in &nodes.addrs {
+        for _ in 0..CLIENTS {
+            tasks.push(tokio::spawn(async move {
+                let mode = http1_client();
+                let mut t = Tally::default();
+                for _ in 0..per_node / CLIENTS {
+                    if Instant::now() > deadline {
+                        break;
+                    }
+                    let req = http::Request::builder()
+                        .uri(path)
+                        .header("host", "api.test")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap();
+                    let r = send(addr, &mode, req).await;
+                    match r.status {
+                        200 => t.ok += 1,
+                        429 => t.limited += 1,
+                        503 => {
+                            t.unavailable += 1;
+                            let problem =
+                                r.headers.get("content-type").is_some_and(|v| v == "application/problem+json");
+                            let body = String::from_utf8_lossy(&r.body);
+                            if problem && body.contains(&format!("\"type\":\"{UNAVAILABLE}\"")) {
+                                t.unavailable_problems += 1;
+                            }
+                        }
+                        s => panic!("unexpected status {s} on {path}"),
+                    }
+                }
+                t
+            }));
+        }
+    }
+    let mut total = Tally::default();
+    for t in tasks {
+        let t = t.await.unwrap();
+        total.ok += t.ok;
+        total.limited += t.limited;
+        total.unavailable += t.unavailable;
+        total.unavailable_problems += t.unavailable_problems;
+    }
+    total
+}
+
+/// Every gateway process is still running.
+fn all_alive(nodes: &mut Nodes) {
+    for (i, c) in nodes.children.iter_mut().enumerate() {
+        assert!(c.try_wait().unwrap().is_none(), "gateway {i} exited");
+    }
+}
+
+/// Three processes on a private Redis: before, during and after a Redis death.
+///
+/// - Redis up: each route admits its limit (150) within ±2% out of 4× offered.
+/// - Redis killed (SIGKILL) mid-run: the fail-closed route answers only 503
+///   `rate-limit-unavailable`; the fail-open route (whose shared bucket phase 1 emptied) keeps
+///   serving, each node at its local share (150 / 3 = 50, counted from zero by a local limiter),
+///   so 150 in the cluster; every process is alive and answering.
+/// - Redis restarted (empty) on the same port: once each node's breaker lets a probe through, the
+///   shared limits are back: each route admits 150 within ±2% again, across the three nodes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_survive_a_redis_death_and_the_shared_limits_come_back() {
+    const L: u64 = 150;
+    let up = Upstream::start().await;
+    let mut redis = OwnRedis::start();
+    let url = format!("redis://127.0.0.1:{}/", redis.port);
+    let ns = namespace("kill");
+    let cluster =
+        format!("namespace: {ns}, expected_nodes: {NODES}, timeout: 100ms, failure_threshold: 3, cooldown: 300ms");
+    let routes = format!(
+        r#"  - name: open
+    prefix: /open
+    upstream: up
+    policy:
+      rate_limit: {{ limits: [{{ name: open-route, key: route, rate: {L}, period: 1h, on_store_failure: open }}] }}
+  - name: closed
+    prefix: /closed
+    upstream: up
+    policy:
+      rate_limit: {{ limits: [{{ name: closed-route, key: route, rate: {L}, period: 1h, on_store_failure: closed }}] }}
+"#
+    );
+    let mut nodes = start_nodes_on(&up, &url, &cluster, &routes);
+    let per_node = 4 * L / NODES as u64; // 4× the limit over the cluster, per phase and route
+
+    // 1. Redis up.
+    let open = drive_path(&nodes, "/open", per_node).await;
+    let closed = drive_path(&nodes, "/closed", per_node).await;
+    eprintln!("redis up: open {open:?}, closed {closed:?} (limit {L} each)");
+    for t in [&open, &closed] {
+        assert_eq!(t.unavailable, 0, "{t:?}");
+        assert!(t.ok.abs_diff(L) * 50 <= L, "admitted {}, limit {L} ± 2%", t.ok);
+    }
+
+    // 2. Redis dies while the load runs: kill it once the next phase is under way.
+    let killer = {
+        let started = Instant::now();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            redis.kill();
+            (redis, started.elapsed())
+        })
+    };
+    let during_open = drive_path(&nodes, "/open", per_node).await;
+    let (mut redis, killed_after) = killer.await.unwrap();
+    let started = Instant::now();
+    let down_open = drive_path(&nodes, "/open", per_node).await;
+    let down_closed = drive_path(&nodes, "/closed", per_node).await;
+    let took = started.elapsed();
+    eprintln!(
+        "redis killed after {killed_after:?}: open during the kill {during_open:?}; open after {down_open:?}, \
+         closed after {down_closed:?} in {took:?}"
+    );
+    all_alive(&mut nodes);
+    assert_eq!(during_open.unavailable, 0, "a fail-open route never answers 503: {during_open:?}");
+    assert_eq!(down_open.unavailable, 0, "{down_open:?}");
+    // Phase 1 emptied the route's bucket in Redis, so every 200 from here on is a local decision:
+    // 50 per node (150 / 3) from a fresh local bucket, each node being offered 400. At most one
+    // unit more per node may refill meanwhile (150/h in Redis, 50/h locally).
+    let local_ok = during_open.ok + down_open.ok;
+    assert!(
+        (L..=L + 3).contains(&local_ok),
+        "fail-open admitted {local_ok} while Redis was down, share {} × {NODES}",
+        L / 3
+    );
+    assert_eq!(down_closed.ok + down_closed.limited, 0, "fail-closed only answers 503: {down_closed:?}");
+    assert_eq!(down_closed.unavailable_problems, down_closed.unavailable, "every 503 is the problem type");
+    assert!(took < Duration::from_secs(30), "a dead Redis stalled the gateways: {took:?}");
+
+    // 3. Redis back, empty, on the same port: wait (bounded) until every node decides in Redis
+    // again, probing the fail-closed route (the probes count against its new bucket).
+    redis.spawn();
+    let mut probes_ok = 0;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for &addr in &nodes.addrs {
+        loop {
+            let req = http::Request::builder()
+                .uri("/closed")
+                .header("host", "api.test")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            match send(addr, &http1_client(), req).await.status {
+                200 => {
+                    probes_ok += 1;
+                    break;
+                }
+                503 => {}
+                s => panic!("unexpected status {s}"),
+            }
+            assert!(Instant::now() < deadline, "the limits did not come back with Redis");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let after_open = drive_path(&nodes, "/open", per_node).await;
+    let after_closed = drive_path(&nodes, "/closed", per_node).await;
+    let closed_total = after_closed.ok + probes_ok;
+    eprintln!(
+        "redis back: open {after_open:?}; closed {after_closed:?} + {probes_ok} probes = {closed_total} (limit {L} each)"
+    );
+    all_alive(&mut nodes);
+    assert_eq!(after_open.unavailable + after_closed.unavailable, 0);
+    assert!(after_open.ok.abs_diff(L) * 50 <= L, "open admitted {}, limit {L} ± 2%", after_open.ok);
+    assert!(closed_total.abs_diff(L) * 50 <= L, "closed admitted {closed_total}, limit {L} ± 2%");
+    assert_eq!(
+        up.hits() as u64,
+        open.ok + closed.ok + during_open.ok + down_open.ok + probes_ok + after_open.ok + after_closed.ok,
+        "the upstream saw exactly what was admitted"
+    );
 }
