@@ -416,3 +416,31 @@ async fn three_processes_survive_a_redis_death_and_the_shared_limits_come_back()
         "the upstream saw exactly what was admitted"
     );
 }
+
+/// `examples/cluster.yaml` passes `portcullis check` with its secrets from the environment,
+/// pointing at addresses where nothing listens: `check` connects to neither PostgreSQL nor Redis.
+/// A malformed traffic Redis URL is refused without being echoed.
+#[test]
+fn the_cluster_example_checks_without_reaching_redis_or_postgres() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/cluster.yaml");
+    let run = |traffic_url: &str| {
+        Command::new(env!("CARGO_BIN_EXE_portcullis"))
+            .args(["check", "--config", example])
+            .env("PORTCULLIS_PG_URL", "postgres://portcullis:pw@127.0.0.1:1/portcullis")
+            .env("PORTCULLIS_REDIS_URL", "redis://127.0.0.1:1/0")
+            .env("PORTCULLIS_TRAFFIC_REDIS_URL", traffic_url)
+            .env("PORTCULLIS_KEY_SECRET", "test-cluster-key-secret-0123456789abcdef")
+            .env("PORTCULLIS_SIGNING_SECRET", "test-cluster-signing-secret-0123456789abcdef")
+            .output()
+            .unwrap()
+    };
+    for url in ["redis://127.0.0.1:1/1", "redis+sentinel://127.0.0.1:1,127.0.0.1:2/pc", "redis+cluster://127.0.0.1:1"] {
+        let out = run(url);
+        assert!(out.status.success(), "{url}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).contains("0 warning(s)"));
+    }
+    let out = run("redis+sentinel://:hunter2secret@127.0.0.1:1");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("traffic.cluster.redis_url") && !err.contains("hunter2secret"), "{err}");
+}
