@@ -444,3 +444,119 @@ fn the_cluster_example_checks_without_reaching_redis_or_postgres() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("traffic.cluster.redis_url") && !err.contains("hunter2secret"), "{err}");
 }
+
+/// Runs `redis-cli` with `args` (bounded: `timeout 2`) and returns stdout.
+fn redis_cli(args: &[String]) -> String {
+    let out = Command::new("timeout").args(["2", "redis-cli"]).args(args).stderr(Stdio::null()).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A three-master Redis Cluster of our own on free loopback ports; killed on drop.
+struct OwnCluster {
+    ports: Vec<u16>,
+    children: Vec<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnCluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl OwnCluster {
+    fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Self { ports: Vec::new(), children: Vec::new(), _dir: dir };
+        for i in 0..3 {
+            let (port, bus) = (free_port(), free_port());
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{i}.conf")])
+                .args(["--save", "", "--appendonly", "no"])
+                .current_dir(c._dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("redis-server must be installed (scripts/services)");
+            c.children.push(child);
+            c.ports.push(port);
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for &p in &c.ports {
+            while !redis_ping(p) {
+                assert!(Instant::now() < deadline, "cluster node {p} did not start");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
+        create.extend(c.ports.iter().map(|p| format!("127.0.0.1:{p}")));
+        create.push("--cluster-yes".into());
+        let mut cli =
+            Command::new("redis-cli").args(&create).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        loop {
+            if let Some(status) = cli.try_wait().unwrap() {
+                assert!(status.success(), "redis-cli --cluster create failed");
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = cli.kill();
+                let _ = cli.wait();
+                panic!("redis-cli --cluster create did not finish");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        for &p in &c.ports {
+            while !redis_cli(&["-p".into(), p.to_string(), "cluster".into(), "info".into()])
+                .contains("cluster_state:ok")
+            {
+                assert!(Instant::now() < deadline, "cluster not ok on {p}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        c
+    }
+
+    fn url(&self) -> String {
+        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
+}
+
+/// Three processes on a private three-master Redis Cluster (`redis+cluster://`), with limits on
+/// several routes whose counters land on different masters: each admits its limit within ±2%.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_a_redis_cluster_admit_each_global_limit_within_2_percent() {
+    const L: u64 = 150;
+    let up = Upstream::start().await;
+    let redis = tokio::task::spawn_blocking(OwnCluster::start).await.unwrap();
+    let ns = namespace("rcluster");
+    let cluster = format!("namespace: {ns}, expected_nodes: {NODES}, timeout: 2s, failure_threshold: 1000");
+    let mut routes = String::new();
+    for r in ["a", "b", "c", "d"] {
+        routes.push_str(&format!(
+            "  - name: {r}\n    prefix: /{r}\n    upstream: up\n    policy:\n      rate_limit: {{ limits: [{{ name: lim-{r}, key: route, rate: {L}, period: 1h, on_store_failure: closed }}] }}\n"
+        ));
+    }
+    let mut nodes = start_nodes_on(&up, &redis.url(), &cluster, &routes);
+    let mut total = 0;
+    for path in ["/a", "/b", "/c", "/d"] {
+        let t = drive_path(&nodes, path, 4 * L / NODES as u64).await;
+        eprintln!("redis cluster, route {path}: {t:?} (limit {L})");
+        assert_eq!(t.unavailable, 0, "{t:?}");
+        assert!(t.ok.abs_diff(L) * 50 <= L, "{path}: admitted {}, limit {L} ± 2%", t.ok);
+        total += t.ok;
+    }
+    all_alive(&mut nodes);
+    assert_eq!(up.hits() as u64, total, "the upstream saw exactly what was admitted");
+    // The four counters are spread over more than one master.
+    let holding = redis
+        .ports
+        .iter()
+        .filter(|p| redis_cli(&["-p".into(), p.to_string(), "dbsize".into()]).trim().parse::<u64>().unwrap_or(0) > 0)
+        .count();
+    assert!(holding >= 2, "counters on {holding} master(s)");
+}
