@@ -3,7 +3,6 @@
 //! real identity store, and real Redis (the shared one on 127.0.0.1:6379 with a unique namespace,
 //! or a private redis-server this test starts and kills).
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -11,7 +10,7 @@ use http_body_util::Full;
 use portcullis_identity::IdentityService;
 use portcullis_identity::admin::ConsumerSpec;
 use portcullis_identity::apikey::KeyEnv;
-use portcullis_testkit::{Resp, TestGateway, Upstream};
+use portcullis_testkit::{OwnRedis, Resp, TestGateway, Upstream};
 
 const SECRET: &str = "a-traffic-test-secret-of-32-bytes-or-more";
 
@@ -380,64 +379,6 @@ async fn usage_report_equals_what_the_upstream_served_per_consumer_and_route() {
         let r = admin(bad.to_owned()).await;
         assert_eq!(r.status, 400, "{bad}");
         assert_eq!(r.json()["type"], "urn:portcullis:problem:bad-request");
-    }
-}
-
-/// A redis-server of our own on a free loopback port; killed on drop.
-struct OwnRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-fn redis_ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let mut r = Self { port, dir: tempfile::tempdir().unwrap(), child: None };
-        r.spawn();
-        r
-    }
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !redis_ping(self.port) {
-            assert!(Instant::now() < deadline, "own redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 

@@ -21,10 +21,12 @@
 
 mod client;
 mod gateway;
+mod redis;
 mod tls;
 mod upstream;
 
 pub use client::{Mode, Resp, get, h2c_client, http1_client, raw_request, send, status_of, tls_client};
 pub use gateway::TestGateway;
+pub use redis::{OwnCluster, OwnRedis, free_port, redis_cli, redis_ping};
 pub use tls::TestCert;
 pub use upstream::{Recorded, Upstream};

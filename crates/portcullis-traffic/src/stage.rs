@@ -69,7 +69,8 @@ pub struct TrafficPolicy {
 /// The Redis side of a cluster.
 #[derive(Clone, Debug)]
 pub struct ClusterSettings {
-    /// `redis://…` (may carry a password: never logged).
+    /// `redis://…`, `redis+sentinel://…` or `redis+cluster://…` (see [`crate::RedisTarget`]; may
+    /// carry a password: never logged).
     pub redis_url: String,
     /// Store settings (namespace, timeout, breaker, expected nodes).
     pub store: RedisStoreConfig,

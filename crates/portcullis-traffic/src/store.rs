@@ -1,6 +1,7 @@
-//! [`RedisStore`]: the shared store of a gateway cluster. One connection manager, one circuit
-//! breaker, a per-call timeout and the Lua scripts every decision runs (EVALSHA, reloaded on
-//! NOSCRIPT by [`redis::Script`]).
+//! [`RedisStore`]: the shared store of a gateway cluster. One connection (to a standalone Redis,
+//! the master named by Sentinels, or a Redis Cluster: see [`RedisTarget`]), one circuit breaker,
+//! a per-call timeout and the Lua scripts every decision runs (EVALSHA, reloaded on NOSCRIPT by
+//! [`redis::Script`]; in Cluster the reload goes to every master).
 
 use std::time::Duration;
 

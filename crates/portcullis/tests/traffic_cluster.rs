@@ -16,7 +16,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use portcullis_testkit::{Upstream, http1_client, send};
+use portcullis_testkit::{OwnCluster, OwnRedis, Upstream, free_port, http1_client, send};
 
 const NODES: usize = 3;
 const LIMIT: u64 = 300;
@@ -24,10 +24,6 @@ const LIMIT: u64 = 300;
 const PER_NODE: u64 = 400;
 /// Concurrent clients per node.
 const CLIENTS: u64 = 4;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 /// The child gateways; killed on drop, so a failed assertion never leaves one running.
 struct Nodes {
@@ -172,61 +168,6 @@ async fn three_processes_with_local_batching_admit_the_global_limit_within_5_per
     assert!(within(admitted, 5.0), "admitted {admitted}, limit {LIMIT} (±5%)");
     assert_eq!(up.hits() as u64, admitted);
     drop(nodes);
-}
-
-/// A redis-server of our own on a free loopback port, without persistence; killed on drop.
-struct OwnRedis {
-    port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-fn redis_ping(port: u16) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut s) = std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut buf = [0u8; 16];
-    s.write_all(b"PING\r\n").is_ok() && s.read(&mut buf).is_ok_and(|n| buf[..n].starts_with(b"+PONG"))
-}
-
-impl OwnRedis {
-    fn start() -> Self {
-        let mut r = Self { port: free_port(), dir: tempfile::tempdir().unwrap(), child: None };
-        r.spawn();
-        r
-    }
-    fn spawn(&mut self) {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/services)");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while !redis_ping(self.port) {
-            assert!(Instant::now() < deadline, "own redis-server did not start");
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-    /// SIGKILL: no goodbye to the gateways' connections.
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// What a run of requests on one path got back.
@@ -445,87 +386,6 @@ fn the_cluster_example_checks_without_reaching_redis_or_postgres() {
     assert!(err.contains("traffic.cluster.redis_url") && !err.contains("hunter2secret"), "{err}");
 }
 
-/// Runs `redis-cli` with `args` (bounded: `timeout 2`) and returns stdout.
-fn redis_cli(args: &[String]) -> String {
-    let out = Command::new("timeout").args(["2", "redis-cli"]).args(args).stderr(Stdio::null()).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// A three-master Redis Cluster of our own on free loopback ports; killed on drop.
-struct OwnCluster {
-    ports: Vec<u16>,
-    children: Vec<Child>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for OwnCluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl OwnCluster {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut c = Self { ports: Vec::new(), children: Vec::new(), _dir: dir };
-        for i in 0..3 {
-            let (port, bus) = (free_port(), free_port());
-            let child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--cluster-port", &bus.to_string(), "--bind", "127.0.0.1"])
-                .args(["--cluster-enabled", "yes", "--cluster-config-file", &format!("nodes-{i}.conf")])
-                .args(["--save", "", "--appendonly", "no"])
-                .current_dir(c._dir.path())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server must be installed (scripts/services)");
-            c.children.push(child);
-            c.ports.push(port);
-        }
-        let deadline = Instant::now() + Duration::from_secs(30);
-        for &p in &c.ports {
-            while !redis_ping(p) {
-                assert!(Instant::now() < deadline, "cluster node {p} did not start");
-                std::thread::sleep(Duration::from_millis(20));
-            }
-        }
-        let mut create: Vec<String> = vec!["--cluster".into(), "create".into()];
-        create.extend(c.ports.iter().map(|p| format!("127.0.0.1:{p}")));
-        create.push("--cluster-yes".into());
-        let mut cli =
-            Command::new("redis-cli").args(&create).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        loop {
-            if let Some(status) = cli.try_wait().unwrap() {
-                assert!(status.success(), "redis-cli --cluster create failed");
-                break;
-            }
-            if Instant::now() > deadline {
-                let _ = cli.kill();
-                let _ = cli.wait();
-                panic!("redis-cli --cluster create did not finish");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        for &p in &c.ports {
-            while !redis_cli(&["-p".into(), p.to_string(), "cluster".into(), "info".into()])
-                .contains("cluster_state:ok")
-            {
-                assert!(Instant::now() < deadline, "cluster not ok on {p}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        c
-    }
-
-    fn url(&self) -> String {
-        let nodes: Vec<String> = self.ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-        format!("redis+cluster://{}", nodes.join(","))
-    }
-}
-
 /// Three processes on a private three-master Redis Cluster (`redis+cluster://`), with limits on
 /// several routes whose counters land on different masters: each admits its limit within ±2%.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -553,10 +413,6 @@ async fn three_processes_on_a_redis_cluster_admit_each_global_limit_within_2_per
     all_alive(&mut nodes);
     assert_eq!(up.hits() as u64, total, "the upstream saw exactly what was admitted");
     // The four counters are spread over more than one master.
-    let holding = redis
-        .ports
-        .iter()
-        .filter(|p| redis_cli(&["-p".into(), p.to_string(), "dbsize".into()]).trim().parse::<u64>().unwrap_or(0) > 0)
-        .count();
+    let holding = redis.key_counts().iter().filter(|n| **n > 0).count();
     assert!(holding >= 2, "counters on {holding} master(s)");
 }
