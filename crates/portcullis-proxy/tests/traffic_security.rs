@@ -393,7 +393,7 @@ listeners: [{{ name: public, bind: "127.0.0.1:0" }}]
 workers: 1
 upstreams: {{ up: {{ targets: ["http://{addr}"] }} }}
 traffic:
-  cluster: {{ redis_url: "${{file:redis.url}}", namespace: {ns}, expected_nodes: 2, timeout: 50ms, failure_threshold: 2, cooldown: 200ms }}
+  cluster: {{ redis_url: "${{file:redis.url}}", namespace: {ns}, expected_nodes: 2, timeout: 500ms, failure_threshold: 2, cooldown: 200ms }}
 routes:
   - name: closed
     prefix: /closed

@@ -1,7 +1,7 @@
 //! [`RedisStore`]: the shared store of a gateway cluster. One connection (to a standalone Redis,
 //! the master named by Sentinels, or a Redis Cluster: see [`RedisTarget`]), one circuit breaker,
 //! a per-call timeout and the Lua scripts every decision runs (EVALSHA, reloaded on NOSCRIPT by
-//! [`redis::Script`]; in Cluster the reload goes to every master).
+//! [`redis::Script`]; in Cluster the reload goes to every node).
 
 use std::time::Duration;
 
@@ -319,7 +319,7 @@ impl RedisStore {
     }
 
     /// One script call on the deployment's connection: `EVALSHA`, and on `NOSCRIPT` a
-    /// `SCRIPT LOAD` then `EVALSHA` again (in Cluster, the load goes to every master, so a
+    /// `SCRIPT LOAD` then `EVALSHA` again (in Cluster, the load goes to every node, so a
     /// node that restarted or was promoted learns the script on first use).
     async fn invoke<T: FromRedisValue>(&self, invocation: &ScriptInvocation<'_>) -> redis::RedisResult<T> {
         match &self.conn {

@@ -256,7 +256,7 @@ async fn three_processes_survive_a_redis_death_and_the_shared_limits_come_back()
     let url = format!("redis://127.0.0.1:{}/", redis.port);
     let ns = namespace("kill");
     let cluster =
-        format!("namespace: {ns}, expected_nodes: {NODES}, timeout: 100ms, failure_threshold: 3, cooldown: 300ms");
+        format!("namespace: {ns}, expected_nodes: {NODES}, timeout: 1s, failure_threshold: 3, cooldown: 300ms");
     let routes = format!(
         r#"  - name: open
     prefix: /open
