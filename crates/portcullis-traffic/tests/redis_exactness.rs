@@ -134,7 +134,10 @@ async fn batching_stays_within_5_percent_of_the_global_burst() {
 async fn batching_stays_within_5_percent_of_the_sustained_rate() {
     let ns = unique_namespace("batchrate");
     let gcra = Gcra::new(200, Duration::from_secs(1), 50).unwrap();
-    let batch = BatchConfig { size: 5, max_hold: Duration::from_millis(250) };
+    // A hold of 1 s: on a loaded machine a node's tasks can stall for a few hundred ms, and a
+    // batch dropped unspent is lost to everyone (under-admission). The hold cannot raise the total:
+    // every unit admitted was reserved from the shared bucket during the run.
+    let batch = BatchConfig { size: 5, max_hold: Duration::from_secs(1) };
     let (admitted, elapsed) = paced(nodes(&ns, Some(batch)), gcra, 800).await;
     let expected = 50.0 + 200.0 * elapsed.as_secs_f64();
     let ratio = admitted as f64 / expected;
