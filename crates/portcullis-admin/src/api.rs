@@ -772,7 +772,12 @@ async fn resume(
 
 /// The route (which must be configured: a typo must not look like a working switch) and the
 /// subject of a `/policies/{route}/{kind}/{name}` path.
-fn policy_key(gateway: &GatewayHandle, route: String, kind: &str, name: String) -> Result<(String, PolicySubject), ApiError> {
+fn policy_key(
+    gateway: &GatewayHandle,
+    route: String,
+    kind: &str,
+    name: String,
+) -> Result<(String, PolicySubject), ApiError> {
     if !gateway.config().routes.iter().any(|r| *r.name == *route) {
         return Err(ApiError::not_found("route"));
     }

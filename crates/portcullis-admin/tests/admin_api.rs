@@ -494,7 +494,10 @@ async fn shaping_policies_accept_reject_apply_and_are_audited() {
     ] {
         assert_problem(&admin(&gw, "PUT", path, Some(TOKEN), Some(bad)).await, status);
     }
-    assert_problem(&admin(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", None, Some(json!({"reason": "x"}))).await, 401);
+    assert_problem(
+        &admin(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", None, Some(json!({"reason": "x"}))).await,
+        401,
+    );
     assert_problem(&admin(&gw, "GET", "/v1/policies/orders/plan/silver", Some(TOKEN), None).await, 404);
     assert_problem(&admin(&gw, "DELETE", "/v1/policies/no-such-route/plan/gold", Some(TOKEN), None).await, 404);
     assert_eq!(orders_body(&gw, &key).await, json!({"path": "/orders/1"}), "rejected calls changed nothing");

@@ -184,7 +184,11 @@ impl Builder<'_> {
         let mut ok = true;
         let origins = if fc.allow_origins.iter().any(|o| o.trim() == "*") {
             if fc.allow_origins.len() > 1 {
-                self.c.error(format!("{p}.allow_origins"), "`*` cannot be mixed with origins", "keep either [\"*\"] or a list of origins");
+                self.c.error(
+                    format!("{p}.allow_origins"),
+                    "`*` cannot be mixed with origins",
+                    "keep either [\"*\"] or a list of origins",
+                );
                 ok = false;
             }
             if fc.allow_credentials {
@@ -217,7 +221,11 @@ impl Builder<'_> {
                 }
             }
             if fc.allow_origins.is_empty() {
-                self.c.error(format!("{p}.allow_origins"), "no origin is allowed", "list at least one origin, or remove cors");
+                self.c.error(
+                    format!("{p}.allow_origins"),
+                    "no origin is allowed",
+                    "list at least one origin, or remove cors",
+                );
                 ok = false;
             }
             CorsOrigins::List(list)
@@ -232,7 +240,11 @@ impl Builder<'_> {
             match Method::from_bytes(m.trim().to_ascii_uppercase().as_bytes()) {
                 Ok(m) if m != Method::CONNECT && m != Method::TRACE && m.as_str() != "*" => methods.push(m),
                 _ => {
-                    self.c.error(format!("{p}.allow_methods[{i}]"), format!("invalid method {m:?}"), "write GET, POST, PUT, …");
+                    self.c.error(
+                        format!("{p}.allow_methods[{i}]"),
+                        format!("invalid method {m:?}"),
+                        "write GET, POST, PUT, …",
+                    );
                     ok = false;
                 }
             }
@@ -240,9 +252,11 @@ impl Builder<'_> {
         let mut headers = |field: &str, list: &[String], ok: &mut bool| -> Vec<HeaderName> {
             let mut out = Vec::new();
             for (i, h) in list.iter().enumerate() {
-                match HeaderName::from_bytes(h.trim().as_bytes()) {
-                    Ok(n) => out.push(n),
-                    Err(_) => {
+                // `*` is a valid header-name token, but as a CORS wildcard it would mean "any
+                // header" (and nothing at all with credentials): refuse it rather than guess.
+                match HeaderName::from_bytes(h.trim().as_bytes()).ok().filter(|n| n.as_str() != "*") {
+                    Some(n) => out.push(n),
+                    None => {
                         self.c.error(
                             format!("{p}.{field}[{i}]"),
                             format!("invalid header name {h:?} (wildcards are not supported)"),
@@ -369,8 +383,14 @@ routes: [{{ name: all, prefix: /, upstream: crm, policy: {policy} }}]
             ("{ cors: { allow_origins: ['https://a.test/path'] } }", "routes[0].policy.cors.allow_origins[0]"),
             ("{ cors: { allow_origins: ['a.test'] } }", "routes[0].policy.cors.allow_origins[0]"),
             ("{ cors: { allow_origins: ['https://a.test:99999'] } }", "routes[0].policy.cors.allow_origins[0]"),
-            ("{ cors: { allow_origins: ['https://a.test'], allow_methods: [TRACE] } }", "routes[0].policy.cors.allow_methods[0]"),
-            ("{ cors: { allow_origins: ['https://a.test'], allow_headers: ['*'] } }", "routes[0].policy.cors.allow_headers[0]"),
+            (
+                "{ cors: { allow_origins: ['https://a.test'], allow_methods: [TRACE] } }",
+                "routes[0].policy.cors.allow_methods[0]",
+            ),
+            (
+                "{ cors: { allow_origins: ['https://a.test'], allow_headers: ['*'] } }",
+                "routes[0].policy.cors.allow_headers[0]",
+            ),
             ("{ cors: { allow_origins: ['https://a.test'], max_age: 2d } }", "routes[0].policy.cors.max_age"),
             ("{ cookies: { same_site: none, secure: false } }", "routes[0].policy.cookies.same_site"),
             ("{ cookies: { same_site: sometimes } }", "routes[0].policy.cookies.same_site"),

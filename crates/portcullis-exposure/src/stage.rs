@@ -14,9 +14,9 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
-use arc_swap::ArcSwap;
 use portcullis_core::{Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
 
 use crate::{Applied, CompiledPolicy, ErrorBodyVerdict, Shape, classify_error_body, error_body_digest};
@@ -491,8 +491,10 @@ mod tests {
     #[test]
     fn run_time_rules_replace_configured_ones_of_the_same_rank_until_they_lapse() {
         let policy = ExposurePolicy::default().compile().unwrap();
-        let configured =
-            vec![rule(ShapeSubject::Consumer("app".into()), "/config"), rule(ShapeSubject::Plan("gold".into()), "/plan")];
+        let configured = vec![
+            rule(ShapeSubject::Consumer("app".into()), "/config"),
+            rule(ShapeSubject::Plan("gold".into()), "/plan"),
+        ];
         let snapshot = ShapingOverrides::new([
             (Arc::from("r"), over(ShapeSubject::Plan("free".into()), "/free", None)),
             (Arc::from("r"), over(ShapeSubject::Consumer("app".into()), "/runtime", Some(100))),
@@ -522,7 +524,8 @@ mod tests {
         let r = RouteExposure::shape_only().unwrap();
         assert!(!r.safe_errors);
         assert_eq!(r.on_compressed, OnCompressed::Refuse);
-        let shape = ShapeConfig { allow: vec!["/email".into(), "/password".into()], ..Default::default() }.compile().unwrap();
+        let shape =
+            ShapeConfig { allow: vec!["/email".into(), "/password".into()], ..Default::default() }.compile().unwrap();
         let out = r.policy.apply_json(br#"{"email":"jane@example.com","password":"x","id":1}"#, Some(&shape)).unwrap();
         assert_eq!(out.body, br#"{"email":"jane@example.com","password":"x"}"#);
         assert!(out.findings.is_empty());

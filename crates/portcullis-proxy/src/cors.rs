@@ -50,7 +50,8 @@ pub(crate) fn preflight(
     req: &HeaderMap,
     method: &Method,
 ) -> Result<(StatusCode, HeaderMap), PreflightRefusal> {
-    let origin = req.get(header::ORIGIN).filter(|o| policy.allows_origin(o.as_bytes())).ok_or(PreflightRefusal::Origin)?;
+    let origin =
+        req.get(header::ORIGIN).filter(|o| policy.allows_origin(o.as_bytes())).ok_or(PreflightRefusal::Origin)?;
     if !policy.methods.contains(method) {
         return Err(PreflightRefusal::Method);
     }
@@ -71,7 +72,10 @@ pub(crate) fn preflight(
     if let Some(v) = &policy.max_age_value {
         h.insert(header::ACCESS_CONTROL_MAX_AGE, v.clone());
     }
-    h.append(header::VARY, HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"));
+    h.append(
+        header::VARY,
+        HeaderValue::from_static("Origin, Access-Control-Request-Method, Access-Control-Request-Headers"),
+    );
     Ok((StatusCode::NO_CONTENT, h))
 }
 
@@ -92,8 +96,7 @@ fn allow_origin(h: &mut HeaderMap, policy: &CorsPolicy, origin: &HeaderValue) {
 /// The CORS headers of an actual (non-preflight) response on a route with a policy: the
 /// upstream's are dropped, the gateway's set for an allowed origin.
 pub(crate) fn apply(policy: &CorsPolicy, origin: Option<&HeaderValue>, h: &mut HeaderMap) {
-    let upstreams: Vec<HeaderName> =
-        h.keys().filter(|n| n.as_str().starts_with("access-control-")).cloned().collect();
+    let upstreams: Vec<HeaderName> = h.keys().filter(|n| n.as_str().starts_with("access-control-")).cloned().collect();
     for n in upstreams {
         h.remove(n);
     }

@@ -107,7 +107,11 @@ async fn preflights_are_answered_by_the_gateway_and_refused_without_cors_headers
         &gw,
         "OPTIONS",
         "/app/orders",
-        &[("origin", GOOD), ("access-control-request-method", "PUT"), ("access-control-request-headers", "Content-Type, X-API-Key")],
+        &[
+            ("origin", GOOD),
+            ("access-control-request-method", "PUT"),
+            ("access-control-request-headers", "Content-Type, X-API-Key"),
+        ],
     )
     .await;
     assert_eq!(ok.status, 204);
@@ -140,7 +144,9 @@ async fn preflights_are_answered_by_the_gateway_and_refused_without_cors_headers
     assert_eq!(up.hits.load(Ordering::Relaxed), 0);
 
     // A route open to any origin without credentials answers `*`.
-    let any = call(&gw, "OPTIONS", "/public/x", &[("origin", "https://x.test"), ("access-control-request-method", "GET")]).await;
+    let any =
+        call(&gw, "OPTIONS", "/public/x", &[("origin", "https://x.test"), ("access-control-request-method", "GET")])
+            .await;
     assert_eq!(any.status, 204);
     assert_eq!(any.header("access-control-allow-origin"), Some("*"));
     assert_eq!(any.header("access-control-allow-credentials"), None);

@@ -157,8 +157,7 @@ fn suspension_row(row: &Row) -> Result<Suspension> {
     })
 }
 
-const POLICY_COLS: &str =
-    "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
+const POLICY_COLS: &str = "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
 fn policy_row(row: &Row) -> Result<ShapingPolicy> {
     let shape: serde_json::Value = get(row, 4)?;
     Ok(ShapingPolicy {
@@ -612,9 +611,10 @@ impl PgStore {
         let mut client = self.pool.get().await.map_err(pool_err(context))?;
         let tx = client.transaction().await.map_err(db_err(context))?;
         // Housekeeping: lapsed policies are of no use to anyone.
-        tx.execute("DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= $1", &[
-            &new.created_at,
-        ])
+        tx.execute(
+            "DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= $1",
+            &[&new.created_at],
+        )
         .await
         .map_err(db_err(context))?;
         let p = ShapingPolicy {

@@ -149,8 +149,7 @@ fn suspension_row(row: &Row<'_>) -> rusqlite::Result<Suspension> {
     })
 }
 
-const POLICY_COLS: &str =
-    "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
+const POLICY_COLS: &str = "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
 fn policy_row(row: &Row<'_>) -> rusqlite::Result<ShapingPolicy> {
     let kind: String = row.get(2)?;
     let shape: String = row.get(4)?;
@@ -671,9 +670,10 @@ impl SqliteStore {
         self.write("setting a shaping policy", move |tx| {
             let context = "setting a shaping policy";
             // Housekeeping: lapsed policies are of no use to anyone.
-            tx.execute("DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= ?1", [
-                new.created_at,
-            ])
+            tx.execute(
+                "DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                [new.created_at],
+            )
             .map_err(db_err(context))?;
             let p = ShapingPolicy {
                 id: new_id(),

@@ -451,12 +451,11 @@ async fn shaping_policies(store: &Store) {
         created_by: "admin:alice".into(),
     };
     let before = store.change_seq().await.unwrap();
-    let partner = store.put_shaping_policy(new("customers", PolicySubject::Consumer("partner-x".into()), None)).await.unwrap();
+    let partner =
+        store.put_shaping_policy(new("customers", PolicySubject::Consumer("partner-x".into()), None)).await.unwrap();
     assert!(store.change_seq().await.unwrap() > before, "a policy write bumps the change counter");
-    let free = store
-        .put_shaping_policy(new("customers", PolicySubject::Plan("free".into()), Some(NOW + 60)))
-        .await
-        .unwrap();
+    let free =
+        store.put_shaping_policy(new("customers", PolicySubject::Plan("free".into()), Some(NOW + 60))).await.unwrap();
     store.put_shaping_policy(new("orders", PolicySubject::Organization("acme".into()), None)).await.unwrap();
     assert_eq!(partner.shape.max_items[0].max, 20);
     assert_eq!(partner.created_by, "admin:alice");
