@@ -617,7 +617,7 @@ async fn sqlite_reopen_is_idempotent_and_keeps_data() {
     assert!(c.org_by_name("acme").await.unwrap().is_some());
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-    assert_eq!(count, 2, "each migration recorded once (identity, usage)");
+    assert_eq!(count, 3, "each migration recorded once (identity, usage, shaping_policies)");
 }
 
 #[tokio::test]
@@ -712,7 +712,7 @@ async fn postgres_concurrent_open_migrates_once() {
             .query(&format!("SELECT version FROM {schema}.schema_migrations ORDER BY version"), &[])
             .await
             .unwrap();
-        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3]);
     })
     .catch_unwind()
     .await;
