@@ -22,7 +22,7 @@ use portcullis_identity::admin::{ConsumerSpec, IssuedKey, TargetRef};
 use portcullis_identity::apikey::KeyEnv;
 use portcullis_identity::service::unix_now;
 use portcullis_proxy::GatewayHandle;
-use portcullis_store::{Credential, MAX_AUDIT_PAGE};
+use portcullis_store::{Credential, MAX_AUDIT_PAGE, PolicyArrayCap, PolicyShape, PolicySubject};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -105,6 +105,10 @@ api_routes! {
     post "/suspensions" => suspend,
     get "/suspensions" => list_suspensions,
     delete "/suspensions/{kind}/{name_or_id}" => resume,
+    get "/policies" => list_policies,
+    put "/policies/{route}/{kind}/{name}" => put_policy,
+    get "/policies/{route}/{kind}/{name}" => get_policy,
+    delete "/policies/{route}/{kind}/{name}" => delete_policy,
     get "/audit" => audit,
     get "/usage" => usage,
 }
@@ -502,6 +506,34 @@ struct Suspend {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PutPolicy {
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default)]
+    max_items: Vec<PolicyArrayCap>,
+    #[serde(default)]
+    max_items_everywhere: Option<u32>,
+    reason: String,
+    #[serde(default)]
+    duration: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PoliciesQuery {
+    #[serde(default)]
+    route: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeletePolicyQuery {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ConsumersQuery {
     #[serde(default)]
     org: Option<String>,
@@ -736,6 +768,66 @@ async fn resume(
     let target = target_ref(&s.gateway, kind, name)?;
     let lifted = a.svc.resume(&a.actor, &target).await?;
     Ok(reply(StatusCode::OK, &json!({ "lifted": lifted })))
+}
+
+/// The route (which must be configured: a typo must not look like a working switch) and the
+/// subject of a `/policies/{route}/{kind}/{name}` path.
+fn policy_key(
+    gateway: &GatewayHandle,
+    route: String,
+    kind: &str,
+    name: String,
+) -> Result<(String, PolicySubject), ApiError> {
+    if !gateway.config().routes.iter().any(|r| *r.name == *route) {
+        return Err(ApiError::not_found("route"));
+    }
+    let subject = match kind {
+        "consumer" => PolicySubject::Consumer(name),
+        "organization" => PolicySubject::Organization(name),
+        "plan" => PolicySubject::Plan(name),
+        _ => return Err(ApiError::invalid("kind must be consumer, organization or plan")),
+    };
+    Ok((route, subject))
+}
+
+async fn list_policies(a: Admin, ApiQuery(q): ApiQuery<PoliciesQuery>) -> Result<Response, ApiError> {
+    Ok(items(&a.svc.list_shaping_policies(q.route.as_deref()).await?))
+}
+
+async fn put_policy(
+    State(s): State<ApiState>,
+    a: Admin,
+    ApiPath((route, kind, name)): ApiPath<(String, String, String)>,
+    ApiJson(b): ApiJson<PutPolicy>,
+) -> Result<Response, ApiError> {
+    let why = reason(&b.reason)?;
+    let d = b.duration.as_deref().map(|t| duration("duration", t, false)).transpose()?;
+    let (route, subject) = policy_key(&s.gateway, route, &kind, name)?;
+    let shape = PolicyShape { allow: b.allow, max_items: b.max_items, max_items_everywhere: b.max_items_everywhere };
+    let p = a.svc.set_shaping_policy(&a.actor, &route, subject, shape, why, d).await?;
+    Ok(reply(StatusCode::OK, &p))
+}
+
+async fn get_policy(
+    State(s): State<ApiState>,
+    a: Admin,
+    ApiPath((route, kind, name)): ApiPath<(String, String, String)>,
+) -> Result<Response, ApiError> {
+    let (route, subject) = policy_key(&s.gateway, route, &kind, name)?;
+    let p = a.svc.shaping_policy(&route, &subject).await?.ok_or_else(|| ApiError::not_found("shaping policy"))?;
+    Ok(reply(StatusCode::OK, &p))
+}
+
+async fn delete_policy(
+    State(s): State<ApiState>,
+    a: Admin,
+    ApiPath((route, kind, name)): ApiPath<(String, String, String)>,
+    ApiQuery(q): ApiQuery<DeletePolicyQuery>,
+) -> Result<Response, ApiError> {
+    let why = q.reason.as_deref().map(reason).transpose()?;
+    let (route, subject) = policy_key(&s.gateway, route, &kind, name)?;
+    let deleted = a.svc.delete_shaping_policy(&a.actor, &route, &subject, why).await?;
+    Ok(reply(StatusCode::OK, &json!({ "deleted": deleted })))
 }
 
 /// `GET /v1/usage`: behind the same admin authentication as every other `/v1` endpoint.

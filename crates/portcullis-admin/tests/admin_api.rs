@@ -429,6 +429,98 @@ async fn suspensions_apply_within_a_second_and_resume() {
     assert_eq!(through_gateway(&gw, "/orders/1", Some(&key)).await, 200, "rejected calls changed nothing");
 }
 
+async fn orders_body(gw: &TestGateway, key: &str) -> Value {
+    let req = http::Request::get("/orders/1").header("host", "api.test").header("x-api-key", key);
+    let r = gw.request(req.body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(r.status, 200);
+    r.json()
+}
+
+/// Polls until the orders body is `want`, for at most `within`.
+async fn eventually_body(gw: &TestGateway, key: &str, want: &Value, within: Duration) {
+    let t0 = Instant::now();
+    loop {
+        if orders_body(gw, key).await == *want {
+            return;
+        }
+        assert!(t0.elapsed() < within, "body never became {want} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn shaping_policies_accept_reject_apply_and_are_audited() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    let key = seed(&gw).await;
+    let full = json!({"method": "GET", "path": "/orders/1"});
+    assert_eq!(orders_body(&gw, &key).await, full, "the orders route has no exposure block of its own");
+
+    let put = json!({"allow": ["/method"], "max_items_everywhere": 20, "reason": "scraping", "duration": "1h"});
+    let p = ok(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", Some(put)).await;
+    assert_eq!(p["route"], "orders");
+    assert_eq!(p["subject"], json!({"kind": "consumer", "name": "acme-app"}));
+    assert_eq!(p["shape"]["allow"], json!(["/method"]));
+    assert_eq!(p["created_by"], "admin");
+    assert!(p["expires_at"].is_i64());
+    eventually_body(&gw, &key, &json!({"method": "GET"}), Duration::from_secs(1)).await;
+    assert_eq!(ok(&gw, "GET", "/v1/policies/orders/consumer/acme-app", None).await, p);
+    assert_eq!(ok(&gw, "GET", "/v1/policies", None).await["items"], json!([p]));
+    assert_eq!(ok(&gw, "GET", "/v1/policies?route=orders", None).await["items"], json!([p]));
+    assert_eq!(ok(&gw, "GET", "/v1/policies?route=health", None).await["items"], json!([]));
+
+    // An organization rule ranks below the consumer's own; a plan rule below both.
+    ok(&gw, "PUT", "/v1/policies/orders/organization/acme", Some(json!({"allow": ["/path"], "reason": "r"}))).await;
+    ok(&gw, "PUT", "/v1/policies/orders/plan/gold", Some(json!({"allow": ["/nothing"], "reason": "r"}))).await;
+    assert_eq!(orders_body(&gw, &key).await, json!({"method": "GET"}));
+
+    // Setting it again replaces it.
+    let again = json!({"allow": ["/path"], "reason": "narrower"});
+    assert_eq!(ok(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", Some(again)).await["reason"], "narrower");
+    eventually_body(&gw, &key, &json!({"path": "/orders/1"}), Duration::from_secs(1)).await;
+
+    // Rejects: nothing changes.
+    for (path, bad, status) in [
+        ("/v1/policies/no-such-route/consumer/acme-app", json!({"allow": ["/a"], "reason": "x"}), 404),
+        ("/v1/policies/orders/consumer/nobody", json!({"allow": ["/a"], "reason": "x"}), 404),
+        ("/v1/policies/orders/organization/nobody", json!({"allow": ["/a"], "reason": "x"}), 404),
+        ("/v1/policies/orders/planet/earth", json!({"allow": ["/a"], "reason": "x"}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["no-slash"], "reason": "x"}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"]}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"], "reason": " "}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"], "reason": "x", "duration": "soon"}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"], "reason": "x", "extra": 1}), 400),
+        ("/v1/policies/orders/consumer/acme-app", json!({"allow": vec!["/a"; 65], "reason": "x"}), 400),
+    ] {
+        assert_problem(&admin(&gw, "PUT", path, Some(TOKEN), Some(bad)).await, status);
+    }
+    assert_problem(
+        &admin(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", None, Some(json!({"reason": "x"}))).await,
+        401,
+    );
+    assert_problem(&admin(&gw, "GET", "/v1/policies/orders/plan/silver", Some(TOKEN), None).await, 404);
+    assert_problem(&admin(&gw, "DELETE", "/v1/policies/no-such-route/plan/gold", Some(TOKEN), None).await, 404);
+    assert_eq!(orders_body(&gw, &key).await, json!({"path": "/orders/1"}), "rejected calls changed nothing");
+
+    let del = ok(&gw, "DELETE", "/v1/policies/orders/consumer/acme-app?reason=resolved", None).await;
+    assert_eq!(del["deleted"], true);
+    eventually_body(&gw, &key, &json!({"path": "/orders/1"}), Duration::from_secs(1)).await;
+    assert_eq!(ok(&gw, "DELETE", "/v1/policies/orders/consumer/acme-app", None).await["deleted"], false);
+    assert_problem(&admin(&gw, "GET", "/v1/policies/orders/consumer/acme-app", Some(TOKEN), None).await, 404);
+    ok(&gw, "DELETE", "/v1/policies/orders/organization/acme", None).await;
+    ok(&gw, "DELETE", "/v1/policies/orders/plan/gold", None).await;
+    eventually_body(&gw, &key, &full, Duration::from_secs(1)).await;
+
+    // Audited with the actor and the reason.
+    let trail = ok(&gw, "GET", "/v1/audit?limit=1000", None).await;
+    let entries = trail["items"].as_array().unwrap();
+    let set = entries.iter().find(|e| e["action"] == "policy.set" && e["detail"]["reason"] == "narrower").unwrap();
+    assert_eq!(set["actor"], "admin");
+    assert_eq!(set["detail"]["route"], "orders");
+    let deleted = entries.iter().find(|e| e["action"] == "policy.delete" && e["detail"]["deleted"] == true).unwrap();
+    assert_eq!(deleted["detail"]["reason"], "resolved");
+}
+
 // ---- audit ----
 
 #[tokio::test]

@@ -264,4 +264,11 @@ pub struct FilePolicy {
     /// Data exposure: response scanning, masking, shaping, safe errors (see `docs/exposure.md`).
     #[serde(default)]
     pub exposure: Option<crate::exposure::FileExposure>,
+    /// CORS, answered by the gateway (see `docs/exposure.md`). Absent: the gateway adds no CORS
+    /// headers and passes the upstream's.
+    #[serde(default)]
+    pub cors: Option<crate::browser::FileCors>,
+    /// Attributes forced onto the upstream's `Set-Cookie` headers. Absent: cookies pass as set.
+    #[serde(default)]
+    pub cookies: Option<crate::browser::FileCookies>,
 }

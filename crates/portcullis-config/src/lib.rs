@@ -15,6 +15,7 @@
 //! assert!(errors.iter().any(|e| e.path == "listeners"));
 //! ```
 
+mod browser;
 mod error;
 mod exposure;
 mod file;
@@ -27,6 +28,7 @@ mod typed;
 
 use std::path::Path;
 
+pub use browser::*;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use exposure::*;
 pub use file::*;

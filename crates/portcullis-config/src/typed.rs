@@ -206,6 +206,10 @@ pub struct RouteConfig {
     pub inspect: Option<Arc<crate::inspect::InspectConfig>>,
     /// Data exposure (response masking, shaping, safe errors), when configured.
     pub exposure: Option<Arc<portcullis_exposure::RouteExposure>>,
+    /// CORS answered by the gateway, when configured.
+    pub cors: Option<Arc<crate::browser::CorsPolicy>>,
+    /// Attributes forced onto upstream cookies, when configured.
+    pub cookies: Option<crate::browser::CookiePolicy>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -690,6 +694,8 @@ impl Builder<'_> {
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
         let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
         let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
+        let cors = self.route_cors(p, fr.policy.cors.as_ref());
+        let cookies = self.route_cookies(p, fr.policy.cookies.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -702,6 +708,8 @@ impl Builder<'_> {
             rate_limit: None,
             inspect,
             exposure,
+            cors,
+            cookies,
         })
     }
 }

@@ -116,6 +116,15 @@ static PATTERNS: LazyLock<Option<Patterns>> = LazyLock::new(|| {
         (r" in [^\n]+\.cs:line [0-9]+", UnsafeReason::StackTrace("dotnet")),
         (r"\.php(?::| on line )[0-9]+|#[0-9]+ /[^\n]+\.php\([0-9]+\)", UnsafeReason::StackTrace("php")),
         (r"\.rb:[0-9]+:in `", UnsafeReason::StackTrace("ruby")),
+        // Rust backtrace frames (`at crm::db::list (src/db.rs:61)`, std's `at ./src/main.rs:4:5`)
+        // and panic messages.
+        (r"\bat [\w<>]+(?:::[\w<>{}#]+)+ \([^\n()]*\.rs:[0-9]+(?::[0-9]+)?\)", UnsafeReason::StackTrace("rust")),
+        (r"\n\s+at \.?/?[\w\-./]+\.rs:[0-9]+:[0-9]+|panicked at [^\n]+\.rs:[0-9]+", UnsafeReason::StackTrace("rust")),
+        // A SQL statement echoed back: upper-case keywords only, to spare prose.
+        (
+            r"\b(?:SELECT\s[^\n]{0,200}?\sFROM\s+[\w.\x22`]+|INSERT\s+INTO\s+[\w.\x22`]+|UPDATE\s+[\w.\x22`]+\s+SET\s|DELETE\s+FROM\s+[\w.\x22`]+)",
+            UnsafeReason::SqlError("statement"),
+        ),
         (r"\bORA-[0-9]{5}\b", UnsafeReason::SqlError("oracle")),
         (r"\bERROR:\s+(?:relation|column) .+ does not exist", UnsafeReason::SqlError("postgresql")),
         (r#"near "[^"]*": syntax error"#, UnsafeReason::SqlError("sqlite")),
@@ -206,6 +215,34 @@ mod tests {
         match classify_error_body(ct, body.as_bytes()) {
             ErrorBodyVerdict::Unsafe { reasons } => assert!(reasons.contains(&want), "{want} not in {reasons:?}"),
             ErrorBodyVerdict::Safe => panic!("{body:?} judged safe, wanted {want}"),
+        }
+    }
+
+    #[test]
+    fn rust_frames_and_echoed_sql_statements() {
+        let body = r#"{"error":"page starts at 1","trace":"crm::db::DbError::InvalidOffset\n    at crm::db::list_customers (src/db.rs:61)\n    at axum::routing::route::Route::call (axum-0.8/src/routing/route.rs:140)","sql":"SELECT * FROM customers ORDER BY id LIMIT 20 OFFSET -20"}"#;
+        unsafe_with(Some("application/json"), body, UnsafeReason::StackTrace("rust"));
+        unsafe_with(Some("application/json"), body, UnsafeReason::SqlError("statement"));
+        unsafe_with(None, "thread 'main' panicked at src/main.rs:4:5:\nboom", UnsafeReason::StackTrace("rust"));
+        unsafe_with(
+            None,
+            "stack backtrace:\n   0: x\n             at ./src/lib.rs:10:3",
+            UnsafeReason::StackTrace("rust"),
+        );
+        unsafe_with(None, "failed: INSERT INTO customers (email) VALUES ('a')", UnsafeReason::SqlError("statement"));
+        unsafe_with(None, "UPDATE orders SET status = 'x' WHERE id = 1", UnsafeReason::SqlError("statement"));
+        // Prose with the same words, a Rust-looking name without a frame: safe.
+        for safe in [
+            r#"{"error":"page starts at 1"}"#,
+            r#"{"error":"select a plan from the list, then update your settings"}"#,
+            r#"{"error":"Please SELECT an option"}"#,
+            r#"{"error":"unknown field crm::Customer::nickname"}"#,
+        ] {
+            assert_eq!(
+                classify_error_body(Some("application/json"), safe.as_bytes()),
+                ErrorBodyVerdict::Safe,
+                "{safe}"
+            );
         }
     }
 

@@ -65,4 +65,7 @@ pub use policy::{
     normalize_field_name,
 };
 pub use shape::{ArrayCap, Shape, ShapeConfig, ShapeError};
-pub use stage::{ExposureStage, OnCompressed, RouteExposure, RouteExposures, ShapeSubject, ShapingRule};
+pub use stage::{
+    ExposureStage, OnCompressed, OverrideRule, RouteExposure, RouteExposures, ShapeSubject, ShapingOverrides,
+    ShapingRule, SharedOverrides, select_shape,
+};

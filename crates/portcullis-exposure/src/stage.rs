@@ -14,6 +14,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http::{HeaderValue, StatusCode, header};
 use portcullis_core::{Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
@@ -106,19 +107,114 @@ impl RouteExposure {
 
     /// The shape for this caller: the first matching rule (consumer > org > plan), if any.
     pub fn shape_for(&self, principal: Option<&Principal>) -> Option<&Shape> {
-        let p = principal?;
-        let mut best: Option<&ShapingRule> = None;
-        for r in self.shaping.iter().filter(|r| r.subject.matches(p)) {
-            if best.is_none_or(|b| r.subject.rank() < b.subject.rank()) {
-                best = Some(r);
-            }
-        }
-        best.map(|r| &*r.shape)
+        select_shape(&self.shaping, &[], principal, 0)
+    }
+
+    /// Settings for a route that has no `policy.exposure` block but a run-time shaping rule: no
+    /// detector runs and no field is masked, only the shape applies; a compressed response is
+    /// refused (it cannot be shaped); upstream error bodies pass as they are.
+    pub fn shape_only() -> Result<Self, crate::PolicyError> {
+        let policy = crate::ExposurePolicy {
+            detectors: Vec::new(),
+            replace_default_sensitive_fields: true,
+            ..crate::ExposurePolicy::default()
+        };
+        Ok(RouteExposure {
+            max_body_bytes: policy.max_body_bytes,
+            policy: Arc::new(policy.compile()?),
+            shaping: Vec::new(),
+            safe_errors: false,
+            on_compressed: OnCompressed::Refuse,
+        })
     }
 }
 
 /// Route name → its exposure settings.
 pub type RouteExposures = Arc<HashMap<Arc<str>, Arc<RouteExposure>>>;
+
+/// A shaping rule set at run time (through the admin API) and when it lapses.
+#[derive(Debug, Clone)]
+pub struct OverrideRule {
+    /// Consumer, organization or plan.
+    pub subject: ShapeSubject,
+    /// The compiled shape.
+    pub shape: Arc<Shape>,
+    /// Unix seconds at which it stops applying, if any.
+    pub expires_at: Option<i64>,
+}
+
+impl OverrideRule {
+    fn is_active_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// Every run-time shaping rule, by route name: one immutable snapshot, replaced whole when the
+/// store changes (see [`SharedOverrides`]).
+#[derive(Debug, Default)]
+pub struct ShapingOverrides {
+    by_route: HashMap<Arc<str>, Vec<OverrideRule>>,
+}
+
+impl ShapingOverrides {
+    /// A snapshot of these (route, rule) pairs; within a route, consumer rules sort before
+    /// organization rules before plan rules.
+    pub fn new(rules: impl IntoIterator<Item = (Arc<str>, OverrideRule)>) -> Self {
+        let mut by_route: HashMap<Arc<str>, Vec<OverrideRule>> = HashMap::new();
+        for (route, rule) in rules {
+            by_route.entry(route).or_default().push(rule);
+        }
+        for rules in by_route.values_mut() {
+            rules.sort_by_key(|r| r.subject.rank());
+        }
+        Self { by_route }
+    }
+
+    /// The rules of a route.
+    pub fn route(&self, name: &str) -> &[OverrideRule] {
+        self.by_route.get(name).map_or(&[], Vec::as_slice)
+    }
+
+    /// How many rules there are, over every route.
+    pub fn len(&self) -> usize {
+        self.by_route.values().map(Vec::len).sum()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_route.is_empty()
+    }
+
+    /// Whether any rule has lapsed at `now` (the owner then rebuilds the snapshot).
+    pub fn any_lapsed_at(&self, now: i64) -> bool {
+        self.by_route.values().flatten().any(|r| !r.is_active_at(now))
+    }
+}
+
+/// The current run-time shaping rules: written by whoever watches the store (the identity
+/// service), read lock-free by the stage on every response.
+pub type SharedOverrides = Arc<ArcSwap<ShapingOverrides>>;
+
+/// The caller's shape on a route: the best-ranked matching rule (consumer > organization > plan)
+/// among the run-time rules in force at `now` and the configured ones; at equal rank the run-time
+/// rule wins, so a switch through the admin API replaces what the configuration says for that
+/// subject.
+pub fn select_shape<'a>(
+    configured: &'a [ShapingRule],
+    overrides: &'a [OverrideRule],
+    principal: Option<&Principal>,
+    now: i64,
+) -> Option<&'a Shape> {
+    let p = principal?;
+    let mut best: Option<(u8, &Shape)> = None;
+    let runtime = overrides.iter().filter(|r| r.is_active_at(now)).map(|r| (&r.subject, &r.shape));
+    for (subject, shape) in runtime.chain(configured.iter().map(|r| (&r.subject, &r.shape))) {
+        if subject.matches(p) && best.is_none_or(|(rank, _)| subject.rank() < rank) {
+            best = Some((subject.rank(), &**shape));
+        }
+    }
+    best.map(|(_, s)| s)
+}
 
 /// What `on_response` saw, for `on_response_body`.
 #[derive(Debug, Clone)]
@@ -128,22 +224,61 @@ struct Seen {
     skip: bool,
 }
 
+/// The settings chosen for this request in `on_request`, so every later phase uses the same ones
+/// (the body was buffered for them).
+#[derive(Debug, Clone)]
+struct Chosen(Arc<RouteExposure>);
+
 /// The masking stage.
 #[derive(Debug, Clone)]
 pub struct ExposureStage {
     routes: RouteExposures,
+    overrides: Option<SharedOverrides>,
+    shape_only: Option<Arc<RouteExposure>>,
 }
 
 const NAME: &str = "exposure";
 
+/// Unix seconds now.
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 impl ExposureStage {
     /// A stage for these routes; routes not in the map are not touched.
     pub fn new(routes: RouteExposures) -> Self {
-        Self { routes }
+        // An empty policy cannot fail to compile (a unit test holds it to that).
+        Self { routes, overrides: None, shape_only: RouteExposure::shape_only().ok().map(Arc::new) }
     }
 
-    fn route(&self, ctx: &RequestCtx) -> Option<&Arc<RouteExposure>> {
-        self.routes.get(ctx.route.as_deref()?)
+    /// Also applies the run-time shaping rules of `overrides`, read on every response. A route
+    /// without a `policy.exposure` block that gets a run-time rule is shaped (not scanned) with
+    /// [`RouteExposure::shape_only`] settings.
+    #[must_use]
+    pub fn with_overrides(mut self, overrides: SharedOverrides) -> Self {
+        self.overrides = Some(overrides);
+        self
+    }
+
+    /// The settings for this request: the route's own, else shape-only ones when a run-time rule
+    /// names the route.
+    fn choose(&self, ctx: &RequestCtx) -> Option<Arc<RouteExposure>> {
+        let route = ctx.route.as_deref()?;
+        if let Some(r) = self.routes.get(route) {
+            return Some(r.clone());
+        }
+        let overrides = self.overrides.as_ref()?.load();
+        // The common case, no run-time policy anywhere: no hashing.
+        if overrides.is_empty() || overrides.route(route).is_empty() {
+            return None;
+        }
+        self.shape_only.clone()
+    }
+
+    fn route(&self, ctx: &RequestCtx) -> Option<Arc<RouteExposure>> {
+        ctx.extensions.get::<Chosen>().map(|c| c.0.clone())
     }
 }
 
@@ -196,16 +331,16 @@ impl Stage for ExposureStage {
     }
 
     async fn on_request(&self, req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
-        if let Some(r) = self.route(ctx) {
+        if let Some(r) = self.choose(ctx) {
             req.headers.insert(header::ACCEPT_ENCODING, HeaderValue::from_static("identity"));
-            let cap = r.max_body_bytes;
-            ctx.require_response_body(cap);
+            ctx.require_response_body(r.max_body_bytes);
+            ctx.extensions.insert(Chosen(r));
         }
         Ok(Flow::Continue)
     }
 
     async fn on_response(&self, resp: &mut http::response::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
-        let Some(r) = self.route(ctx).cloned() else { return Ok(Flow::Continue) };
+        let Some(r) = self.route(ctx) else { return Ok(Flow::Continue) };
         let encoded =
             resp.headers.get_all(header::CONTENT_ENCODING).iter().any(|v| {
                 v.to_str().map_or(true, |s| !s.trim().eq_ignore_ascii_case("identity") && !s.trim().is_empty())
@@ -234,7 +369,7 @@ impl Stage for ExposureStage {
     }
 
     async fn on_response_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
-        let Some(r) = self.route(ctx).cloned() else { return Ok(Flow::Continue) };
+        let Some(r) = self.route(ctx) else { return Ok(Flow::Continue) };
         let Some(seen) = ctx.extensions.get::<Seen>().cloned() else { return Ok(Flow::Continue) };
         // Nothing to scan (204, 304, HEAD, an empty error): never refuse an empty body.
         if seen.skip || body.is_empty() {
@@ -256,8 +391,15 @@ impl Stage for ExposureStage {
             );
             return Ok(Flow::Respond(safe_error(seen.status, ctx)));
         }
+        let overrides = self.overrides.as_ref().map(|o| o.load());
+        let runtime = match (&overrides, ctx.route.as_deref()) {
+            (Some(o), Some(route)) => o.route(route),
+            _ => &[],
+        };
+        let now = if runtime.is_empty() { 0 } else { unix_now() };
+        let shape = select_shape(&r.shaping, runtime, ctx.principal.as_deref(), now);
         let applied = match ct {
-            Some(c) if is_json(c) => r.policy.apply_json(body, r.shape_for(ctx.principal.as_deref())),
+            Some(c) if is_json(c) => r.policy.apply_json(body, shape),
             Some(c) if is_text(c) => match std::str::from_utf8(body) {
                 Ok(t) => r.policy.apply_text(t),
                 Err(_) => {
@@ -340,5 +482,53 @@ mod tests {
         let other = Principal::new(AuthMethodUsed::ApiKey);
         assert!(r.shape_for(Some(&other)).is_none());
         assert!(r.shape_for(None).is_none());
+    }
+
+    fn over(subject: ShapeSubject, allow: &str, expires_at: Option<i64>) -> OverrideRule {
+        let r = rule(subject, allow);
+        OverrideRule { subject: r.subject, shape: r.shape, expires_at }
+    }
+
+    #[test]
+    fn run_time_rules_replace_configured_ones_of_the_same_rank_until_they_lapse() {
+        let policy = ExposurePolicy::default().compile().unwrap();
+        let configured = vec![
+            rule(ShapeSubject::Consumer("app".into()), "/config"),
+            rule(ShapeSubject::Plan("gold".into()), "/plan"),
+        ];
+        let snapshot = ShapingOverrides::new([
+            (Arc::from("r"), over(ShapeSubject::Plan("free".into()), "/free", None)),
+            (Arc::from("r"), over(ShapeSubject::Consumer("app".into()), "/runtime", Some(100))),
+        ]);
+        assert_eq!(snapshot.len(), 2);
+        assert!(snapshot.route("other").is_empty());
+        assert!(!snapshot.any_lapsed_at(99) && snapshot.any_lapsed_at(100));
+        let mut p = Principal::new(AuthMethodUsed::ApiKey);
+        p.consumer_name = Some("app".into());
+        p.plan = Some("free".into());
+        let body = br#"{"config":1,"runtime":2,"free":3,"plan":4}"#;
+        let shaped = |now: i64, p: &Principal| {
+            let shape = select_shape(&configured, snapshot.route("r"), Some(p), now);
+            String::from_utf8(policy.apply_json(body, shape).unwrap().body).unwrap()
+        };
+        assert_eq!(shaped(99, &p), r#"{"runtime":2}"#, "the run-time rule wins at equal rank");
+        assert_eq!(shaped(100, &p), r#"{"config":1}"#, "lapsed: the configured rule is back");
+        p.consumer_name = Some("other".into());
+        assert_eq!(shaped(99, &p), r#"{"free":3}"#, "a run-time plan rule applies to the rest of the plan");
+        p.plan = Some("gold".into());
+        assert_eq!(shaped(99, &p), r#"{"plan":4}"#);
+        assert!(select_shape(&configured, snapshot.route("r"), None, 99).is_none(), "anonymous callers");
+    }
+
+    #[test]
+    fn shape_only_settings_shape_without_masking() {
+        let r = RouteExposure::shape_only().unwrap();
+        assert!(!r.safe_errors);
+        assert_eq!(r.on_compressed, OnCompressed::Refuse);
+        let shape =
+            ShapeConfig { allow: vec!["/email".into(), "/password".into()], ..Default::default() }.compile().unwrap();
+        let out = r.policy.apply_json(br#"{"email":"jane@example.com","password":"x","id":1}"#, Some(&shape)).unwrap();
+        assert_eq!(out.body, br#"{"email":"jane@example.com","password":"x"}"#);
+        assert!(out.findings.is_empty());
     }
 }

@@ -104,7 +104,7 @@ fn audit(actor: &str, action: &str, target: &str, detail: serde_json::Value) -> 
 }
 
 impl IdentityService {
-    async fn org_named(&self, name: &str) -> Result<Organization, AdminError> {
+    pub(crate) async fn org_named(&self, name: &str) -> Result<Organization, AdminError> {
         let store = self.store().clone();
         let name = name.to_owned();
         self.io(async move { Ok(store.org_by_name(&name).await?) }).await?.ok_or(AdminError::NotFound("organization"))
@@ -121,6 +121,17 @@ impl IdentityService {
         let store = self.store().clone();
         self.io(async move { Ok(store.append_audit(entry).await.map(|_| ())?) }).await?;
         Ok(())
+    }
+
+    /// Appends an audit entry for an admin action of another module.
+    pub(crate) async fn write_audit_entry(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        self.write_audit(audit(actor, action, target, detail)).await
     }
 
     /// Creates an organization.

@@ -23,6 +23,7 @@ pub mod hmac_sig;
 pub mod http;
 pub mod introspect;
 pub mod jwt;
+pub mod policies;
 pub mod service;
 pub mod stage;
 

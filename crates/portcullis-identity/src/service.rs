@@ -1,6 +1,6 @@
 //! The identity service: one per gateway process, shared by every worker and every configuration
 //! generation. It owns the store, the shared (cluster) state, the in-memory credential cache and
-//! the snapshot of active suspensions, and runs all their I/O on its own small runtime so a slow
+//! the snapshots of active suspensions and run-time shaping policies, and runs all their I/O on its own small runtime so a slow
 //! database never stalls a worker's event loop.
 //!
 //! Freshness: every write through the admin API publishes a change on the shared state (Redis
@@ -132,6 +132,8 @@ struct Inner {
     hasher: KeyHasher,
     cache: RwLock<HashMap<(CredentialKind, String), CacheEntry>>,
     suspensions: ArcSwap<Suspensions>,
+    /// Run-time shaping policies, compiled; the exposure stage holds the same `Arc`.
+    overrides: portcullis_exposure::SharedOverrides,
     last_seq: std::sync::atomic::AtomicI64,
     handle: tokio::runtime::Handle,
     _io: IoRuntime,
@@ -205,6 +207,7 @@ impl IdentityService {
             hasher,
             cache: RwLock::new(HashMap::new()),
             suspensions: ArcSwap::from_pointee(Suspensions::default()),
+            overrides: Arc::new(ArcSwap::from_pointee(portcullis_exposure::ShapingOverrides::default())),
             last_seq: std::sync::atomic::AtomicI64::new(i64::MIN),
             handle,
             _io: io,
@@ -254,18 +257,27 @@ impl IdentityService {
         self.inner.suspensions.load_full()
     }
 
-    /// Drops every cached lookup and reloads suspensions now.
+    /// The run-time shaping policies in force, compiled: a handle the exposure stage keeps and
+    /// loads (lock-free) on every response; [`IdentityService::refresh`] swaps its content.
+    pub fn shaping_overrides(&self) -> portcullis_exposure::SharedOverrides {
+        self.inner.overrides.clone()
+    }
+
+    /// Drops every cached lookup and reloads suspensions and shaping policies now.
     pub async fn refresh(&self) -> Result<(), ServiceError> {
         let store = self.inner.store.clone();
-        let (list, seq) = self
+        let (list, policies, seq) = self
             .io(async move {
                 let seq = store.change_seq().await?;
-                let list = store.active_suspensions(unix_now()).await?;
-                Ok((list, seq))
+                let now = unix_now();
+                let list = store.active_suspensions(now).await?;
+                let policies = store.active_shaping_policies(now).await?;
+                Ok((list, policies, seq))
             })
             .await?;
         self.clear_cache();
         self.inner.suspensions.store(Arc::new(Suspensions::from_list(list)));
+        self.inner.overrides.store(Arc::new(crate::policies::compile_overrides(&policies)));
         self.inner.last_seq.store(seq, std::sync::atomic::Ordering::Release);
         Ok(())
     }
@@ -366,7 +378,9 @@ impl IdentityService {
                     }
                 };
                 let svc = IdentityService { inner };
-                let expired = svc.suspensions().by_target.values().any(|s| !s.is_active_at(unix_now()));
+                let now = unix_now();
+                let expired = svc.suspensions().by_target.values().any(|s| !s.is_active_at(now))
+                    || svc.inner.overrides.load().any_lapsed_at(now);
                 if (seq != svc.inner.last_seq.load(std::sync::atomic::Ordering::Acquire) || expired)
                     && let Err(e) = svc.refresh().await
                 {

@@ -52,6 +52,9 @@ pub(crate) struct CompletionGuard {
     upstream_duration: Option<Duration>,
     conn_inflight: Arc<AtomicUsize>,
     _permit: Option<OwnedSemaphorePermit>,
+    /// The route's CORS policy and the request's `Origin`, once routed: `finish` applies them to
+    /// whatever response goes out, denials included.
+    cors: Option<(Arc<portcullis_config::CorsPolicy>, Option<HeaderValue>)>,
     done: bool,
 }
 
@@ -123,6 +126,7 @@ pub(crate) async fn handle(
         upstream_duration: None,
         conn_inflight: conn.inflight.clone(),
         _permit: None,
+        cors: None,
         done: false,
     };
 
@@ -161,6 +165,27 @@ pub(crate) async fn handle(
     guard.ctx.query = parts.uri.query().map(str::to_owned);
 
     let host = router::request_host(&parts);
+    // A CORS preflight on a route with a CORS policy is the gateway's to answer: route it by the
+    // method it asks about, before any stage (browsers send preflights without credentials).
+    if let Some(method) = crate::cors::preflight_method(&parts)
+        && let RouteMatch::Found(i) = router::find(&cfg.routes, host.as_deref(), &guard.ctx.path, &method)
+        && let Some(policy) = cfg.routes[i].cors.clone()
+    {
+        guard.ctx.route = Some(cfg.routes[i].name.clone());
+        guard.ctx.path_template = Some(cfg.routes[i].path.source().clone());
+        return Ok(match crate::cors::preflight(&policy, &parts.headers, &method) {
+            Ok((status, headers)) => {
+                let mut resp = http::Response::new(full(Bytes::new()));
+                *resp.status_mut() = status;
+                *resp.headers_mut() = headers;
+                finish(guard, resp)
+            }
+            Err(refusal) => {
+                metrics::counter!("portcullis_cors_refused_total", "reason" => refusal.reason()).increment(1);
+                deny(guard, "cors", refusal.reason(), Problem::new(ProblemKind::Forbidden))
+            }
+        });
+    }
     let route_idx = match router::find(&cfg.routes, host.as_deref(), &guard.ctx.path, &parts.method) {
         RouteMatch::Found(i) => i,
         RouteMatch::NotFound => {
@@ -178,6 +203,9 @@ pub(crate) async fn handle(
     let route = &cfg.routes[route_idx];
     guard.ctx.route = Some(route.name.clone());
     guard.ctx.path_template = Some(route.path.source().clone());
+    if let Some(policy) = &route.cors {
+        guard.cors = Some((policy.clone(), parts.headers.get(header::ORIGIN).cloned()));
+    }
 
     if hygiene::content_length(&parts.headers).is_some_and(|n| n > route.max_request_body_bytes) {
         return Ok(deny(guard, "hygiene", "body-too-large", Problem::new(ProblemKind::PayloadTooLarge)));
@@ -267,6 +295,9 @@ pub(crate) async fn handle(
     }
     let (mut resp_parts, resp_body) = upstream_resp.into_parts();
     hygiene::strip_hop_by_hop(&mut resp_parts.headers, false);
+    if let Some(policy) = &route.cookies {
+        crate::cors::secure_cookies(policy, &mut resp_parts.headers);
+    }
 
     match rt.pipeline.on_response(&mut resp_parts, &mut guard.ctx).await {
         Ok(Flow::Continue) => {}
@@ -386,6 +417,9 @@ fn finish(mut guard: CompletionGuard, resp: http::Response<ProxyBody>) -> Resp {
     let (mut parts, body) = resp.into_parts();
     let hsts = guard.rt.hsts.get(&guard.ctx.listener).cloned();
     hygiene::secure_response_headers(&mut parts.headers, &guard.ctx.request_id, hsts.as_ref());
+    if let Some((policy, origin)) = &guard.cors {
+        crate::cors::apply(policy, origin.as_ref(), &mut parts.headers);
+    }
     guard.status = parts.status.as_u16();
     http::Response::from_parts(parts, ResponseBody::new(body, guard))
 }

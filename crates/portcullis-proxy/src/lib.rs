@@ -13,6 +13,7 @@
 //! ```
 
 mod body;
+mod cors;
 mod h1_guard;
 mod handler;
 mod hygiene;

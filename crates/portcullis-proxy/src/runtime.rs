@@ -51,17 +51,23 @@ impl Runtime {
             })
             .collect::<Result<_, _>>()?;
         let access_log = sink.map(|s| AccessLogStage::new(s, config.access_log.log_query));
+        let overrides = identity.map(IdentityService::shaping_overrides);
         let identity = identity.map(|svc| {
             let routes = route_policies(&config);
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
         let rate_limit = crate::traffic::stage(&config, traffic);
         let inspect = crate::inspect::stage(&config);
-        // Masking: one stage for every route with a `policy.exposure` block.
+        // Masking: one stage for every route with a `policy.exposure` block, and, when there is
+        // an identity service, for the run-time shaping policies it keeps (any route may get one
+        // through the admin API without a reload).
         let exposure_routes: HashMap<Arc<str>, _> =
             config.routes.iter().filter_map(|r| Some((r.name.clone(), r.exposure.clone()?))).collect();
-        let exposure =
-            (!exposure_routes.is_empty()).then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes)));
+        let exposure = match overrides {
+            Some(o) => Some(portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes)).with_overrides(o)),
+            None => (!exposure_routes.is_empty())
+                .then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes))),
+        };
         let pipeline = Pipeline::new(identity, rate_limit, inspect, exposure, access_log, MetricsStage::default());
         let hsts = config
             .listeners

@@ -55,6 +55,8 @@ pub(crate) fn conflict_subject(text: &str) -> &'static str {
         "credential lookup"
     } else if text.contains("suspensions") {
         "suspension"
+    } else if text.contains("shaping_policies") {
+        "shaping policy"
     } else {
         "unique value"
     }

@@ -1,5 +1,5 @@
-//! Persistent and shared state for portcullis: organizations, consumers, credentials, suspensions
-//! and the audit log in SQLite (one node) or PostgreSQL (a cluster), plus cluster-shared state on
+//! Persistent and shared state for portcullis: organizations, consumers, credentials, suspensions,
+//! run-time shaping policies and the audit log in SQLite (one node) or PostgreSQL (a cluster), plus cluster-shared state on
 //! Redis ([`shared`]): a change bus, an HMAC nonce cache and failure counters.
 //!
 //! ```
@@ -311,6 +311,25 @@ impl Store {
     /// Suspensions in force at `now` (no expiry, or expiring later), oldest first.
     pub async fn active_suspensions(&self, now: i64) -> Result<Vec<Suspension>> {
         dispatch!(self.active_suspensions(now))
+    }
+
+    // --- shaping policies -----------------------------------------------------------------------
+
+    /// Sets the run-time shaping policy of a subject on a route, replacing the one it had. Names
+    /// are not checked here (routes live in the configuration; the admin layer checks consumers
+    /// and organizations). Bumps the change counter.
+    pub async fn put_shaping_policy(&self, new: NewShapingPolicy) -> Result<ShapingPolicy> {
+        dispatch!(self.put_shaping_policy(new))
+    }
+
+    /// Deletes the subject's policy on the route; `false` if it had none.
+    pub async fn delete_shaping_policy(&self, route: &str, subject: &PolicySubject) -> Result<bool> {
+        dispatch!(self.delete_shaping_policy(route, subject))
+    }
+
+    /// Shaping policies in force at `now` (no expiry, or expiring later), oldest first.
+    pub async fn active_shaping_policies(&self, now: i64) -> Result<Vec<ShapingPolicy>> {
+        dispatch!(self.active_shaping_policies(now))
     }
 
     // --- audit and changes ----------------------------------------------------------------------

@@ -170,6 +170,38 @@ CREATE TABLE usage (
 );
 "#,
     },
+    Migration {
+        version: 3,
+        name: "shaping_policies",
+        sqlite: r#"
+CREATE TABLE shaping_policies (
+    id           TEXT PRIMARY KEY,
+    route        TEXT NOT NULL,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('consumer', 'organization', 'plan')),
+    subject_name TEXT NOT NULL,
+    shape        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    expires_at   INTEGER,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT NOT NULL,
+    UNIQUE (route, subject_kind, subject_name)
+);
+"#,
+        postgres: r#"
+CREATE TABLE shaping_policies (
+    id           TEXT PRIMARY KEY,
+    route        TEXT NOT NULL,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('consumer', 'organization', 'plan')),
+    subject_name TEXT NOT NULL,
+    shape        JSONB NOT NULL,
+    reason       TEXT NOT NULL,
+    expires_at   BIGINT,
+    created_at   BIGINT NOT NULL,
+    created_by   TEXT NOT NULL,
+    CONSTRAINT shaping_policies_subject_key UNIQUE (route, subject_kind, subject_name)
+);
+"#,
+    },
 ];
 
 /// The newest schema version this build knows.

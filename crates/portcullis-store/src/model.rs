@@ -416,6 +416,122 @@ pub struct NewSuspension {
     pub created_by: String,
 }
 
+/// Whom a run-time shaping policy applies to, by name (as the caller's principal carries it).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "name", rename_all = "snake_case")]
+pub enum PolicySubject {
+    /// A consumer, by name.
+    Consumer(String),
+    /// An organization, by name.
+    Organization(String),
+    /// A plan, by name.
+    Plan(String),
+}
+
+impl PolicySubject {
+    /// `consumer`, `organization` or `plan`: the name stored in the database and used in URLs.
+    pub fn kind_str(&self) -> &'static str {
+        match self {
+            PolicySubject::Consumer(_) => "consumer",
+            PolicySubject::Organization(_) => "organization",
+            PolicySubject::Plan(_) => "plan",
+        }
+    }
+
+    /// The consumer, organization or plan name.
+    pub fn name(&self) -> &str {
+        match self {
+            PolicySubject::Consumer(n) | PolicySubject::Organization(n) | PolicySubject::Plan(n) => n,
+        }
+    }
+
+    /// From a kind (`consumer`, `organization`/`org`, `plan`) and a name.
+    pub fn from_parts(kind: &str, name: String) -> Result<Self, StoreError> {
+        Ok(match kind {
+            "consumer" => PolicySubject::Consumer(name),
+            "organization" | "org" => PolicySubject::Organization(name),
+            "plan" => PolicySubject::Plan(name),
+            _ => return Err(StoreError::invalid("a policy subject is a consumer, an organization or a plan")),
+        })
+    }
+}
+
+/// An array length cap of a [`PolicyShape`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyArrayCap {
+    /// The array's JSON pointer pattern (`/items`, `/data/*/tags`).
+    pub pointer: String,
+    /// The most items kept.
+    pub max: u32,
+}
+
+/// A response shape as stored: field allow-list and array caps (compiled by the gateway).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyShape {
+    /// JSON pointer patterns of the members the subject may see; empty keeps every member.
+    #[serde(default)]
+    pub allow: Vec<String>,
+    /// Caps on array lengths by pointer.
+    #[serde(default)]
+    pub max_items: Vec<PolicyArrayCap>,
+    /// A cap on every array no `max_items` entry names.
+    #[serde(default)]
+    pub max_items_everywhere: Option<u32>,
+}
+
+/// Most entries of [`PolicyShape::allow`] or [`PolicyShape::max_items`].
+pub const MAX_SHAPE_ENTRIES: usize = 64;
+
+/// A response-shaping policy set at run time for a subject on a route; replaces, for that
+/// subject, what the route's configuration says. A (route, subject) pair has at most one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShapingPolicy {
+    /// UUIDv7 (a new one each time the policy is replaced).
+    pub id: String,
+    /// The route's configured name.
+    pub route: String,
+    /// Whom it applies to.
+    pub subject: PolicySubject,
+    /// The shape.
+    pub shape: PolicyShape,
+    /// Why, for people and audit.
+    pub reason: String,
+    /// Unix seconds at which it lapses by itself, if any.
+    pub expires_at: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Who set it.
+    pub created_by: String,
+}
+
+impl ShapingPolicy {
+    /// Whether the policy is in force at `now`.
+    pub fn is_active_at(&self, now: i64) -> bool {
+        self.expires_at.is_none_or(|at| now < at)
+    }
+}
+
+/// What [`crate::Store::put_shaping_policy`] needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewShapingPolicy {
+    /// The route's configured name (not checked: routes live in the configuration).
+    pub route: String,
+    /// Whom it applies to (names are not checked here: the admin layer does).
+    pub subject: PolicySubject,
+    /// The shape.
+    pub shape: PolicyShape,
+    /// Why.
+    pub reason: String,
+    /// Unix seconds at which it lapses, if any.
+    pub expires_at: Option<i64>,
+    /// Unix seconds.
+    pub created_at: i64,
+    /// Who.
+    pub created_by: String,
+}
+
 /// One line of the append-only audit log.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditEntry {
@@ -605,6 +721,28 @@ impl NewSuspension {
     }
 }
 
+impl NewShapingPolicy {
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        check_text("route", &self.route, 128)?;
+        check_text("subject name", self.subject.name(), 128)?;
+        check_text("reason", &self.reason, MAX_TEXT_LEN)?;
+        check_text("created_by", &self.created_by, 256)?;
+        let shape = &self.shape;
+        if shape.allow.len() > MAX_SHAPE_ENTRIES || shape.max_items.len() > MAX_SHAPE_ENTRIES {
+            return Err(StoreError::invalid(format!(
+                "a shape has at most {MAX_SHAPE_ENTRIES} allow pointers and {MAX_SHAPE_ENTRIES} array caps"
+            )));
+        }
+        for p in shape.allow.iter().chain(shape.max_items.iter().map(|c| &c.pointer)) {
+            check_text("pointer", p, 512)?;
+        }
+        if self.expires_at.is_some_and(|at| at <= self.created_at) {
+            return Err(StoreError::invalid("expires_at must be after created_at"));
+        }
+        Ok(())
+    }
+}
+
 impl NewAuditEntry {
     pub(crate) fn validate(&self) -> Result<(), StoreError> {
         check_text("actor", &self.actor, 256)?;
@@ -769,6 +907,30 @@ mod tests {
         };
         assert!(s.is_active_at(9));
         assert!(!s.is_active_at(10));
+    }
+
+    #[test]
+    fn shaping_policy_validation_and_json_shape() {
+        let new = NewShapingPolicy {
+            route: "customers".into(),
+            subject: PolicySubject::Consumer("partner-x".into()),
+            shape: PolicyShape { allow: vec!["/items/*/id".into()], ..PolicyShape::default() },
+            reason: "scraping".into(),
+            expires_at: None,
+            created_at: 10,
+            created_by: "admin".into(),
+        };
+        assert!(new.validate().is_ok());
+        let too_many = PolicyShape { allow: vec!["/a".into(); MAX_SHAPE_ENTRIES + 1], ..PolicyShape::default() };
+        assert!(NewShapingPolicy { shape: too_many, ..new.clone() }.validate().is_err());
+        assert!(NewShapingPolicy { reason: String::new(), ..new.clone() }.validate().is_err());
+        assert!(NewShapingPolicy { expires_at: Some(10), ..new.clone() }.validate().is_err());
+        assert_eq!(
+            serde_json::to_value(&new.subject).unwrap_or_default(),
+            json!({"kind": "consumer", "name": "partner-x"})
+        );
+        assert!(PolicySubject::from_parts("org", "acme".into()).is_ok());
+        assert!(PolicySubject::from_parts("route", "x".into()).is_err());
     }
 
     #[test]

@@ -157,6 +157,22 @@ fn suspension_row(row: &Row) -> Result<Suspension> {
     })
 }
 
+const POLICY_COLS: &str = "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
+fn policy_row(row: &Row) -> Result<ShapingPolicy> {
+    let shape: serde_json::Value = get(row, 4)?;
+    Ok(ShapingPolicy {
+        id: get(row, 0)?,
+        route: get(row, 1)?,
+        subject: PolicySubject::from_parts(get(row, 2)?, get(row, 3)?)
+            .map_err(|_| StoreError::backend_msg("decoding a row", "unknown policy subject"))?,
+        shape: serde_json::from_value(shape).map_err(|e| StoreError::backend("decoding a row", e))?,
+        reason: get(row, 5)?,
+        expires_at: get(row, 6)?,
+        created_at: get(row, 7)?,
+        created_by: get(row, 8)?,
+    })
+}
+
 const AUDIT_COLS: &str = "seq, at, actor, action, target, detail";
 fn audit_row(row: &Row) -> Result<AuditEntry> {
     Ok(AuditEntry {
@@ -584,6 +600,82 @@ impl PgStore {
             "SELECT {SUSPENSION_COLS} FROM suspensions WHERE expires_at IS NULL OR expires_at > $1 ORDER BY id"
         );
         self.many("listing suspensions", &sql, &[&now], suspension_row).await
+    }
+
+    // --- shaping policies -----------------------------------------------------------------------
+
+    pub(crate) async fn put_shaping_policy(&self, new: NewShapingPolicy) -> Result<ShapingPolicy> {
+        new.validate()?;
+        let shape = serde_json::to_value(&new.shape).map_err(|e| StoreError::backend("encoding JSON", e))?;
+        let context = "setting a shaping policy";
+        let mut client = self.pool.get().await.map_err(pool_err(context))?;
+        let tx = client.transaction().await.map_err(db_err(context))?;
+        // Housekeeping: lapsed policies are of no use to anyone.
+        tx.execute(
+            "DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= $1",
+            &[&new.created_at],
+        )
+        .await
+        .map_err(db_err(context))?;
+        let p = ShapingPolicy {
+            id: new_id(),
+            route: new.route,
+            subject: new.subject,
+            shape: new.shape,
+            reason: new.reason,
+            expires_at: new.expires_at,
+            created_at: new.created_at,
+            created_by: new.created_by,
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO shaping_policies ({POLICY_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
+                 ON CONFLICT (route, subject_kind, subject_name) DO UPDATE SET id = excluded.id,
+                   shape = excluded.shape, reason = excluded.reason, expires_at = excluded.expires_at,
+                   created_at = excluded.created_at, created_by = excluded.created_by"
+            ),
+            &[
+                &p.id,
+                &p.route,
+                &p.subject.kind_str(),
+                &p.subject.name(),
+                &shape,
+                &p.reason,
+                &p.expires_at,
+                &p.created_at,
+                &p.created_by,
+            ],
+        )
+        .await
+        .map_err(db_err(context))?;
+        tx.execute(BUMP, &[]).await.map_err(db_err(context))?;
+        tx.commit().await.map_err(db_err(context))?;
+        Ok(p)
+    }
+
+    pub(crate) async fn delete_shaping_policy(&self, route: &str, subject: &PolicySubject) -> Result<bool> {
+        let context = "deleting a shaping policy";
+        let mut client = self.pool.get().await.map_err(pool_err(context))?;
+        let tx = client.transaction().await.map_err(db_err(context))?;
+        let n = tx
+            .execute(
+                "DELETE FROM shaping_policies WHERE route = $1 AND subject_kind = $2 AND subject_name = $3",
+                &[&route, &subject.kind_str(), &subject.name()],
+            )
+            .await
+            .map_err(db_err(context))?;
+        if n > 0 {
+            tx.execute(BUMP, &[]).await.map_err(db_err(context))?;
+        }
+        tx.commit().await.map_err(db_err(context))?;
+        Ok(n > 0)
+    }
+
+    pub(crate) async fn active_shaping_policies(&self, now: i64) -> Result<Vec<ShapingPolicy>> {
+        let sql = format!(
+            "SELECT {POLICY_COLS} FROM shaping_policies WHERE expires_at IS NULL OR expires_at > $1 ORDER BY id"
+        );
+        self.many("listing shaping policies", &sql, &[&now], policy_row).await
     }
 
     // --- audit and changes ----------------------------------------------------------------------

@@ -149,6 +149,22 @@ fn suspension_row(row: &Row<'_>) -> rusqlite::Result<Suspension> {
     })
 }
 
+const POLICY_COLS: &str = "id, route, subject_kind, subject_name, shape, reason, expires_at, created_at, created_by";
+fn policy_row(row: &Row<'_>) -> rusqlite::Result<ShapingPolicy> {
+    let kind: String = row.get(2)?;
+    let shape: String = row.get(4)?;
+    Ok(ShapingPolicy {
+        id: row.get(0)?,
+        route: row.get(1)?,
+        subject: PolicySubject::from_parts(&kind, row.get(3)?).map_err(|e| conversion(2, e))?,
+        shape: serde_json::from_str(&shape).map_err(|e| conversion(4, e))?,
+        reason: row.get(5)?,
+        expires_at: row.get(6)?,
+        created_at: row.get(7)?,
+        created_by: row.get(8)?,
+    })
+}
+
 const AUDIT_COLS: &str = "seq, at, actor, action, target, detail";
 fn audit_row(row: &Row<'_>) -> rusqlite::Result<AuditEntry> {
     let detail: String = row.get(5)?;
@@ -644,6 +660,81 @@ impl SqliteStore {
             "SELECT {SUSPENSION_COLS} FROM suspensions WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY id"
         );
         self.many("listing suspensions", sql, [now], suspension_row).await
+    }
+
+    // --- shaping policies -----------------------------------------------------------------------
+
+    pub(crate) async fn put_shaping_policy(&self, new: NewShapingPolicy) -> Result<ShapingPolicy> {
+        new.validate()?;
+        let shape = to_json(&new.shape)?;
+        self.write("setting a shaping policy", move |tx| {
+            let context = "setting a shaping policy";
+            // Housekeeping: lapsed policies are of no use to anyone.
+            tx.execute(
+                "DELETE FROM shaping_policies WHERE expires_at IS NOT NULL AND expires_at <= ?1",
+                [new.created_at],
+            )
+            .map_err(db_err(context))?;
+            let p = ShapingPolicy {
+                id: new_id(),
+                route: new.route,
+                subject: new.subject,
+                shape: new.shape,
+                reason: new.reason,
+                expires_at: new.expires_at,
+                created_at: new.created_at,
+                created_by: new.created_by,
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO shaping_policies ({POLICY_COLS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                     ON CONFLICT (route, subject_kind, subject_name) DO UPDATE SET id = excluded.id,
+                       shape = excluded.shape, reason = excluded.reason, expires_at = excluded.expires_at,
+                       created_at = excluded.created_at, created_by = excluded.created_by"
+                ),
+                params![
+                    p.id,
+                    p.route,
+                    p.subject.kind_str(),
+                    p.subject.name(),
+                    shape,
+                    p.reason,
+                    p.expires_at,
+                    p.created_at,
+                    p.created_by
+                ],
+            )
+            .map_err(db_err(context))?;
+            Ok(p)
+        })
+        .await
+    }
+
+    pub(crate) async fn delete_shaping_policy(&self, route: &str, subject: &PolicySubject) -> Result<bool> {
+        let (route, kind, name) = (route.to_owned(), subject.kind_str(), subject.name().to_owned());
+        let context = "deleting a shaping policy";
+        self.call(context, move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(db_err(context))?;
+            let n = tx
+                .execute(
+                    "DELETE FROM shaping_policies WHERE route = ?1 AND subject_kind = ?2 AND subject_name = ?3",
+                    params![route, kind, name],
+                )
+                .map_err(db_err(context))?;
+            if n > 0 {
+                bump(&tx)?;
+            }
+            tx.commit().map_err(db_err(context))?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    pub(crate) async fn active_shaping_policies(&self, now: i64) -> Result<Vec<ShapingPolicy>> {
+        let sql = format!(
+            "SELECT {POLICY_COLS} FROM shaping_policies WHERE expires_at IS NULL OR expires_at > ?1 ORDER BY id"
+        );
+        self.many("listing shaping policies", sql, [now], policy_row).await
     }
 
     // --- audit and changes ----------------------------------------------------------------------

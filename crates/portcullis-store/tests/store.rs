@@ -101,6 +101,7 @@ both_backends!(
     rotation_and_revocation,
     credential_with_owner_and_refusals,
     suspensions,
+    shaping_policies,
     audit_log,
     change_seq_counts_every_write_and_only_writes,
     concurrent_writes_all_land,
@@ -435,6 +436,59 @@ async fn suspensions(store: &Store) {
     assert!(!store.active_suspensions(NOW).await.unwrap().contains(&hour));
 }
 
+async fn shaping_policies(store: &Store) {
+    let new = |route: &str, subject: PolicySubject, expires_at: Option<i64>| NewShapingPolicy {
+        route: route.into(),
+        subject,
+        shape: PolicyShape {
+            allow: vec!["/items/*/id".into()],
+            max_items: vec![PolicyArrayCap { pointer: "/items".into(), max: 20 }],
+            max_items_everywhere: None,
+        },
+        reason: "scraping".into(),
+        expires_at,
+        created_at: NOW,
+        created_by: "admin:alice".into(),
+    };
+    let before = store.change_seq().await.unwrap();
+    let partner =
+        store.put_shaping_policy(new("customers", PolicySubject::Consumer("partner-x".into()), None)).await.unwrap();
+    assert!(store.change_seq().await.unwrap() > before, "a policy write bumps the change counter");
+    let free =
+        store.put_shaping_policy(new("customers", PolicySubject::Plan("free".into()), Some(NOW + 60))).await.unwrap();
+    store.put_shaping_policy(new("orders", PolicySubject::Organization("acme".into()), None)).await.unwrap();
+    assert_eq!(partner.shape.max_items[0].max, 20);
+    assert_eq!(partner.created_by, "admin:alice");
+
+    let all = store.active_shaping_policies(NOW).await.unwrap();
+    assert_eq!(all.len(), 3);
+    assert!(all.contains(&partner) && all.contains(&free), "round-trips every field, the shape included");
+    assert!(!store.active_shaping_policies(NOW + 60).await.unwrap().contains(&free), "lapsed at NOW+60");
+
+    // Setting it again replaces the subject's policy on that route (one per route and subject).
+    let mut again = new("customers", PolicySubject::Consumer("partner-x".into()), Some(NOW + 5));
+    again.shape = PolicyShape { allow: vec!["/items/*/name".into()], ..PolicyShape::default() };
+    let replaced = store.put_shaping_policy(again).await.unwrap();
+    let list = store.active_shaping_policies(NOW).await.unwrap();
+    assert_eq!(list.iter().filter(|p| p.subject == PolicySubject::Consumer("partner-x".into())).count(), 1);
+    assert!(list.contains(&replaced) && !list.contains(&partner));
+
+    // Invalid input is refused before anything is written.
+    let mut bad = new("customers", PolicySubject::Plan("gold".into()), None);
+    bad.reason = String::new();
+    assert!(matches!(store.put_shaping_policy(bad).await, Err(StoreError::Invalid(_))));
+
+    let seq = store.change_seq().await.unwrap();
+    assert!(store.delete_shaping_policy("customers", &PolicySubject::Plan("free".into())).await.unwrap());
+    assert!(store.change_seq().await.unwrap() > seq);
+    assert!(!store.delete_shaping_policy("customers", &PolicySubject::Plan("free".into())).await.unwrap());
+    assert!(
+        !store.delete_shaping_policy("orders", &PolicySubject::Consumer("acme".into())).await.unwrap(),
+        "the subject kind is part of the key"
+    );
+    assert_eq!(store.active_shaping_policies(NOW).await.unwrap().len(), 2);
+}
+
 async fn audit_log(store: &Store) {
     assert!(store.list_audit(&AuditFilter::default()).await.unwrap().is_empty());
     let before = store.change_seq().await.unwrap();
@@ -563,7 +617,7 @@ async fn sqlite_reopen_is_idempotent_and_keeps_data() {
     assert!(c.org_by_name("acme").await.unwrap().is_some());
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     let count: i64 = conn.query_row("SELECT COUNT(*) FROM schema_migrations", [], |r| r.get(0)).unwrap();
-    assert_eq!(count, 2, "each migration recorded once (identity, usage)");
+    assert_eq!(count, 3, "each migration recorded once (identity, usage, shaping_policies)");
 }
 
 #[tokio::test]
@@ -658,7 +712,7 @@ async fn postgres_concurrent_open_migrates_once() {
             .query(&format!("SELECT version FROM {schema}.schema_migrations ORDER BY version"), &[])
             .await
             .unwrap();
-        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(rows.iter().map(|r| r.get::<_, i64>(0)).collect::<Vec<_>>(), [1, 2, 3]);
     })
     .catch_unwind()
     .await;

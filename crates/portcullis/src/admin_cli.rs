@@ -1,5 +1,5 @@
 //! The admin subcommands (`admin-token`, `orgs`, `consumers`, `keys`, `credentials`, `routes`,
-//! `suspensions`, `audit`): thin clients of the admin API's `/v1/` endpoints over HTTP; and `sign`,
+//! `suspensions`, `policies`, `audit`): thin clients of the admin API's `/v1/` endpoints over HTTP; and `sign`,
 //! which computes a `PC-HMAC-SHA256` header offline so curl users can call HMAC routes.
 //!
 //! The token comes from `PORTCULLIS_ADMIN_TOKEN` or `--token-file`, never from a flag value (it
@@ -88,6 +88,13 @@ pub(crate) enum AdminCommand {
     Suspensions {
         #[command(flatten)]
         conn: Conn,
+    },
+    /// Run-time response-shaping policies: set, show, list, delete (every node within a second).
+    Policies {
+        #[command(flatten)]
+        conn: Conn,
+        #[command(subcommand)]
+        cmd: PoliciesCmd,
     },
     /// Show the admin audit trail, oldest first.
     Audit {
@@ -303,6 +310,85 @@ pub(crate) enum RoutesCmd {
         /// The route's configured name.
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+pub(crate) enum PoliciesCmd {
+    /// Set the response shape a consumer, organization or plan gets on a route (replaces the one
+    /// it had, and the configuration's rule for that subject).
+    Set(PolicySetArgs),
+    /// Show the policy of a subject on a route.
+    Show(PolicyKey),
+    /// List the policies in force.
+    List {
+        /// Only this route's.
+        #[arg(long)]
+        route: Option<String>,
+    },
+    /// Delete a policy: the route's configured shaping applies again.
+    Delete {
+        #[command(flatten)]
+        key: PolicyKey,
+        /// Why (kept in the audit trail).
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Whom a policy applies to: exactly one of the three.
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+pub(crate) struct PolicySubjectArgs {
+    /// A consumer's name.
+    #[arg(long)]
+    consumer: Option<String>,
+    /// An organization's name.
+    #[arg(long)]
+    org: Option<String>,
+    /// A plan's name.
+    #[arg(long)]
+    plan: Option<String>,
+}
+
+impl PolicySubjectArgs {
+    fn path(&self) -> (&'static str, &str) {
+        match (&self.consumer, &self.org, &self.plan) {
+            (Some(c), _, _) => ("consumer", c),
+            (_, Some(o), _) => ("organization", o),
+            (_, _, Some(p)) => ("plan", p),
+            // clap's group makes one of them required.
+            _ => ("consumer", ""),
+        }
+    }
+}
+
+#[derive(Args)]
+pub(crate) struct PolicyKey {
+    /// The route's configured name.
+    route: String,
+    #[command(flatten)]
+    subject: PolicySubjectArgs,
+}
+
+#[derive(Args)]
+pub(crate) struct PolicySetArgs {
+    #[command(flatten)]
+    key: PolicyKey,
+    /// A JSON pointer pattern the subject may see (repeat; `*` matches any key or index).
+    #[arg(long = "allow", value_name = "POINTER")]
+    allow: Vec<String>,
+    /// Cap an array: POINTER=N (repeat), e.g. /items=20.
+    #[arg(long = "max-items", value_name = "POINTER=N")]
+    max_items: Vec<String>,
+    /// Cap every other array at N items.
+    #[arg(long, value_name = "N")]
+    max_items_everywhere: Option<u32>,
+    /// Why (kept in the audit trail).
+    #[arg(long)]
+    reason: String,
+    /// Lapse by itself after this long (e.g. 1h); default: until deleted.
+    #[arg(long = "for", value_name = "DURATION")]
+    duration: Option<String>,
 }
 
 #[derive(Args)]
@@ -549,6 +635,7 @@ async fn run(cmd: AdminCommand) -> Result<()> {
             });
             Ok(())
         }
+        AdminCommand::Policies { conn, cmd } => policies(&conn, cmd).await,
         AdminCommand::Audit { conn, since, limit } => {
             let api = Api::new(&conn)?;
             let doc = api.call(Method::GET, &format!("/v1/audit?since={since}&limit={limit}"), None).await?;
@@ -904,6 +991,112 @@ async fn resume(conn: &Conn, kind: &str, target: &str) -> Result<()> {
             format!("{kind} {target} was not suspended")
         }
     });
+    Ok(())
+}
+
+fn policy_path(key: &PolicyKey) -> String {
+    let (kind, name) = key.subject.path();
+    format!("/v1/policies/{}/{kind}/{}", seg(&key.route), seg(name))
+}
+
+fn max_items(specs: &[String]) -> Result<Vec<Value>> {
+    specs
+        .iter()
+        .map(|s| match s.rsplit_once('=').and_then(|(p, n)| Some((p, n.trim().parse::<u32>().ok()?))) {
+            Some((pointer, max)) => Ok(json!({ "pointer": pointer, "max": max })),
+            None => Err(CliError::Usage(format!("--max-items {s:?}: write POINTER=N, e.g. /items=20"))),
+        })
+        .collect()
+}
+
+fn shape_summary(p: &Value) -> String {
+    let shape = &p["shape"];
+    let mut parts = Vec::new();
+    if shape["allow"].as_array().is_some_and(|a| !a.is_empty()) {
+        parts.push(format!("allow {}", list(&shape["allow"])));
+    }
+    for c in shape["max_items"].as_array().into_iter().flatten() {
+        parts.push(format!("{}<={}", text(&c["pointer"]), text(&c["max"])));
+    }
+    if !shape["max_items_everywhere"].is_null() {
+        parts.push(format!("arrays<={}", text(&shape["max_items_everywhere"])));
+    }
+    if parts.is_empty() { "(no shaping)".to_owned() } else { parts.join("; ") }
+}
+
+async fn policies(conn: &Conn, cmd: PoliciesCmd) -> Result<()> {
+    let api = Api::new(conn)?;
+    match cmd {
+        PoliciesCmd::Set(a) => {
+            check_duration("--for", a.duration.as_deref())?;
+            let body = json!({
+                "allow": a.allow,
+                "max_items": max_items(&a.max_items)?,
+                "max_items_everywhere": a.max_items_everywhere,
+                "reason": a.reason,
+                "duration": a.duration,
+            });
+            let p = api.call(Method::PUT, &policy_path(&a.key), Some(body)).await?;
+            print_one(conn, &p, || {
+                let (kind, name) = a.key.subject.path();
+                format!(
+                    "route {}: {kind} {name} gets {} until {} (reason: {})",
+                    a.key.route,
+                    shape_summary(&p),
+                    time_or(&p["expires_at"], "deleted"),
+                    text(&p["reason"])
+                )
+            });
+        }
+        PoliciesCmd::Show(key) => {
+            let p = api.call(Method::GET, &policy_path(&key), None).await?;
+            print_one(conn, &p, || {
+                format!(
+                    "route:   {}\nsubject: {} {}\nshape:   {}\nreason:  {}\nuntil:   {}\nby:      {}",
+                    text(&p["route"]),
+                    text(&p["subject"]["kind"]),
+                    text(&p["subject"]["name"]),
+                    shape_summary(&p),
+                    text(&p["reason"]),
+                    time_or(&p["expires_at"], "deleted"),
+                    text(&p["created_by"])
+                )
+            });
+        }
+        PoliciesCmd::List { route } => {
+            let path = match &route {
+                Some(r) => format!("/v1/policies?route={}", seg(r)),
+                None => "/v1/policies".to_owned(),
+            };
+            let doc = api.call(Method::GET, &path, None).await?;
+            print_list(conn, &doc, &["ROUTE", "KIND", "NAME", "SHAPE", "REASON", "UNTIL", "BY"], |p| {
+                vec![
+                    text(&p["route"]),
+                    text(&p["subject"]["kind"]),
+                    text(&p["subject"]["name"]),
+                    shape_summary(p),
+                    text(&p["reason"]),
+                    time_or(&p["expires_at"], "deleted"),
+                    text(&p["created_by"]),
+                ]
+            });
+        }
+        PoliciesCmd::Delete { key, reason } => {
+            let path = match &reason {
+                Some(r) => format!("{}?reason={}", policy_path(&key), seg(r)),
+                None => policy_path(&key),
+            };
+            let r = api.call(Method::DELETE, &path, None).await?;
+            print_one(conn, &r, || {
+                let (kind, name) = key.subject.path();
+                if r["deleted"] == true {
+                    format!("deleted the policy of {kind} {name} on route {}", key.route)
+                } else {
+                    format!("{kind} {name} had no policy on route {}", key.route)
+                }
+            });
+        }
+    }
     Ok(())
 }
 

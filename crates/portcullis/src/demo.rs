@@ -225,7 +225,7 @@ fn demo_banner(
     for (org, name, k) in keys {
         listing.push_str(&format!("  {name:<15} {org:<7} {k}\n"));
     }
-    let (alice, billing, bob) = (key("alice"), key("acme-billing"), key("bob"));
+    let (alice, billing, bob, partner) = (key("alice"), key("acme-billing"), key("bob"), key("globex-partner"));
     format!(
         r#"portcullis demo is running.
   gateway      http://{gw}
@@ -244,7 +244,11 @@ Try:
   curl -i -H 'x-api-key: {bob}' http://{gw}/orders/1
                                                                     # 403 insufficient-scope: bob lacks orders:read
   curl -i -H 'x-api-key: {billing}' http://{gw}/customers
-                                                                    # 200: the acme-billing app lists customers
+                                                                    # 200: the acme-billing app lists customers (cards masked)
+  curl -i -H 'x-api-key: {partner}' http://{gw}/customers
+                                                                    # 200: the partner sees id, name and city, 5 per page
+  curl -i -H 'x-api-key: {billing}' 'http://{gw}/customers?page=0'
+                                                                    # 400: the upstream's stack trace and SQL are hidden
   curl -i -H 'x-api-key: {billing}' http://{gw}/admin/export
                                                                     # 403: only the admin role may export
   curl -i -H "authorization: Bearer $(curl -s 'http://{idp}/token?sub=1&scope=customers:read')" http://{gw}/customers/1
@@ -259,6 +263,8 @@ Try:
 Admin CLI (the admin token is in {admin_token_file}, mode 0600):
   PORTCULLIS_ADMIN=http://{admin} portcullis keys list --consumer alice --token-file {admin_token_file}
   PORTCULLIS_ADMIN=http://{admin} portcullis credentials hmac --consumer acme-billing --token-file {admin_token_file}
+  PORTCULLIS_ADMIN=http://{admin} portcullis policies set customers --consumer acme-billing --allow /customers/*/id \
+      --reason 'scraping' --for 1h --token-file {admin_token_file}     # shape a consumer at run time
 
 A JWT for alice (1 h): {alice_token}
 

@@ -423,3 +423,82 @@ async fn password_hmac_and_certificate_credentials_and_sign_with_the_cli() {
     assert!(out.stdout.starts_with("ID") && out.stdout.contains("KIND"));
     assert!(!out.stdout.contains(&secret) && !out.stdout.contains(password));
 }
+
+async fn orders_body(gw: &TestGateway, key: &str) -> Value {
+    let req = http::Request::get("/orders/1").header("host", "api.test").header("x-api-key", key);
+    let r = gw.request(req.body(Full::new(Bytes::new())).unwrap()).await;
+    assert_eq!(r.status, 200);
+    r.json()
+}
+
+/// Polls until the orders body is `want`; fails after `within`.
+async fn eventually_body(gw: &TestGateway, key: &str, want: &Value, within: Duration) {
+    let t0 = Instant::now();
+    loop {
+        if orders_body(gw, key).await == *want {
+            return;
+        }
+        assert!(t0.elapsed() < within, "body never became {want} within {within:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn policies_set_show_list_and_delete_with_the_cli() {
+    let up = Upstream::start().await;
+    let (token, sha) = new_token().await;
+    let gw = gateway(&up, &sha).await;
+    let admin = format!("http://{}", gw.admin_addr());
+    let env = [("PORTCULLIS_ADMIN_TOKEN", token.as_str()), ("PORTCULLIS_ADMIN", admin.as_str())];
+    let ok = |out: Out| {
+        assert_eq!(out.code, 0, "stdout:\n{}\nstderr:\n{}", out.stdout, out.stderr);
+        out
+    };
+    ok(cli(&["orgs", "create", "acme"], &env).await);
+    ok(cli(&["consumers", "create", "acme-app", "--org", "acme", "--scopes", "orders:read"], &env).await);
+    let key = key_line(&ok(cli(&["keys", "create", "--consumer", "acme-app"], &env).await));
+    let full = serde_json::json!({"method": "GET", "path": "/orders/1"});
+    assert_eq!(orders_body(&gw, &key).await, full);
+
+    let set = ["policies", "set", "orders", "--consumer", "acme-app", "--allow", "/path", "--max-items", "/items=3"];
+    let out = ok(cli(&[&set[..], &["--reason", "scraping", "--for", "1h"]].concat(), &env).await);
+    assert!(out.stdout.contains("consumer acme-app gets allow /path; /items<=3"), "{}", out.stdout);
+    eventually_body(&gw, &key, &serde_json::json!({"path": "/orders/1"}), Duration::from_secs(1)).await;
+
+    let out = ok(cli(&["policies", "list"], &env).await);
+    assert!(out.stdout.starts_with("ROUTE") && out.stdout.contains("acme-app") && out.stdout.contains("scraping"));
+    let out = ok(cli(&["policies", "show", "orders", "--consumer", "acme-app", "--json"], &env).await);
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["shape"]["max_items"][0]["max"], 3);
+    assert_eq!(doc["created_by"], "admin:cli-test");
+    let out = ok(cli(&["policies", "list", "--route", "orders", "--json"], &env).await);
+    assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap()["items"].as_array().unwrap().len(), 1);
+
+    // Usage errors exit 2; API refusals exit 1; neither changes anything.
+    for args in [
+        &["policies", "set", "orders", "--reason", "x"][..],
+        &["policies", "set", "orders", "--consumer", "a", "--org", "b", "--reason", "x"],
+        &["policies", "set", "orders", "--consumer", "acme-app", "--max-items", "/items", "--reason", "x"],
+        &["policies", "set", "orders", "--consumer", "acme-app", "--reason", "x", "--for", "soon"],
+    ] {
+        assert_eq!(cli(args, &env).await.code, 2, "{args:?}");
+    }
+    for args in [
+        &["policies", "set", "no-such-route", "--plan", "free", "--reason", "x"][..],
+        &["policies", "set", "orders", "--consumer", "nobody", "--reason", "x"],
+        &["policies", "set", "orders", "--consumer", "acme-app", "--allow", "no-slash", "--reason", "x"],
+        &["policies", "show", "orders", "--plan", "free"],
+    ] {
+        let out = cli(args, &env).await;
+        assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
+    }
+    assert_eq!(orders_body(&gw, &key).await, serde_json::json!({"path": "/orders/1"}));
+
+    let out = ok(cli(&["policies", "delete", "orders", "--consumer", "acme-app", "--reason", "resolved"], &env).await);
+    assert!(out.stdout.contains("deleted the policy of consumer acme-app on route orders"), "{}", out.stdout);
+    eventually_body(&gw, &key, &full, Duration::from_secs(1)).await;
+    let out = ok(cli(&["policies", "delete", "orders", "--consumer", "acme-app"], &env).await);
+    assert!(out.stdout.contains("had no policy"), "{}", out.stdout);
+    let out = ok(cli(&["audit", "--json", "--limit", "1000"], &env).await);
+    assert!(out.stdout.contains("policy.set") && out.stdout.contains("policy.delete"), "{}", out.stdout);
+}

@@ -540,6 +540,53 @@ async fn demo_serves_the_sample_api_through_the_gateway() {
     assert!(customer.header("x-powered-by").is_none(), "{customer:?}");
     assert!(customer.header("x-request-id").is_some(), "{customer:?}");
 
+    // Data exposure, as the demo config promises: card numbers masked, internal fields removed,
+    // the partner's view shaped, stack traces hidden.
+    let key_of = |name: &str| {
+        banner
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name))
+            .and_then(|l| l.split_whitespace().find(|w| w.starts_with("pc_test_")))
+            .unwrap_or_else(|| panic!("no key for {name} in the banner:\n{banner}"))
+            .to_owned()
+    };
+    let (billing, partner) = (key_of("acme-billing"), key_of("globex-partner"));
+    let list = get_with(listen, "/customers", &format!("x-api-key: {billing}\r\n")).await;
+    assert_eq!(list.status, 200, "{list:?}");
+    let doc: serde_json::Value = serde_json::from_str(&list.body).unwrap();
+    let customers = doc["customers"].as_array().unwrap();
+    assert!(customers.len() > 5, "{doc}");
+    for c in customers {
+        let card = c["card_number"].as_str().unwrap_or_else(|| panic!("no card number: {c}"));
+        let digits: Vec<char> = card.chars().filter(char::is_ascii_digit).collect();
+        assert!(card.starts_with("****") && digits.len() == 4, "card not masked: {c}");
+        assert!(c.get("password_hash").is_none() && c.get("internal_credit_score").is_none(), "{c}");
+        assert!(c["name"].is_string() && c["email"].is_string(), "the billing app sees the rest: {c}");
+    }
+    assert!(!list.body.contains("$argon2") && !list.body.contains("internal_credit_score"), "{list:?}");
+    let shaped = get_with(listen, "/customers", &format!("x-api-key: {partner}\r\n")).await;
+    assert_eq!(shaped.status, 200, "{shaped:?}");
+    let doc: serde_json::Value = serde_json::from_str(&shaped.body).unwrap();
+    let mut keys: Vec<&String> = doc.as_object().unwrap().keys().collect();
+    keys.sort();
+    assert_eq!(keys, ["customers", "page", "total"], "{doc}");
+    let customers = doc["customers"].as_array().unwrap();
+    assert_eq!(customers.len(), 5, "the partner gets 5 per page: {doc}");
+    for c in customers {
+        let mut keys: Vec<&String> = c.as_object().unwrap().keys().collect();
+        keys.sort();
+        assert_eq!(keys, ["address", "id", "name"], "{c}");
+        assert_eq!(c["address"].as_object().unwrap().keys().collect::<Vec<_>>(), ["city"], "{c}");
+    }
+    let failed = get_with(listen, "/customers?page=0", &format!("x-api-key: {billing}\r\n")).await;
+    assert_eq!(failed.status, 400, "{failed:?}");
+    assert!(failed.header("content-type").is_some_and(|c| c.starts_with("application/problem+json")), "{failed:?}");
+    for leak in ["crm::", "src/", "SELECT", "OFFSET", "axum"] {
+        assert!(!failed.body.contains(leak), "the upstream's {leak} leaked: {failed:?}");
+    }
+    let id = failed.header("x-request-id").unwrap_or_default();
+    assert!(!id.is_empty() && failed.body.contains(id), "the problem keeps the request id: {failed:?}");
+
     let nope = get(listen, "/nope").await;
     assert_eq!(nope.status, 404, "{nope:?}");
     assert!(nope.header("content-type").is_some_and(|c| c.starts_with("application/problem+json")), "{nope:?}");
