@@ -607,7 +607,11 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
                 while at(j) == b'(' && j < i + 4 {
                     j += 1;
                 }
-                if literal(at(j)) && cmp(j + 1) && matches!(at(j + 2), b'1' | b's' | b'v' | b'f' | b'(') {
+                if literal(at(j))
+                    && cmp(j + 1)
+                    && matches!(at(j + 2), b'1' | b's' | b'v' | b'f' | b'(')
+                    && !(ctx == Context::None && inequalities_joined_by_and(&k, t, s, i))
+                {
                     return Some("sqli-tautology");
                 }
                 if at(j) == b'f' && at(j + 1) == b'(' && !t[j].weak() {
@@ -752,6 +756,27 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
     None
 }
 
+/// Arithmetic in prose: `5 < 10 and 10 > 5`. The boolean operator at `i` is the word AND between
+/// two inequalities of numbers (`<`, `>`, `<=`, `>=`), and the value has no other SQL structure
+/// (no string, comment, parenthesis, separator, variable, call or keyword). Such a value can only
+/// narrow a query it is spliced into (AND, no `=` tautology, nothing broken out of), so it is not
+/// flagged; `1 and 2>1` (a bare operand before the AND), `0<1 or 2>1` (OR widens) and
+/// `5<10 and 1=1` (equality) still are.
+fn inequalities_joined_by_and(k: &[u8], t: &[Tok], s: &str, i: usize) -> bool {
+    let text = |j: usize| t.get(j).and_then(|x| s.get(x.start as usize..x.end as usize)).unwrap_or("");
+    let inequality = |j: usize| {
+        k.get(j) == Some(&b'1')
+            && k.get(j + 1) == Some(&b'o')
+            && matches!(text(j + 1), "<" | ">" | "<=" | ">=")
+            && k.get(j + 2) == Some(&b'1')
+    };
+    i >= 3
+        && text(i).eq_ignore_ascii_case("and")
+        && inequality(i - 3)
+        && inequality(i + 1)
+        && k.iter().all(|c| matches!(c, b'1' | b'n' | b'o' | b'&' | b','))
+}
+
 fn literal_or_name(c: u8) -> bool {
     matches!(c, b'1' | b's' | b'n' | b'v')
 }
@@ -857,8 +882,8 @@ pub(crate) fn keyword_words(b: &[u8]) -> bool {
     // A number glued to a keyword (`1union`) is two tokens to MySQL and to the lexer.
     b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
         let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
-        (2..=8).contains(&w.len()) && {
-            let mut buf = [0u8; 8];
+        (2..=9).contains(&w.len()) && {
+            let mut buf = [0u8; 9];
             for (d, c) in buf.iter_mut().zip(w) {
                 *d = c.to_ascii_lowercase();
             }
@@ -952,12 +977,30 @@ fn operator_words(b: &[u8]) -> bool {
     })
 }
 
+/// A necessary condition for any rule in [`Context::None`]: without a quote context, every rule
+/// needs a keyword (UNION, SELECT, AND, WHERE, LIMIT, ORDER BY, a statement verb…), a call or
+/// parenthesis, a comment, a system variable or a symbolic `&&` / `||`. Operators and `;` alone
+/// (`Deliver at 5; ring twice!`) cannot complete one, so such prose is not tokenised at all.
+fn bare_context_possible(b: &[u8]) -> bool {
+    let mut prev = 0u8;
+    for &c in b {
+        if matches!(c, b'(' | b')' | b'#')
+            || matches!((prev, c), (b'-', b'-') | (b'/', b'*') | (b'@', b'@') | (b'&', b'&') | (b'|', b'|'))
+        {
+            return true;
+        }
+        prev = c;
+    }
+    keyword_words(b)
+}
+
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
     // An inert value is inert in every context (each context's tail is a suffix of it).
     if skip_inert && tail_is_inert(s.as_bytes()) {
         return None;
     }
-    let mut best = fingerprint_of(Context::None, s);
+    let mut best =
+        if skip_inert && !bare_context_possible(s.as_bytes()) { None } else { fingerprint_of(Context::None, s) };
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
@@ -984,12 +1027,14 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
-        /// Skipping inert quote contexts never changes a verdict.
+        /// Skipping inert quote contexts and impossible bare contexts never changes a verdict.
         #[test]
         fn inert_tail_skip_is_sound(v in prop::collection::vec(prop::sample::select(vec![
             "'", "\"", "`", " ", "a", "1", "or", "and", "union", "select", "--", "#", "/*", "(", ")", "=", ";", "@",
             "@@", "by", "order", "having", "into", "x", "O'Brien", "-", "+", "||", "&&", ",", "sleep", "*/", "\\",
             "like", "is", "in", "between", "div", "true", "null", "not", "collate", "table", "drop", "limit", ")",
+            "values", "exec", "declare", "@@version", "@v", "1union", "0x7e", "<", ">", "!", "where", "xp_cmdshell",
+            "version", "group", "offset", "intersect", "é", ".", "$", "`",
         ]), 0..16).prop_map(|v| v.concat())) {
             prop_assert_eq!(detect_inner(&v, true), detect_inner(&v, false));
         }
@@ -1021,6 +1066,10 @@ mod tests {
             "m' || pg_sleep(4)--",
             "@@hostname",
             "4-benchmark(9999,md5(1))",
+            "1 and 2>1",
+            "0<1 or 2>1",
+            "5<10 and 1=1",
+            "5 < 10 and 10 > 5--",
         ] {
             assert!(hit(a), "missed {a:?}: {:?} / {}", detect(a), tokens(a, Context::SingleQuote));
         }
@@ -1046,6 +1095,8 @@ mod tests {
             "she said \"hello\" and left",
             "1/26/11",
             "2024-05-01T10:00:00Z",
+            "5 < 10 and 10 > 5",
+            "we know that 3 <= 4 and 9 >= 8, obviously",
         ] {
             assert!(!hit(b), "false positive {b:?}: {:?}", detect(b));
         }
