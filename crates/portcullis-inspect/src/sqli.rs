@@ -941,11 +941,26 @@ pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
     detect_inner(s, true)
 }
 
+/// Operator characters that can join SQL tokens into a rule.
+static OPERATOR_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let ops = b"=<>!+-*/%^|&~;(#@";
+    let mut i = 0;
+    while i < ops.len() {
+        t[ops[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// After the string a quote context opens, nothing SQL follows: no operator, separator, call,
 /// comment, variable or keyword. Then no rule can fire in that context (the lone string token
 /// matches nothing), and its tokenisation is skipped: `O'Brien` costs one context, not two.
-fn tail_is_inert(rest: &[u8]) -> bool {
-    !rest.iter().any(|c| b"=<>!+-*/%^|&~;(#@".contains(c)) && !keyword_words(rest) && !operator_words(rest)
+///
+/// `kw` / `ow` say whether the whole value has keyword / operator words at all: a tail starts
+/// after a quote (a word boundary), so its words are some of the value's.
+fn tail_is_inert_with(rest: &[u8], kw: bool, ow: bool) -> bool {
+    !rest.iter().any(|c| OPERATOR_BYTE[*c as usize]) && !(kw && keyword_words(rest)) && !(ow && operator_words(rest))
 }
 
 /// Word operators (`LIKE`, `IS`, `IN`, `DIV`, …): they make a comparison without an operator
@@ -981,7 +996,7 @@ fn operator_words(b: &[u8]) -> bool {
 /// needs a keyword (UNION, SELECT, AND, WHERE, LIMIT, ORDER BY, a statement verb…), a call or
 /// parenthesis, a comment, a system variable or a symbolic `&&` / `||`. Operators and `;` alone
 /// (`Deliver at 5; ring twice!`) cannot complete one, so such prose is not tokenised at all.
-fn bare_context_possible(b: &[u8]) -> bool {
+fn bare_context_possible(b: &[u8], kw: bool) -> bool {
     let mut prev = 0u8;
     for &c in b {
         if matches!(c, b'(' | b')' | b'#')
@@ -991,22 +1006,24 @@ fn bare_context_possible(b: &[u8]) -> bool {
         }
         prev = c;
     }
-    keyword_words(b)
+    kw
 }
 
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
-    // An inert value is inert in every context (each context's tail is a suffix of it).
-    if skip_inert && tail_is_inert(s.as_bytes()) {
+    let b = s.as_bytes();
+    // Word scans once for the whole value; each quote context's tail is a suffix of it.
+    let (kw, ow) = if skip_inert { (keyword_words(b), operator_words(b)) } else { (true, true) };
+    // An inert value is inert in every context.
+    if skip_inert && tail_is_inert_with(b, kw, ow) {
         return None;
     }
-    let mut best =
-        if skip_inert && !bare_context_possible(s.as_bytes()) { None } else { fingerprint_of(Context::None, s) };
+    let mut best = if skip_inert && !bare_context_possible(b, kw) { None } else { fingerprint_of(Context::None, s) };
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
         }
-        let Some(first) = memchr::memchr(q, s.as_bytes()) else { continue };
-        if skip_inert && tail_is_inert(&s.as_bytes()[first + 1..]) {
+        let Some(first) = memchr::memchr(q, b) else { continue };
+        if skip_inert && tail_is_inert_with(&b[first + 1..], kw, ow) {
             continue;
         }
         if let Some(f) = fingerprint_of(ctx, s)
