@@ -877,54 +877,121 @@ pub fn may_match(s: &str) -> bool {
     keyword_words(b)
 }
 
+/// SQL keywords that can start or join an injection (a word of the value equal to one of these
+/// is necessary for every rule without a quote context).
+const KEYWORD_WORDS: &[&[u8]] = &[
+    b"union",
+    b"intersect",
+    b"except",
+    b"minus",
+    b"and",
+    b"or",
+    b"xor",
+    b"where",
+    b"having",
+    b"by",
+    b"limit",
+    b"offset",
+    b"into",
+    b"select",
+    b"insert",
+    b"update",
+    b"delete",
+    b"drop",
+    b"create",
+    b"alter",
+    b"truncate",
+    b"exec",
+    b"execute",
+    b"declare",
+    b"shutdown",
+    b"waitfor",
+    b"grant",
+    b"revoke",
+    b"rename",
+    b"handler",
+    b"merge",
+    b"backup",
+    b"dbcc",
+];
+
+/// Word operators: they make a comparison without an operator character.
+const OPERATOR_WORDS: &[&[u8]] = &[
+    b"like", b"rlike", b"regexp", b"glob", b"is", b"in", b"between", b"sounds", b"mod", b"div", b"collate", b"escape",
+];
+
+/// Bits of [`sql_words`].
+const KW: u8 = 1;
+const OW: u8 = 2;
+
+/// For each first letter, the lengths (as bits) of the keyword and operator words starting with it:
+/// most words of prose are rejected on this alone, before any comparison.
+static WORD_CANDIDATES: [u16; 26] = {
+    let mut t = [0u16; 26];
+    let mut l = 0;
+    while l < 2 {
+        let list = if l == 0 { KEYWORD_WORDS } else { OPERATOR_WORDS };
+        let mut i = 0;
+        while i < list.len() {
+            t[(list[i][0] - b'a') as usize] |= 1 << list[i].len();
+            i += 1;
+        }
+        l += 1;
+    }
+    t
+};
+
+fn word_class(w: &[u8]) -> u8 {
+    let mut buf = [0u8; 9];
+    for (d, c) in buf.iter_mut().zip(w) {
+        *d = c.to_ascii_lowercase();
+    }
+    let lw = &buf[..w.len().min(9)];
+    if KEYWORD_WORDS.contains(&lw) {
+        KW
+    } else if OPERATOR_WORDS.contains(&lw) {
+        OW
+    } else {
+        0
+    }
+}
+
+/// Which of [`KEYWORD_WORDS`] ([`KW`]) and [`OPERATOR_WORDS`] ([`OW`]) appear as words (runs of
+/// ASCII letters, digits and `_`). Leading digits are dropped: a number glued to a keyword
+/// (`1union`) is two tokens to MySQL and to the lexer. One pass, no allocation.
+fn sql_words(b: &[u8]) -> u8 {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let mut s = i;
+        while i < b.len() && word(b[i]) {
+            i += 1;
+        }
+        while s < i && b[s].is_ascii_digit() {
+            s += 1;
+        }
+        let len = i - s;
+        if (2..=9).contains(&len) {
+            let c = b[s] | 0x20;
+            if c.is_ascii_lowercase() && WORD_CANDIDATES[usize::from(c - b'a')] & (1 << len) != 0 {
+                out |= word_class(&b[s..i]);
+                if out == KW | OW {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether a SQL keyword appears as a word.
 pub(crate) fn keyword_words(b: &[u8]) -> bool {
-    // A number glued to a keyword (`1union`) is two tokens to MySQL and to the lexer.
-    b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
-        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
-        (2..=9).contains(&w.len()) && {
-            let mut buf = [0u8; 9];
-            for (d, c) in buf.iter_mut().zip(w) {
-                *d = c.to_ascii_lowercase();
-            }
-            matches!(
-                &buf[..w.len()],
-                b"union"
-                    | b"intersect"
-                    | b"except"
-                    | b"minus"
-                    | b"and"
-                    | b"or"
-                    | b"xor"
-                    | b"where"
-                    | b"having"
-                    | b"by"
-                    | b"limit"
-                    | b"offset"
-                    | b"into"
-                    | b"select"
-                    | b"insert"
-                    | b"update"
-                    | b"delete"
-                    | b"drop"
-                    | b"create"
-                    | b"alter"
-                    | b"truncate"
-                    | b"exec"
-                    | b"execute"
-                    | b"declare"
-                    | b"shutdown"
-                    | b"waitfor"
-                    | b"grant"
-                    | b"revoke"
-                    | b"rename"
-                    | b"handler"
-                    | b"merge"
-                    | b"backup"
-                    | b"dbcc"
-            )
-        }
-    })
+    sql_words(b) & KW != 0
 }
 
 /// Whether `s` is a SQL injection in any of the three contexts.
@@ -960,36 +1027,7 @@ static OPERATOR_BYTE: [bool; 256] = {
 /// `kw` / `ow` say whether the whole value has keyword / operator words at all: a tail starts
 /// after a quote (a word boundary), so its words are some of the value's.
 fn tail_is_inert_with(rest: &[u8], kw: bool, ow: bool) -> bool {
-    !rest.iter().any(|c| OPERATOR_BYTE[*c as usize]) && !(kw && keyword_words(rest)) && !(ow && operator_words(rest))
-}
-
-/// Word operators (`LIKE`, `IS`, `IN`, `DIV`, …): they make a comparison without an operator
-/// character.
-fn operator_words(b: &[u8]) -> bool {
-    b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
-        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
-        (2..=7).contains(&w.len()) && {
-            let mut buf = [0u8; 7];
-            for (d, c) in buf.iter_mut().zip(w) {
-                *d = c.to_ascii_lowercase();
-            }
-            matches!(
-                &buf[..w.len()],
-                b"like"
-                    | b"rlike"
-                    | b"regexp"
-                    | b"glob"
-                    | b"is"
-                    | b"in"
-                    | b"between"
-                    | b"sounds"
-                    | b"mod"
-                    | b"div"
-                    | b"collate"
-                    | b"escape"
-            )
-        }
-    })
+    !rest.iter().any(|c| OPERATOR_BYTE[*c as usize]) && ((!kw && !ow) || sql_words(rest) & (KW | OW) == 0)
 }
 
 /// A necessary condition for any rule in [`Context::None`]: without a quote context, every rule
@@ -1012,7 +1050,12 @@ fn bare_context_possible(b: &[u8], kw: bool) -> bool {
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
     let b = s.as_bytes();
     // Word scans once for the whole value; each quote context's tail is a suffix of it.
-    let (kw, ow) = if skip_inert { (keyword_words(b), operator_words(b)) } else { (true, true) };
+    let (kw, ow) = if skip_inert {
+        let w = sql_words(b);
+        (w & KW != 0, w & OW != 0)
+    } else {
+        (true, true)
+    };
     // An inert value is inert in every context.
     if skip_inert && tail_is_inert_with(b, kw, ow) {
         return None;
