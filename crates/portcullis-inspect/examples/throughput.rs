@@ -3,6 +3,10 @@
 //! `/proc/thread-self/schedstat` (Linux).
 //!
 //! `cargo run --release -p portcullis-inspect --example throughput`
+//!
+//! For instruction counts (steadier still): `THROUGHPUT_SIZE=1024 THROUGHPUT_SCANS=20000 perf stat
+//! -e instructions:u target/release/examples/throughput` runs exactly that many scans of one size;
+//! instructions per byte = count / (scans × the printed size).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, reason = "measurement tool")]
 
 use std::fmt::Write as _;
@@ -54,7 +58,13 @@ fn cpu_ns() -> u64 {
 
 fn main() {
     let ins = Inspector::new(InspectPolicy::default().compile().unwrap());
-    for size in [1024usize, 64 * 1024] {
+    let sizes: Vec<usize> = match std::env::var("THROUGHPUT_SIZE") {
+        Ok(v) => vec![v.parse().expect("THROUGHPUT_SIZE: bytes")],
+        Err(_) => vec![1024, 64 * 1024],
+    };
+    let fixed: Option<u64> =
+        std::env::var("THROUGHPUT_SCANS").ok().map(|v| v.parse().expect("THROUGHPUT_SCANS: count"));
+    for size in sizes {
         let b = body(size);
         let req = RequestView::new("POST")
             .with_path_segments(["api", "v1", "orders"])
@@ -62,6 +72,13 @@ fn main() {
             .with_header("user-agent", b"Mozilla/5.0 (X11; Linux x86_64) Firefox/126.0")
             .with_body(Some("application/json"), b.as_bytes(), false);
         assert_eq!(ins.scan_request(&req).verdict, Verdict::Allow);
+        if let Some(n) = fixed {
+            for _ in 0..n {
+                std::hint::black_box(ins.scan_request(std::hint::black_box(&req)));
+            }
+            println!("benign JSON {:>6} B: {n} scans", b.len());
+            continue;
+        }
         // Warm up, then run for about 2 s of CPU.
         for _ in 0..200 {
             std::hint::black_box(ins.scan_request(std::hint::black_box(&req)));

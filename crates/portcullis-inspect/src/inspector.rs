@@ -158,7 +158,8 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     };
     let sql = has(F::SQLI) || sqli::keyword_words(b);
     set(0, sql, &|s| sqli::detect_unfiltered(s).map(|fp| fp.rule_id));
-    let dom = has(F::DOT | F::BRACKET) && b.windows(6).any(|w| w == b"docume" || w == b"window");
+    let dom = has(F::DOT | F::BRACKET)
+        && memchr::memchr2_iter(b'd', b'w', b).any(|p| b[p..].starts_with(b"docume") || b[p..].starts_with(b"window"));
     set(1, has(F::LT | F::EQ | F::PAREN | F::BACKTICK | F::SCHEME) || dom, &xss::detect);
     set(
         2,

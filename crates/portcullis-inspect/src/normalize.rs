@@ -286,7 +286,8 @@ fn hex_n(b: &[u8], at: usize, n: usize) -> Option<u32> {
 #[must_use]
 pub fn fold_unicode(s: &str) -> Cow<'_, str> {
     let needs = s.bytes().any(|b| b == 0 || b >= 0x80);
-    if !needs {
+    if !needs || !s.chars().any(|c| matches!(c, '\u{FF01}'..='\u{FF5E}' | '\0' | '\u{200B}'..='\u{200F}' | '\u{FEFF}' | '\u{00AD}' | '\u{2060}'))
+    {
         return Cow::Borrowed(s);
     }
     let mut changed = false;

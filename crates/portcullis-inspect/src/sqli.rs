@@ -607,7 +607,11 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
                 while at(j) == b'(' && j < i + 4 {
                     j += 1;
                 }
-                if literal(at(j)) && cmp(j + 1) && matches!(at(j + 2), b'1' | b's' | b'v' | b'f' | b'(') {
+                if literal(at(j))
+                    && cmp(j + 1)
+                    && matches!(at(j + 2), b'1' | b's' | b'v' | b'f' | b'(')
+                    && !(ctx == Context::None && inequalities_joined_by_and(&k, t, s, i))
+                {
                     return Some("sqli-tautology");
                 }
                 if at(j) == b'f' && at(j + 1) == b'(' && !t[j].weak() {
@@ -752,6 +756,27 @@ fn rules(ctx: Context, t: &[Tok], s: &str) -> Option<&'static str> {
     None
 }
 
+/// Arithmetic in prose: `5 < 10 and 10 > 5`. The boolean operator at `i` is the word AND between
+/// two inequalities of numbers (`<`, `>`, `<=`, `>=`), and the value has no other SQL structure
+/// (no string, comment, parenthesis, separator, variable, call or keyword). Such a value can only
+/// narrow a query it is spliced into (AND, no `=` tautology, nothing broken out of), so it is not
+/// flagged; `1 and 2>1` (a bare operand before the AND), `0<1 or 2>1` (OR widens) and
+/// `5<10 and 1=1` (equality) still are.
+fn inequalities_joined_by_and(k: &[u8], t: &[Tok], s: &str, i: usize) -> bool {
+    let text = |j: usize| t.get(j).and_then(|x| s.get(x.start as usize..x.end as usize)).unwrap_or("");
+    let inequality = |j: usize| {
+        k.get(j) == Some(&b'1')
+            && k.get(j + 1) == Some(&b'o')
+            && matches!(text(j + 1), "<" | ">" | "<=" | ">=")
+            && k.get(j + 2) == Some(&b'1')
+    };
+    i >= 3
+        && text(i).eq_ignore_ascii_case("and")
+        && inequality(i - 3)
+        && inequality(i + 1)
+        && k.iter().all(|c| matches!(c, b'1' | b'n' | b'o' | b'&' | b','))
+}
+
 fn literal_or_name(c: u8) -> bool {
     matches!(c, b'1' | b's' | b'n' | b'v')
 }
@@ -852,54 +877,121 @@ pub fn may_match(s: &str) -> bool {
     keyword_words(b)
 }
 
+/// SQL keywords that can start or join an injection (a word of the value equal to one of these
+/// is necessary for every rule without a quote context).
+const KEYWORD_WORDS: &[&[u8]] = &[
+    b"union",
+    b"intersect",
+    b"except",
+    b"minus",
+    b"and",
+    b"or",
+    b"xor",
+    b"where",
+    b"having",
+    b"by",
+    b"limit",
+    b"offset",
+    b"into",
+    b"select",
+    b"insert",
+    b"update",
+    b"delete",
+    b"drop",
+    b"create",
+    b"alter",
+    b"truncate",
+    b"exec",
+    b"execute",
+    b"declare",
+    b"shutdown",
+    b"waitfor",
+    b"grant",
+    b"revoke",
+    b"rename",
+    b"handler",
+    b"merge",
+    b"backup",
+    b"dbcc",
+];
+
+/// Word operators: they make a comparison without an operator character.
+const OPERATOR_WORDS: &[&[u8]] = &[
+    b"like", b"rlike", b"regexp", b"glob", b"is", b"in", b"between", b"sounds", b"mod", b"div", b"collate", b"escape",
+];
+
+/// Bits of [`sql_words`].
+const KW: u8 = 1;
+const OW: u8 = 2;
+
+/// For each first letter, the lengths (as bits) of the keyword and operator words starting with it:
+/// most words of prose are rejected on this alone, before any comparison.
+static WORD_CANDIDATES: [u16; 26] = {
+    let mut t = [0u16; 26];
+    let mut l = 0;
+    while l < 2 {
+        let list = if l == 0 { KEYWORD_WORDS } else { OPERATOR_WORDS };
+        let mut i = 0;
+        while i < list.len() {
+            t[(list[i][0] - b'a') as usize] |= 1 << list[i].len();
+            i += 1;
+        }
+        l += 1;
+    }
+    t
+};
+
+fn word_class(w: &[u8]) -> u8 {
+    let mut buf = [0u8; 9];
+    for (d, c) in buf.iter_mut().zip(w) {
+        *d = c.to_ascii_lowercase();
+    }
+    let lw = &buf[..w.len().min(9)];
+    if KEYWORD_WORDS.contains(&lw) {
+        KW
+    } else if OPERATOR_WORDS.contains(&lw) {
+        OW
+    } else {
+        0
+    }
+}
+
+/// Which of [`KEYWORD_WORDS`] ([`KW`]) and [`OPERATOR_WORDS`] ([`OW`]) appear as words (runs of
+/// ASCII letters, digits and `_`). Leading digits are dropped: a number glued to a keyword
+/// (`1union`) is two tokens to MySQL and to the lexer. One pass, no allocation.
+fn sql_words(b: &[u8]) -> u8 {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let mut out = 0;
+    let mut i = 0;
+    while i < b.len() {
+        if !word(b[i]) {
+            i += 1;
+            continue;
+        }
+        let mut s = i;
+        while i < b.len() && word(b[i]) {
+            i += 1;
+        }
+        while s < i && b[s].is_ascii_digit() {
+            s += 1;
+        }
+        let len = i - s;
+        if (2..=9).contains(&len) {
+            let c = b[s] | 0x20;
+            if c.is_ascii_lowercase() && WORD_CANDIDATES[usize::from(c - b'a')] & (1 << len) != 0 {
+                out |= word_class(&b[s..i]);
+                if out == KW | OW {
+                    break;
+                }
+            }
+        }
+    }
+    out
+}
+
 /// Whether a SQL keyword appears as a word.
 pub(crate) fn keyword_words(b: &[u8]) -> bool {
-    // A number glued to a keyword (`1union`) is two tokens to MySQL and to the lexer.
-    b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
-        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
-        (2..=8).contains(&w.len()) && {
-            let mut buf = [0u8; 8];
-            for (d, c) in buf.iter_mut().zip(w) {
-                *d = c.to_ascii_lowercase();
-            }
-            matches!(
-                &buf[..w.len()],
-                b"union"
-                    | b"intersect"
-                    | b"except"
-                    | b"minus"
-                    | b"and"
-                    | b"or"
-                    | b"xor"
-                    | b"where"
-                    | b"having"
-                    | b"by"
-                    | b"limit"
-                    | b"offset"
-                    | b"into"
-                    | b"select"
-                    | b"insert"
-                    | b"update"
-                    | b"delete"
-                    | b"drop"
-                    | b"create"
-                    | b"alter"
-                    | b"truncate"
-                    | b"exec"
-                    | b"execute"
-                    | b"declare"
-                    | b"shutdown"
-                    | b"waitfor"
-                    | b"grant"
-                    | b"revoke"
-                    | b"rename"
-                    | b"handler"
-                    | b"merge"
-                    | b"backup"
-                    | b"dbcc"
-            )
-        }
-    })
+    sql_words(b) & KW != 0
 }
 
 /// Whether `s` is a SQL injection in any of the three contexts.
@@ -916,54 +1008,65 @@ pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
     detect_inner(s, true)
 }
 
+/// Operator characters that can join SQL tokens into a rule.
+static OPERATOR_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let ops = b"=<>!+-*/%^|&~;(#@";
+    let mut i = 0;
+    while i < ops.len() {
+        t[ops[i] as usize] = true;
+        i += 1;
+    }
+    t
+};
+
 /// After the string a quote context opens, nothing SQL follows: no operator, separator, call,
 /// comment, variable or keyword. Then no rule can fire in that context (the lone string token
 /// matches nothing), and its tokenisation is skipped: `O'Brien` costs one context, not two.
-fn tail_is_inert(rest: &[u8]) -> bool {
-    !rest.iter().any(|c| b"=<>!+-*/%^|&~;(#@".contains(c)) && !keyword_words(rest) && !operator_words(rest)
+///
+/// `kw` / `ow` say whether the whole value has keyword / operator words at all: a tail starts
+/// after a quote (a word boundary), so its words are some of the value's.
+fn tail_is_inert_with(rest: &[u8], kw: bool, ow: bool) -> bool {
+    !rest.iter().any(|c| OPERATOR_BYTE[*c as usize]) && ((!kw && !ow) || sql_words(rest) & (KW | OW) == 0)
 }
 
-/// Word operators (`LIKE`, `IS`, `IN`, `DIV`, …): they make a comparison without an operator
-/// character.
-fn operator_words(b: &[u8]) -> bool {
-    b.split(|c| !c.is_ascii_alphanumeric() && *c != b'_').any(|w| {
-        let w = &w[w.iter().position(|c| !c.is_ascii_digit()).unwrap_or(w.len())..];
-        (2..=7).contains(&w.len()) && {
-            let mut buf = [0u8; 7];
-            for (d, c) in buf.iter_mut().zip(w) {
-                *d = c.to_ascii_lowercase();
-            }
-            matches!(
-                &buf[..w.len()],
-                b"like"
-                    | b"rlike"
-                    | b"regexp"
-                    | b"glob"
-                    | b"is"
-                    | b"in"
-                    | b"between"
-                    | b"sounds"
-                    | b"mod"
-                    | b"div"
-                    | b"collate"
-                    | b"escape"
-            )
+/// A necessary condition for any rule in [`Context::None`]: without a quote context, every rule
+/// needs a keyword (UNION, SELECT, AND, WHERE, LIMIT, ORDER BY, a statement verb…), a call or
+/// parenthesis, a comment, a system variable or a symbolic `&&` / `||`. Operators and `;` alone
+/// (`Deliver at 5; ring twice!`) cannot complete one, so such prose is not tokenised at all.
+fn bare_context_possible(b: &[u8], kw: bool) -> bool {
+    let mut prev = 0u8;
+    for &c in b {
+        if matches!(c, b'(' | b')' | b'#')
+            || matches!((prev, c), (b'-', b'-') | (b'/', b'*') | (b'@', b'@') | (b'&', b'&') | (b'|', b'|'))
+        {
+            return true;
         }
-    })
+        prev = c;
+    }
+    kw
 }
 
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
-    // An inert value is inert in every context (each context's tail is a suffix of it).
-    if skip_inert && tail_is_inert(s.as_bytes()) {
+    let b = s.as_bytes();
+    // Word scans once for the whole value; each quote context's tail is a suffix of it.
+    let (kw, ow) = if skip_inert {
+        let w = sql_words(b);
+        (w & KW != 0, w & OW != 0)
+    } else {
+        (true, true)
+    };
+    // An inert value is inert in every context.
+    if skip_inert && tail_is_inert_with(b, kw, ow) {
         return None;
     }
-    let mut best = fingerprint_of(Context::None, s);
+    let mut best = if skip_inert && !bare_context_possible(b, kw) { None } else { fingerprint_of(Context::None, s) };
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
         }
-        let Some(first) = memchr::memchr(q, s.as_bytes()) else { continue };
-        if skip_inert && tail_is_inert(&s.as_bytes()[first + 1..]) {
+        let Some(first) = memchr::memchr(q, b) else { continue };
+        if skip_inert && tail_is_inert_with(&b[first + 1..], kw, ow) {
             continue;
         }
         if let Some(f) = fingerprint_of(ctx, s)
@@ -984,12 +1087,14 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
 
-        /// Skipping inert quote contexts never changes a verdict.
+        /// Skipping inert quote contexts and impossible bare contexts never changes a verdict.
         #[test]
         fn inert_tail_skip_is_sound(v in prop::collection::vec(prop::sample::select(vec![
             "'", "\"", "`", " ", "a", "1", "or", "and", "union", "select", "--", "#", "/*", "(", ")", "=", ";", "@",
             "@@", "by", "order", "having", "into", "x", "O'Brien", "-", "+", "||", "&&", ",", "sleep", "*/", "\\",
             "like", "is", "in", "between", "div", "true", "null", "not", "collate", "table", "drop", "limit", ")",
+            "values", "exec", "declare", "@@version", "@v", "1union", "0x7e", "<", ">", "!", "where", "xp_cmdshell",
+            "version", "group", "offset", "intersect", "é", ".", "$", "`",
         ]), 0..16).prop_map(|v| v.concat())) {
             prop_assert_eq!(detect_inner(&v, true), detect_inner(&v, false));
         }
@@ -1021,6 +1126,10 @@ mod tests {
             "m' || pg_sleep(4)--",
             "@@hostname",
             "4-benchmark(9999,md5(1))",
+            "1 and 2>1",
+            "0<1 or 2>1",
+            "5<10 and 1=1",
+            "5 < 10 and 10 > 5--",
         ] {
             assert!(hit(a), "missed {a:?}: {:?} / {}", detect(a), tokens(a, Context::SingleQuote));
         }
@@ -1046,6 +1155,8 @@ mod tests {
             "she said \"hello\" and left",
             "1/26/11",
             "2024-05-01T10:00:00Z",
+            "5 < 10 and 10 > 5",
+            "we know that 3 <= 4 and 9 >= 8, obviously",
         ] {
             assert!(!hit(b), "false positive {b:?}: {:?}", detect(b));
         }

@@ -33,6 +33,33 @@ fn benign_json_api_request_is_allowed() {
     assert!(!r.incomplete);
 }
 
+/// Prose that compares numbers, and Markdown with inline code, are not injections; the same
+/// shapes with a real payload still are.
+#[test]
+fn comparisons_and_markdown_in_prose_are_allowed() {
+    let ins = default();
+    for benign in [
+        r#"{"note":"5 < 10 and 10 > 5"}"#,
+        r#"{"note":"Remember: 3 <= 4 and 9 >= 8, always."}"#,
+        r###"{"body_markdown":"## Release notes\n\n- Fixed **login** bug\n- Added `--verbose` flag\n- See [changelog](https://example.com/changelog#v2-3)"}"###,
+        r#"{"body_markdown":"```python\nfor row in rows:\n    print(row['name'], row['total'])\n```"}"#,
+        r#"{"body_markdown":"Run:\n```sh\nmake && make test\n```\nthen `make install`"}"#,
+    ] {
+        let r = json(&ins, benign);
+        assert_eq!(r.verdict, Verdict::Allow, "{benign}: {:?}", r.findings);
+    }
+    for attack in [
+        r#"{"note":"5 < 10 or 1=1"}"#,
+        r#"{"note":"1 and 2>1"}"#,
+        r#"{"body_markdown":"- Added `cat /etc/passwd` flag"}"#,
+        r#"{"body_markdown":"see `id` here"}"#,
+        r#"{"body_markdown":"```python -c 'import os; os.system(1)'```"}"#,
+    ] {
+        let r = json(&ins, attack);
+        assert_eq!(r.verdict, Verdict::Block, "{attack}: {:?}", r.findings);
+    }
+}
+
 #[test]
 fn json_leaf_attack_is_blocked_with_its_pointer() {
     let r = json(&default(), r#"{"user":{"addresses":[{"line1":"x"},{"line1":"1' OR '1'='1"}]}}"#);
