@@ -108,8 +108,9 @@ struct Walker<'p, 'a> {
     path: Vec<Step<'a>>,
     findings: Vec<Finding>,
     blocked: bool,
-    at: Vec<usize>,
-    pre: Vec<usize>,
+    /// Positions of `@` and of the secret prefixes in the body, consumed in document order.
+    at: Positions,
+    pre: Positions,
     name_buf: Vec<u8>,
 }
 
@@ -122,10 +123,25 @@ fn line_col(body: &[u8], pos: usize) -> ApplyError {
     ApplyError::InvalidJson { line, column }
 }
 
-/// Whether a sorted position list has an entry in `[start, end)`.
-fn any_in(sorted: &[usize], start: usize, end: usize) -> bool {
-    let i = sorted.partition_point(|&x| x < start);
-    sorted.get(i).is_some_and(|&x| x < end)
+/// A sorted list of byte positions, queried with ranges that only move forward (the walker
+/// visits strings in document order): amortised O(1) per query.
+struct Positions {
+    list: Vec<usize>,
+    next: usize,
+}
+
+impl Positions {
+    fn new(list: Vec<usize>) -> Self {
+        Positions { list, next: 0 }
+    }
+
+    /// Whether a position lies in `[start, end)`; `start` must not go backwards between calls.
+    fn any_in(&mut self, start: usize, end: usize) -> bool {
+        while self.list.get(self.next).is_some_and(|&p| p < start) {
+            self.next += 1;
+        }
+        self.list.get(self.next).is_some_and(|&p| p < end)
+    }
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -160,8 +176,8 @@ impl CompiledPolicy {
             return Err(ApplyError::TooLarge { size: body.len(), limit: self.max_body_bytes });
         }
         let text = std::str::from_utf8(body).map_err(|_| ApplyError::NotUtf8)?;
-        let at = memchr::memchr_iter(b'@', body).collect();
-        let pre = self.scanner.prefixes.find_iter(body).map(|m| m.start()).collect();
+        let at: Vec<usize> = memchr::memchr_iter(b'@', body).collect();
+        let pre: Vec<usize> = self.scanner.prefixes.find_iter(body).map(|m| m.start()).collect();
         let mut w = Walker {
             p: self,
             shape,
@@ -172,8 +188,8 @@ impl CompiledPolicy {
             path: Vec::new(),
             findings: Vec::new(),
             blocked: false,
-            at,
-            pre,
+            at: Positions::new(at),
+            pre: Positions::new(pre),
             name_buf: Vec::new(),
         };
         let proj = shape.map_or(ProjState::ALL, Shape::root);
@@ -556,18 +572,35 @@ impl<'p, 'a> Walker<'p, 'a> {
         if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
             return None;
         }
-        if k.len() < 64 && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-            // Already normalised (the common case): no copy, and most lengths match no name.
-            if p.name_lengths & (1u64 << k.len()) == 0 {
+        if k.is_ascii() {
+            // Length, first and last byte of the normalised name, without building it: most keys
+            // fail the filter and are never copied nor hashed.
+            let (mut n, mut first, mut last, mut plain) = (0usize, 0u8, 0u8, true);
+            for c in k.bytes() {
+                if matches!(c, b'_' | b'-' | b'.' | b' ') {
+                    plain = false;
+                    continue;
+                }
+                plain &= !c.is_ascii_uppercase();
+                let c = c.to_ascii_lowercase();
+                if n == 0 {
+                    first = c;
+                }
+                last = c;
+                n += 1;
+            }
+            let maybe = if n < 64 { p.name_sigs[crate::policy::name_sig(first, last)] & (1u64 << n) != 0 } else { p.long_names };
+            if !maybe {
                 return None;
             }
-            return p.names.get(k.as_bytes());
-        }
-        self.name_buf.clear();
-        if k.is_ascii() {
+            if plain {
+                return p.names.get(k.as_bytes());
+            }
+            self.name_buf.clear();
             self.name_buf
                 .extend(k.bytes().filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' ')).map(|c| c.to_ascii_lowercase()));
         } else {
+            self.name_buf.clear();
             self.name_buf.extend_from_slice(crate::policy::normalize_field_name(k).as_bytes());
         }
         p.names.get(self.name_buf.as_slice())
@@ -654,9 +687,9 @@ impl<'p, 'a> Walker<'p, 'a> {
                 let gates = if kesc {
                     self.p.scanner.gates_for(&k)
                 } else {
-                    Gates { has_at: any_in(&self.at, ks, ke), has_prefix: any_in(&self.pre, ks, ke) }
+                    Gates { has_at: self.at.any_in(ks, ke), has_prefix: self.pre.any_in(ks, ke) }
                 };
-                if k.len() >= 9 || gates.has_at || gates.has_prefix || !self.p.scanner.customs.is_empty() {
+                if self.p.scanner.may_hit(&k, gates) {
                     let before = self.findings.len();
                     let result = self.process_str(&k, gates)?;
                     // A key finding points at the member under its masked name; when the key is
@@ -776,9 +809,9 @@ impl<'p, 'a> Walker<'p, 'a> {
                 let gates = if esc {
                     self.p.scanner.gates_for(&val)
                 } else {
-                    Gates { has_at: any_in(&self.at, s, e), has_prefix: any_in(&self.pre, s, e) }
+                    Gates { has_at: self.at.any_in(s, e), has_prefix: self.pre.any_in(s, e) }
                 };
-                if val.len() < 9 && !gates.has_at && !gates.has_prefix && self.p.scanner.customs.is_empty() {
+                if !self.p.scanner.may_hit(&val, gates) {
                     StrResult::Unchanged
                 } else {
                     self.process_str(&val, gates)?

@@ -224,6 +224,16 @@ impl Scanner {
         Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix: self.prefixes.is_match(s) }
     }
 
+    /// Whether [`Self::scan`] can find anything in `s`: false for most strings, after a cheap
+    /// look (no prefix, no `@` an address can surround, fewer than 8 digits, no named detector).
+    pub(crate) fn may_hit(&self, s: &str, gates: Gates) -> bool {
+        let b = s.as_bytes();
+        gates.has_prefix
+            || !self.customs.is_empty()
+            || (gates.has_at && email_trigger(b))
+            || (b.len() >= 9 && digit_count(b) >= 8)
+    }
+
     /// Appends the hits in `s`, sorted by start, without overlaps (secrets win over the rest).
     pub(crate) fn scan(&self, s: &str, gates: Gates, out: &mut Vec<Hit>) {
         let base = out.len();
@@ -240,7 +250,7 @@ impl Scanner {
         }
         // Every numeric detector needs at least 8 digits: most strings stop here, after one
         // vectorised count.
-        if b.len() >= 9 && b.iter().filter(|c| c.is_ascii_digit()).count() >= 8 {
+        if b.len() >= 9 && digit_count(b) >= 8 {
             let t = NumericTriggers::of(b);
             if t.card && self.enabled(DataClass::CardNumber) {
                 for m in self.card.find_iter(s) {
@@ -323,6 +333,11 @@ struct NumericTriggers {
     phone: bool,
     /// A word-initial `CC99` with an IBAN country code, in a string of ≥ 15 bytes.
     iban: bool,
+}
+
+/// ASCII digits in `b` (vectorised).
+fn digit_count(b: &[u8]) -> usize {
+    b.iter().filter(|c| c.is_ascii_digit()).count()
 }
 
 /// Digit 2–6 or 8: the first digit of every card range `validate::card_number` accepts.

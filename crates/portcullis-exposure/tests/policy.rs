@@ -300,3 +300,15 @@ fn numbers_serde_value_refuses_pass_through_untouched() {
     assert_eq!(out, body);
     assert!(!a.changed);
 }
+
+#[test]
+fn sensitive_names_match_in_any_spelling_and_length() {
+    let long = "a".repeat(70);
+    let policy = ExposurePolicy { extra_sensitive_fields: vec![long.clone(), "Mothers_Maiden_Name".into()], ..Default::default() };
+    let body = format!(
+        r#"{{"{long}":"x","mothersMaidenName":"Smith","MOTHERS-MAIDEN-NAME":"Smith","mothers_maiden":"Smith","API_KEY":"k","apikeys":"k","token":"t","title":"t"}}"#
+    );
+    // Sensitive fields are redacted by default: the members go, the near-misses stay.
+    let (out, _) = json(&policy, &body);
+    assert_eq!(out, r#"{"mothers_maiden":"Smith","apikeys":"k","title":"t"}"#);
+}
