@@ -589,7 +589,11 @@ impl<'p, 'a> Walker<'p, 'a> {
                 last = c;
                 n += 1;
             }
-            let maybe = if n < 64 { p.name_sigs[crate::policy::name_sig(first, last)] & (1u64 << n) != 0 } else { p.long_names };
+            let maybe = if n < 64 {
+                p.name_sigs[crate::policy::name_sig(first, last)] & (1u64 << n) != 0
+            } else {
+                p.long_names
+            };
             if !maybe {
                 return None;
             }
@@ -811,11 +815,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                 } else {
                     Gates { has_at: self.at.any_in(s, e), has_prefix: self.pre.any_in(s, e) }
                 };
-                if !self.p.scanner.may_hit(&val, gates) {
-                    StrResult::Unchanged
-                } else {
-                    self.process_str(&val, gates)?
-                }
+                if !self.p.scanner.may_hit(&val, gates) { StrResult::Unchanged } else { self.process_str(&val, gates)? }
             }
         };
         match result {

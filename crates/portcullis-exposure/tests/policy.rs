@@ -304,7 +304,10 @@ fn numbers_serde_value_refuses_pass_through_untouched() {
 #[test]
 fn sensitive_names_match_in_any_spelling_and_length() {
     let long = "a".repeat(70);
-    let policy = ExposurePolicy { extra_sensitive_fields: vec![long.clone(), "Mothers_Maiden_Name".into()], ..Default::default() };
+    let policy = ExposurePolicy {
+        extra_sensitive_fields: vec![long.clone(), "Mothers_Maiden_Name".into()],
+        ..Default::default()
+    };
     let body = format!(
         r#"{{"{long}":"x","mothersMaidenName":"Smith","MOTHERS-MAIDEN-NAME":"Smith","mothers_maiden":"Smith","API_KEY":"k","apikeys":"k","token":"t","title":"t"}}"#
     );

@@ -5,8 +5,8 @@
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions unwrap too")]
 
 use portcullis_exposure::{
-    Action, ApplyError, CompiledPolicy, DataClass, ExposurePolicy, FieldRule, FieldTarget, HashKey, NamedDetector, ShapeConfig,
-    classify_error_body,
+    Action, ApplyError, CompiledPolicy, DataClass, ExposurePolicy, FieldRule, FieldTarget, HashKey, NamedDetector,
+    ShapeConfig, classify_error_body,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};

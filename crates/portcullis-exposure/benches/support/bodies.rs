@@ -55,4 +55,3 @@ pub(crate) fn clean_body(target: usize) -> String {
     out.push(']');
     out
 }
-
