@@ -108,15 +108,40 @@ struct Walker<'p, 'a> {
     path: Vec<Step<'a>>,
     findings: Vec<Finding>,
     blocked: bool,
-    at: Vec<usize>,
-    pre: Vec<usize>,
+    /// Positions of `@` and of the secret prefixes in the body, consumed in document order.
+    at: Positions,
+    pre: Positions,
     name_buf: Vec<u8>,
 }
 
-/// Whether a sorted position list has an entry in `[start, end)`.
-fn any_in(sorted: &[usize], start: usize, end: usize) -> bool {
-    let i = sorted.partition_point(|&x| x < start);
-    sorted.get(i).is_some_and(|&x| x < end)
+/// The error for invalid JSON at byte `pos`: 1-based line and column (in bytes), never a piece of
+/// the body.
+fn line_col(body: &[u8], pos: usize) -> ApplyError {
+    let before = body.get(..pos).unwrap_or(body);
+    let line = memchr::memchr_iter(b'\n', before).count() + 1;
+    let column = before.len() - memchr::memrchr(b'\n', before).map_or(0, |i| i + 1) + 1;
+    ApplyError::InvalidJson { line, column }
+}
+
+/// A sorted list of byte positions, queried with ranges that only move forward (the walker
+/// visits strings in document order): amortised O(1) per query.
+struct Positions {
+    list: Vec<usize>,
+    next: usize,
+}
+
+impl Positions {
+    fn new(list: Vec<usize>) -> Self {
+        Positions { list, next: 0 }
+    }
+
+    /// Whether a position lies in `[start, end)`; `start` must not go backwards between calls.
+    fn any_in(&mut self, start: usize, end: usize) -> bool {
+        while self.list.get(self.next).is_some_and(|&p| p < start) {
+            self.next += 1;
+        }
+        self.list.get(self.next).is_some_and(|&p| p < end)
+    }
 }
 
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
@@ -151,16 +176,8 @@ impl CompiledPolicy {
             return Err(ApplyError::TooLarge { size: body.len(), limit: self.max_body_bytes });
         }
         let text = std::str::from_utf8(body).map_err(|_| ApplyError::NotUtf8)?;
-        // serde_json validates the syntax (and bounds recursion at 128) so that the walker below only
-        // ever sees well-formed JSON; it still returns errors rather than trusting that.
-        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-            if e.to_string().starts_with("recursion limit exceeded") {
-                return Err(ApplyError::TooDeep { limit: self.max_depth });
-            }
-            return Err(ApplyError::InvalidJson { line: e.line(), column: e.column() });
-        }
-        let at = memchr::memchr_iter(b'@', body).collect();
-        let pre = self.scanner.prefixes.find_iter(body).map(|m| m.start()).collect();
+        let at: Vec<usize> = memchr::memchr_iter(b'@', body).collect();
+        let pre: Vec<usize> = self.scanner.prefixes.find_iter(body).map(|m| m.start()).collect();
         let mut w = Walker {
             p: self,
             shape,
@@ -171,21 +188,19 @@ impl CompiledPolicy {
             path: Vec::new(),
             findings: Vec::new(),
             blocked: false,
-            at,
-            pre,
+            at: Positions::new(at),
+            pre: Positions::new(pre),
             name_buf: Vec::new(),
         };
         let proj = shape.map_or(ProjState::ALL, Shape::root);
         let ctx = Ctx { forced: None, allow: false, proj };
-        w.ws();
-        let root_start = w.pos;
-        if !proj.full && !matches!(w.peek(), Some(b'{' | b'[')) {
-            w.skip_value()?;
-            w.edits.clear();
-            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
-        } else if let Out::Remove = w.value(ctx, 0)? {
-            w.edits.clear();
-            w.edits.push(Edit { start: root_start, end: w.pos, rep: b"null".to_vec() });
+        // The walker is also the validator (RFC 8259 grammar, no control characters in strings,
+        // nesting bounded by `max_depth`): there is no separate parsing pass.
+        if let Err(e) = w.root(ctx) {
+            return Err(match e {
+                ApplyError::InvalidJson { .. } => line_col(body, w.pos),
+                e => e,
+            });
         }
         let Walker { edits, findings, blocked, .. } = w;
         let changed = !edits.is_empty();
@@ -347,21 +362,112 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 
     /// At a `"`: returns the content range and whether it holds escapes; leaves `pos` after it.
+    /// Refuses control characters and malformed escapes (as any JSON parser does).
     fn string_span(&mut self) -> Result<(usize, usize, bool), ApplyError> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut i = start;
         let mut esc = false;
         loop {
-            let k = memchr::memchr2(b'"', b'\\', self.src.get(i..).ok_or(WALK_ERROR)?).ok_or(WALK_ERROR)?;
-            if self.src[i + k] == b'\\' {
-                esc = true;
-                i += k + 2;
-            } else {
+            let rest = self.src.get(i..).ok_or(WALK_ERROR)?;
+            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+                self.pos = self.src.len();
+                return Err(WALK_ERROR);
+            };
+            // `min` vectorises; the common case is one pass over the span.
+            if rest[..k].iter().copied().min().is_some_and(|c| c < 0x20) {
+                self.pos = i + rest[..k].iter().position(|&c| c < 0x20).unwrap_or(0);
+                return Err(WALK_ERROR);
+            }
+            if rest[k] == b'"' {
                 self.pos = i + k + 1;
                 return Ok((start, i + k, esc));
             }
+            esc = true;
+            let j = i + k + 1;
+            i = match self.src.get(j) {
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j + 1,
+                Some(b'u') if self.src.get(j + 1..j + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => j + 5,
+                _ => {
+                    self.pos = j;
+                    return Err(WALK_ERROR);
+                }
+            };
         }
+    }
+
+    /// At a number: checks its grammar (`-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`) and
+    /// leaves `pos` after it.
+    fn number_span(&mut self) -> Result<(), ApplyError> {
+        let b = self.src;
+        let digits = |mut i: usize| {
+            while b.get(i).is_some_and(u8::is_ascii_digit) {
+                i += 1;
+            }
+            i
+        };
+        let mut i = self.pos;
+        if b.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        i = match b.get(i) {
+            Some(b'0') => i + 1,
+            Some(b'1'..=b'9') => digits(i + 1),
+            _ => {
+                self.pos = i;
+                return Err(WALK_ERROR);
+            }
+        };
+        if b.get(i) == Some(&b'.') {
+            let end = digits(i + 1);
+            if end == i + 1 {
+                self.pos = end;
+                return Err(WALK_ERROR);
+            }
+            i = end;
+        }
+        if matches!(b.get(i), Some(b'e' | b'E')) {
+            i += 1;
+            if matches!(b.get(i), Some(b'+' | b'-')) {
+                i += 1;
+            }
+            let end = digits(i);
+            if end == i {
+                self.pos = end;
+                return Err(WALK_ERROR);
+            }
+            i = end;
+        }
+        self.pos = i;
+        Ok(())
+    }
+
+    fn literal(&mut self) -> Result<(), ApplyError> {
+        let rest = self.src.get(self.pos..).unwrap_or_default();
+        match [&b"true"[..], b"false", b"null"].into_iter().find(|l| rest.starts_with(l)) {
+            Some(l) => {
+                self.pos += l.len();
+                Ok(())
+            }
+            None => Err(WALK_ERROR),
+        }
+    }
+
+    /// The whole document: one value (walked, or skipped and replaced by `null` when a shape does
+    /// not keep a scalar root) and nothing but whitespace after it.
+    fn root(&mut self, ctx: Ctx<'p>) -> Result<(), ApplyError> {
+        self.ws();
+        let root_start = self.pos;
+        if !ctx.proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
+            self.skip_value(0)?;
+            self.edits.clear();
+            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+        } else if let Out::Remove = self.value(ctx, 0)? {
+            self.edits.clear();
+            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+        }
+        self.ws();
+        if self.pos == self.src.len() { Ok(()) } else { Err(WALK_ERROR) }
     }
 
     fn str_at(&self, start: usize, end: usize) -> Result<&'a str, ApplyError> {
@@ -378,40 +484,43 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    fn skip_value(&mut self) -> Result<(), ApplyError> {
+    /// Skips (and validates) a value at nesting `depth` that is dropped or kept as is.
+    fn skip_value(&mut self, depth: usize) -> Result<(), ApplyError> {
+        if depth >= self.p.max_depth {
+            return Err(ApplyError::TooDeep { limit: self.p.max_depth });
+        }
         self.ws();
         match self.peek() {
-            None => Err(WALK_ERROR),
             Some(b'"') => self.string_span().map(|_| ()),
-            Some(b'{' | b'[') => {
-                let mut depth = 0usize;
+            Some(open @ (b'{' | b'[')) => {
+                let close = if open == b'{' { b'}' } else { b']' };
+                self.pos += 1;
+                self.ws();
+                if self.peek() == Some(close) {
+                    self.pos += 1;
+                    return Ok(());
+                }
                 loop {
+                    if open == b'{' {
+                        self.ws();
+                        self.string_span()?;
+                        self.ws();
+                        self.expect(b':')?;
+                    }
+                    self.skip_value(depth + 1)?;
+                    self.ws();
                     match self.peek() {
-                        None => return Err(WALK_ERROR),
-                        Some(b'"') => {
-                            self.string_span()?;
-                        }
-                        Some(b'{' | b'[') => {
-                            depth += 1;
+                        Some(b',') => self.pos += 1,
+                        Some(c) if c == close => {
                             self.pos += 1;
+                            return Ok(());
                         }
-                        Some(b'}' | b']') => {
-                            depth = depth.checked_sub(1).ok_or(WALK_ERROR)?;
-                            self.pos += 1;
-                            if depth == 0 {
-                                return Ok(());
-                            }
-                        }
-                        Some(_) => self.pos += 1,
+                        _ => return Err(WALK_ERROR),
                     }
                 }
             }
-            Some(_) => {
-                while !matches!(self.peek(), None | Some(b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')) {
-                    self.pos += 1;
-                }
-                Ok(())
-            }
+            Some(b'-' | b'0'..=b'9') => self.number_span(),
+            _ => self.literal(),
         }
     }
 
@@ -438,7 +547,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             Some(b'"') => self.string_value(ctx),
             Some(b'-' | b'0'..=b'9') => self.number(ctx),
             Some(b't' | b'f' | b'n') => {
-                self.skip_value()?;
+                self.literal()?;
                 Ok(Out::Kept)
             }
             _ => Err(WALK_ERROR),
@@ -463,18 +572,39 @@ impl<'p, 'a> Walker<'p, 'a> {
         if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
             return None;
         }
-        if k.len() < 64 && k.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit()) {
-            // Already normalised (the common case): no copy, and most lengths match no name.
-            if p.name_lengths & (1u64 << k.len()) == 0 {
+        if k.is_ascii() {
+            // Length, first and last byte of the normalised name, without building it: most keys
+            // fail the filter and are never copied nor hashed.
+            let (mut n, mut first, mut last, mut plain) = (0usize, 0u8, 0u8, true);
+            for c in k.bytes() {
+                if matches!(c, b'_' | b'-' | b'.' | b' ') {
+                    plain = false;
+                    continue;
+                }
+                plain &= !c.is_ascii_uppercase();
+                let c = c.to_ascii_lowercase();
+                if n == 0 {
+                    first = c;
+                }
+                last = c;
+                n += 1;
+            }
+            let maybe = if n < 64 {
+                p.name_sigs[crate::policy::name_sig(first, last)] & (1u64 << n) != 0
+            } else {
+                p.long_names
+            };
+            if !maybe {
                 return None;
             }
-            return p.names.get(k.as_bytes());
-        }
-        self.name_buf.clear();
-        if k.is_ascii() {
+            if plain {
+                return p.names.get(k.as_bytes());
+            }
+            self.name_buf.clear();
             self.name_buf
                 .extend(k.bytes().filter(|c| !matches!(c, b'_' | b'-' | b'.' | b' ')).map(|c| c.to_ascii_lowercase()));
         } else {
+            self.name_buf.clear();
             self.name_buf.extend_from_slice(crate::policy::normalize_field_name(k).as_bytes());
         }
         p.names.get(self.name_buf.as_slice())
@@ -546,7 +676,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                 None => Some(ProjState::ALL),
             };
             let Some(proj) = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'['))) else {
-                self.skip_value()?;
+                self.skip_value(depth)?;
                 self.remove(comma, start, self.pos);
                 continue;
             };
@@ -561,9 +691,9 @@ impl<'p, 'a> Walker<'p, 'a> {
                 let gates = if kesc {
                     self.p.scanner.gates_for(&k)
                 } else {
-                    Gates { has_at: any_in(&self.at, ks, ke), has_prefix: any_in(&self.pre, ks, ke) }
+                    Gates { has_at: self.at.any_in(ks, ke), has_prefix: self.pre.any_in(ks, ke) }
                 };
-                if k.len() >= 9 || gates.has_at || gates.has_prefix || !self.p.scanner.customs.is_empty() {
+                if self.p.scanner.may_hit(&k, gates) {
                     let before = self.findings.len();
                     let result = self.process_str(&k, gates)?;
                     // A key finding points at the member under its masked name; when the key is
@@ -582,7 +712,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                             step = Step::Key(Cow::Owned(new));
                         }
                         StrResult::Remove => {
-                            self.skip_value()?;
+                            self.skip_value(depth)?;
                             self.remove(comma, start, self.pos);
                             continue;
                         }
@@ -596,7 +726,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                 self.path.push(step);
                 self.record(f.class, f.detector.clone(), f.action);
                 self.path.pop();
-                self.skip_value()?;
+                self.skip_value(depth)?;
                 self.remove(comma, start, self.pos);
                 continue;
             }
@@ -646,7 +776,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             };
             let proj = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'[')));
             let Some(proj) = proj.filter(|_| cap.is_none_or(|c| kept < c)) else {
-                self.skip_value()?;
+                self.skip_value(depth)?;
                 self.remove(comma, start, self.pos);
                 continue;
             };
@@ -657,7 +787,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                 && matches!(f.action, Action::Redact | Action::Block)
             {
                 self.record(f.class, f.detector.clone(), f.action);
-                self.skip_value().map(|()| Out::Remove)
+                self.skip_value(depth).map(|()| Out::Remove)
             } else {
                 self.value(child, depth)
             };
@@ -683,13 +813,9 @@ impl<'p, 'a> Walker<'p, 'a> {
                 let gates = if esc {
                     self.p.scanner.gates_for(&val)
                 } else {
-                    Gates { has_at: any_in(&self.at, s, e), has_prefix: any_in(&self.pre, s, e) }
+                    Gates { has_at: self.at.any_in(s, e), has_prefix: self.pre.any_in(s, e) }
                 };
-                if val.len() < 9 && !gates.has_at && !gates.has_prefix && self.p.scanner.customs.is_empty() {
-                    StrResult::Unchanged
-                } else {
-                    self.process_str(&val, gates)?
-                }
+                if !self.p.scanner.may_hit(&val, gates) { StrResult::Unchanged } else { self.process_str(&val, gates)? }
             }
         };
         match result {
@@ -702,9 +828,7 @@ impl<'p, 'a> Walker<'p, 'a> {
 
     fn number(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
         let start = self.pos;
-        while matches!(self.peek(), Some(b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')) {
-            self.pos += 1;
-        }
+        self.number_span()?;
         let raw = self.str_at(start, self.pos)?;
         let result = if ctx.allow && ctx.forced.is_none() {
             StrResult::Unchanged

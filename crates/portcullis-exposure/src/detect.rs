@@ -182,7 +182,6 @@ pub(crate) struct Scanner {
     pub(crate) prefixes: AhoCorasick,
     email: Regex,
     card: Regex,
-    ssn: Regex,
     phone: Regex,
     iban: Regex,
     pub(crate) customs: Vec<CompiledCustom>,
@@ -206,7 +205,6 @@ impl Scanner {
                 r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)",
             )?,
             card: Regex::new(r"(?-u:\b)[0-9](?:[ \-]?[0-9]){11,18}(?-u:\b)")?,
-            ssn: Regex::new(r"(?-u:\b)[0-9]{3}(?:-[0-9]{2}-|\x20[0-9]{2}\x20)[0-9]{4}(?-u:\b)")?,
             phone: Regex::new(concat!(
                 r"\+[1-9](?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9])){7,14}",
                 r"|(?:\([2-9][0-9]{2}\)\x20?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}",
@@ -226,6 +224,16 @@ impl Scanner {
         Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix: self.prefixes.is_match(s) }
     }
 
+    /// Whether [`Self::scan`] can find anything in `s`: false for most strings, after a cheap
+    /// look (no prefix, no `@` an address can surround, fewer than 8 digits, no named detector).
+    pub(crate) fn may_hit(&self, s: &str, gates: Gates) -> bool {
+        let b = s.as_bytes();
+        gates.has_prefix
+            || !self.customs.is_empty()
+            || (gates.has_at && email_trigger(b))
+            || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b))
+    }
+
     /// Appends the hits in `s`, sorted by start, without overlaps (secrets win over the rest).
     pub(crate) fn scan(&self, s: &str, gates: Gates, out: &mut Vec<Hit>) {
         let base = out.len();
@@ -233,39 +241,43 @@ impl Scanner {
         if gates.has_prefix {
             self.scan_prefixes(b, base, out);
         }
-        if gates.has_at && self.enabled(DataClass::Email) {
+        if gates.has_at && self.enabled(DataClass::Email) && email_trigger(b) {
             for m in self.email.find_iter(s) {
                 if email_ok(m.as_str()) {
                     push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Email));
                 }
             }
         }
-        if b.len() >= 9 {
-            let shape = NumericShape::of(b);
-            if shape.card_run >= 12 && self.enabled(DataClass::CardNumber) {
+        // Every numeric detector needs at least 8 digits: most strings stop here, after one
+        // vectorised count.
+        if b.len() >= 9 && digit_count(b) >= 8 {
+            let t = NumericTriggers::of(b);
+            if t.card && self.enabled(DataClass::CardNumber) {
                 for m in self.card.find_iter(s) {
-                    let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
-                    if validate::card_number(&d) && ok_edges(b, m.start(), m.end()) {
+                    if card_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::CardNumber));
                     }
                 }
             }
-            if shape.iban_start && shape.digits >= 8 && b.len() >= 15 && self.enabled(DataClass::Iban) {
+            if t.iban && self.enabled(DataClass::Iban) {
                 for m in self.iban.find_iter(s) {
                     if let Some(end) = iban_end(b, m.start(), m.end()) {
                         push(out, base, m.start(), end, DetId::Builtin(DataClass::Iban));
                     }
                 }
             }
-            if shape.card_run >= 9 && b.len() >= 11 && self.enabled(DataClass::Ssn) {
-                for m in self.ssn.find_iter(s) {
-                    let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
-                    if validate::ssn(&d) && ok_edges(b, m.start(), m.end()) {
-                        push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Ssn));
+            if t.digits >= 9 && self.enabled(DataClass::Ssn) {
+                let mut i = 0;
+                while i + SSN_LEN <= b.len() {
+                    if ssn_at(b, i) {
+                        push(out, base, i, i + SSN_LEN, DetId::Builtin(DataClass::Ssn));
+                        i += SSN_LEN;
+                    } else {
+                        i += 1;
                     }
                 }
             }
-            if (shape.phone_run >= 10 || (shape.phone_run >= 8 && shape.plus)) && self.enabled(DataClass::Phone) {
+            if t.phone && self.enabled(DataClass::Phone) {
                 for m in self.phone.find_iter(s) {
                     if phone_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
@@ -306,62 +318,197 @@ impl Scanner {
     }
 }
 
-/// One scalar pass over a string that tells which numeric detectors can possibly match, so that
-/// ids, timestamps and prices do not reach the regexes.
+/// One pass over a string that tells which numeric detectors can possibly match, so that ids,
+/// UUIDs, timestamps and prices do not reach the regexes. Each trigger is a necessary condition
+/// of its detector (regex, edge checks and validator together), never a guess: a string that
+/// does not trigger a detector cannot produce a hit from it.
 #[derive(Debug, Default)]
-struct NumericShape {
+struct NumericTriggers {
     digits: usize,
-    /// Most digits in a run whose digits are separated by at most one ` ` or `-` (cards, SSNs).
-    card_run: usize,
-    /// Most digits in a run of digits and ` -.()+` (phones).
-    phone_run: usize,
-    plus: bool,
-    /// Two uppercase letters followed by two digits somewhere (IBAN start).
-    iban_start: bool,
+    /// A run of ≥ 12 digits (single ` `/`-` between them) from a place a card can start: a
+    /// digit 2–6 or 8 after a non-word byte other than `-./+_$#`.
+    card: bool,
+    /// ≥ 10 digits (≥ 8 after a `+`) in a run of digits and ` .-()+` from a place a phone
+    /// number can start: `+`, `(` or a digit after a non-word byte other than `-./+$#:,`.
+    phone: bool,
+    /// A word-initial `CC99` with an IBAN country code, in a string of ≥ 15 bytes.
+    iban: bool,
 }
 
-impl NumericShape {
+/// Whether a numeric detector can match: a run of digits and ` .-()+` (the only bytes card,
+/// SSN and phone matches are made of) with 9 digits (8 when it holds a `+`), or a word-initial
+/// IBAN start. Dates and times (`2024-01-15T10:30:00Z`: 8 digits at most per run) stop here.
+fn numeric_may_hit(b: &[u8]) -> bool {
+    let (mut run, mut plus, mut prev) = (0usize, false, 0u8);
+    for (i, &c) in b.iter().enumerate() {
+        if c.is_ascii_digit() {
+            run += 1;
+            if run >= 9 || (plus && run >= 8) {
+                return true;
+            }
+        } else if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
+            plus |= c == b'+';
+        } else {
+            run = 0;
+            plus = false;
+            if c.is_ascii_uppercase() && !is_word(prev) && iban_start(b, i) {
+                return true;
+            }
+        }
+        prev = c;
+    }
+    false
+}
+
+/// ASCII digits in `b` (vectorised).
+fn digit_count(b: &[u8]) -> usize {
+    b.iter().filter(|c| c.is_ascii_digit()).count()
+}
+
+/// Digit 2–6 or 8: the first digit of every card range `validate::card_number` accepts.
+fn card_first(c: u8) -> bool {
+    matches!(c, b'2'..=b'6' | b'8')
+}
+
+impl NumericTriggers {
     fn of(b: &[u8]) -> Self {
-        let mut s = NumericShape::default();
-        let (mut card, mut phone) = (0usize, 0usize);
-        let mut sep = false;
-        // Classes of the last three bytes: 1 = uppercase, 2 = digit.
-        let (mut c1, mut c2, mut c3) = (0u8, 0u8, 0u8);
-        for &c in b {
-            let class = if c.is_ascii_digit() {
-                s.digits += 1;
-                card += 1;
-                phone += 1;
-                sep = false;
-                s.card_run = s.card_run.max(card);
-                s.phone_run = s.phone_run.max(phone);
-                2
-            } else {
-                match c {
-                    b' ' | b'-' => {
-                        if sep {
-                            card = 0;
-                        }
-                        sep = true;
+        let mut t = NumericTriggers::default();
+        // Card run: digits with at most one separator between them.
+        let (mut card_on, mut card_sep, mut card_n) = (false, false, 0usize);
+        // Phone run: digits and ` .-()+`; counts from the first possible start (`phone_n`) and
+        // from the first possible `+` start (`plus_n`).
+        let (mut phone_n, mut plus_n): (Option<usize>, Option<usize>) = (None, None);
+        let mut prev = 0u8;
+        for (i, &c) in b.iter().enumerate() {
+            if c.is_ascii_digit() {
+                t.digits += 1;
+                if !prev.is_ascii_digit() {
+                    // A digit group starts: a card can start here.
+                    if !card_on && card_first(c) && card_start_ok(i, prev) {
+                        card_on = true;
+                        card_n = 0;
                     }
-                    b'.' | b'(' | b')' | b'+' => {
-                        s.plus |= c == b'+';
-                        card = 0;
-                        sep = false;
-                    }
-                    _ => {
-                        card = 0;
-                        phone = 0;
-                        sep = false;
+                    if phone_n.is_none() && phone_start_ok(i, prev) {
+                        phone_n = Some(0);
                     }
                 }
-                u8::from(c.is_ascii_uppercase())
-            };
-            s.iban_start |= c3 == 1 && c2 == 1 && c1 == 2 && class == 2;
-            (c3, c2, c1) = (c2, c1, class);
+                if card_on {
+                    card_n += 1;
+                    t.card |= card_n >= 12;
+                }
+                card_sep = false;
+                if let Some(n) = &mut phone_n {
+                    *n += 1;
+                    t.phone |= *n >= 10;
+                }
+                if let Some(n) = &mut plus_n {
+                    *n += 1;
+                    t.phone |= *n >= 8;
+                }
+            } else {
+                match c {
+                    b' ' | b'-' if !card_sep && prev.is_ascii_digit() => card_sep = true,
+                    _ => {
+                        card_on = false;
+                        card_sep = false;
+                    }
+                }
+                match c {
+                    b' ' | b'.' | b'-' | b')' => {}
+                    b'(' | b'+' => {
+                        if phone_start_ok(i, prev) {
+                            phone_n.get_or_insert(0);
+                            if c == b'+' {
+                                plus_n.get_or_insert(0);
+                            }
+                        }
+                    }
+                    _ => {
+                        phone_n = None;
+                        plus_n = None;
+                    }
+                }
+                if c.is_ascii_uppercase() && !is_word(prev) && b.len() >= 15 && iban_start(b, i) {
+                    t.iban = true;
+                }
+            }
+            prev = c;
         }
-        s
+        t
     }
+}
+
+/// `prev` is the byte before `i` (0 at the start): the edge checks of [`ok_edges`] and `\b`.
+fn card_start_ok(i: usize, prev: u8) -> bool {
+    i == 0 || !(is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'+' | b'_' | b'$' | b'#'))
+}
+
+/// The start checks of [`phone_ok`].
+fn phone_start_ok(i: usize, prev: u8) -> bool {
+    i == 0 || !(is_word(prev) || matches!(prev, b'-' | b'.' | b'/' | b'+' | b'$' | b'#' | b':' | b','))
+}
+
+/// `CC99` at `i` with `CC` a country that issues IBANs.
+fn iban_start(b: &[u8], i: usize) -> bool {
+    match b.get(i..i + 4) {
+        Some(&[c1, c2, d1, d2]) => {
+            c2.is_ascii_uppercase()
+                && d1.is_ascii_digit()
+                && d2.is_ascii_digit()
+                && validate::iban_length(&[c1, c2]).is_some()
+        }
+        _ => false,
+    }
+}
+
+/// An `@` that an e-mail address can surround: a local-part character before it and a letter or
+/// digit after it (so `j***@example.com`, a masked address, does not run the regex again).
+fn email_trigger(b: &[u8]) -> bool {
+    memchr::memchr_iter(b'@', b).any(|i| {
+        i > 0
+            && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b'_' | b'%' | b'+' | b'-'))
+            && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
+    })
+}
+
+/// A card regex match: its digits (without separators) in an issued range with Luhn, and edges
+/// that do not continue a longer token.
+fn card_ok(b: &[u8], start: usize, end: usize) -> bool {
+    let mut d = [0u8; 19];
+    let mut n = 0;
+    for &c in &b[start..end] {
+        if c.is_ascii_digit() {
+            let Some(slot) = d.get_mut(n) else { return false };
+            *slot = c;
+            n += 1;
+        }
+    }
+    validate::card_number(&d[..n]) && ok_edges(b, start, end)
+}
+
+/// Length of a US SSN as written (`123-45-6789` or `123 45 6789`).
+const SSN_LEN: usize = 11;
+
+/// A US SSN at `i`: `\b999-99-9999\b` (or with spaces), a valid area/group/serial and edges that
+/// do not continue a longer token. Matches are scanned left to right without overlap, as the
+/// regex `\b[0-9]{3}(?:-[0-9]{2}-| [0-9]{2} )[0-9]{4}\b` would find them.
+fn ssn_at(b: &[u8], i: usize) -> bool {
+    let Some(m) = b.get(i..i + SSN_LEN) else { return false };
+    let sep = m[3];
+    if !matches!(sep, b'-' | b' ') || m[6] != sep || (i > 0 && is_word(b[i - 1])) {
+        return false;
+    }
+    if b.get(i + SSN_LEN).is_some_and(|&c| is_word(c)) {
+        return false;
+    }
+    let mut d = [0u8; 9];
+    for (slot, &c) in d.iter_mut().zip(m[..3].iter().chain(&m[4..6]).chain(&m[7..])) {
+        if !c.is_ascii_digit() {
+            return false;
+        }
+        *slot = c;
+    }
+    validate::ssn(&d) && ok_edges(b, i, i + SSN_LEN)
 }
 
 /// Adds a hit unless it overlaps one already found (earlier detectors have priority).
@@ -562,6 +709,130 @@ fn match_secret(kind: Kind, b: &[u8], start: usize, pend: usize) -> Option<(usiz
             let end = run(b, pend, |c| is_word(c) || matches!(c, b'.' | b'/' | b'+' | b'=' | b'$'));
             let dollars = b[pend..end].iter().filter(|&&c| c == b'$').count();
             (boundary && end - start >= 40 && dollars >= 3).then_some((start, end))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The triggers only decide whether a detector runs: the hits must be exactly those of every
+    //! detector run unconditionally (the regexes as they were before the triggers, the SSN regex
+    //! included), whatever the string.
+
+    use super::*;
+    use proptest::prelude::*;
+
+    static SCANNER: std::sync::LazyLock<Scanner> =
+        std::sync::LazyLock::new(|| Scanner::new([true; DataClass::ALL.len()], Vec::new()).unwrap());
+    static SSN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"(?-u:\b)[0-9]{3}(?:-[0-9]{2}-|\x20[0-9]{2}\x20)[0-9]{4}(?-u:\b)").unwrap()
+    });
+
+    /// Every built-in detector, no gate, no trigger.
+    fn reference(sc: &Scanner, s: &str) -> Vec<Hit> {
+        let b = s.as_bytes();
+        let mut out = Vec::new();
+        sc.scan_prefixes(b, 0, &mut out);
+        for m in sc.email.find_iter(s) {
+            if email_ok(m.as_str()) {
+                push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Email));
+            }
+        }
+        for m in sc.card.find_iter(s) {
+            let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+            if validate::card_number(&d) && ok_edges(b, m.start(), m.end()) {
+                push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::CardNumber));
+            }
+        }
+        for m in sc.iban.find_iter(s) {
+            if let Some(end) = iban_end(b, m.start(), m.end()) {
+                push(&mut out, 0, m.start(), end, DetId::Builtin(DataClass::Iban));
+            }
+        }
+        for m in SSN.find_iter(s) {
+            let d: Vec<u8> = m.as_str().bytes().filter(u8::is_ascii_digit).collect();
+            if validate::ssn(&d) && ok_edges(b, m.start(), m.end()) {
+                push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Ssn));
+            }
+        }
+        for m in sc.phone.find_iter(s) {
+            if phone_ok(b, m.start(), m.end()) {
+                push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
+            }
+        }
+        out.sort_unstable_by_key(|h| h.start);
+        out
+    }
+
+    fn triggered(sc: &Scanner, s: &str) -> Vec<Hit> {
+        let mut out = Vec::new();
+        sc.scan(s, sc.gates_for(s), &mut out);
+        out
+    }
+
+    const PIECES: &[&str] = &[
+        "4242424242424242",
+        "4242 4242 4242 4242",
+        "5555-5555-5555-4444",
+        "378282246310005",
+        "0000 4242 4242 4242 4242",
+        "536-22-6789",
+        "536 22 6789",
+        "078-05-1120",
+        "+1 415 555 2671",
+        "+44 20 7946 0958",
+        "(415) 555-2671",
+        "415.555.2671",
+        "020 7946 0958",
+        "06 12 34 56 78",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+        "NL91ABNA0417164300",
+        "jane.doe@example.com",
+        "j***@example.com",
+        "icon@2x.png",
+        "7f9c2ba4-e88f-11ee-a506-000000000001",
+        "2024-01-15T10:30:00Z",
+        "1,299.00",
+        "order #10077",
+        "AKIAIOSFODNN7EXAMPLE",
+    ];
+
+    fn text() -> impl Strategy<Value = String> {
+        let piece = proptest::sample::select(PIECES).prop_map(str::to_owned);
+        let glue = "[ a-zA-Z0-9+()#$:,./_@-]{0,4}";
+        prop_oneof![
+            proptest::collection::vec((glue, piece), 1..4).prop_map(|v| v.into_iter().map(|(g, p)| g + &p).collect()),
+            "[0-9 ()+.-]{0,40}",
+            "[A-Z0-9 @a-z.+-]{0,40}",
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1024, ..ProptestConfig::default() })]
+
+        #[test]
+        fn triggers_lose_no_detection(s in text()) {
+            let hits = triggered(&SCANNER, &s);
+            prop_assert!(hits.is_empty() || SCANNER.may_hit(&s, SCANNER.gates_for(&s)), "{:?}", s);
+            prop_assert_eq!(hits, reference(&SCANNER, &s), "{:?}", s);
+        }
+    }
+
+    #[test]
+    fn triggers_skip_ids_uuids_and_timestamps() {
+        for s in ["7f9c2ba4-e88f-11ee-a506-000000000001", "2024-06-01T08:00:00.123Z", "order #177 shipped", "1299.50"] {
+            let t = NumericTriggers::of(s.as_bytes());
+            assert!(!t.card && !t.phone && !t.iban, "{s}: {t:?}");
+        }
+        let t = NumericTriggers::of(b"call +1 415 555 2671, card 4242 4242 4242 4242, DE89370400440532013000");
+        assert!(t.card && t.phone && t.iban);
+        assert!(!email_trigger(b"j***@example.com") && email_trigger(b"mail jane@example.com"));
+        for s in ["2024-06-01T08:00:00.123Z", "7f9c2ba4-e88f-11ee-a506-0a0000003e8b", "Widget 123456"] {
+            assert!(!numeric_may_hit(s.as_bytes()), "{s}");
+        }
+        for s in ["536-22-6789", "+1 415 5550", "x DE89370400440532013000"] {
+            assert!(numeric_may_hit(s.as_bytes()), "{s}");
         }
     }
 }

@@ -23,8 +23,11 @@ pub(crate) fn mask_detected(class: DataClass, v: &str) -> String {
         }
         DataClass::Email => match v.split_once('@') {
             Some((local, domain)) => {
-                let first = local.chars().next().unwrap_or('*');
-                format!("{first}***@{domain}")
+                let mut out = String::with_capacity(domain.len() + 8);
+                out.push(local.chars().next().unwrap_or('*'));
+                out.push_str("***@");
+                out.push_str(domain);
+                out
             }
             None => mask_alnum_keep_last(v, 0),
         },

@@ -2,7 +2,6 @@
 //! being walked.
 
 use std::borrow::Cow;
-use std::fmt::Write as _;
 
 /// One segment of a pointer pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +77,10 @@ pub(crate) fn matches_path(pat: &[Seg], path: &[Step<'_>]) -> bool {
 /// Appends `/key` (escaped) to a pointer.
 pub(crate) fn push_key(out: &mut String, key: &str) {
     out.push('/');
+    if memchr::memchr2(b'~', b'/', key.as_bytes()).is_none() {
+        out.push_str(key);
+        return;
+    }
     for c in key.chars() {
         match c {
             '~' => out.push_str("~0"),
@@ -87,14 +90,30 @@ pub(crate) fn push_key(out: &mut String, key: &str) {
     }
 }
 
+/// Appends a decimal index (without `fmt`: findings render one pointer each).
+fn push_index(out: &mut String, mut i: usize) {
+    let mut buf = [0u8; 20];
+    let mut n = buf.len();
+    loop {
+        n -= 1;
+        buf[n] = b'0' + (i % 10) as u8;
+        i /= 10;
+        if i == 0 {
+            break;
+        }
+    }
+    out.extend(buf[n..].iter().map(|&d| char::from(d)));
+}
+
 /// Renders a path as a JSON pointer.
 pub(crate) fn render(path: &[Step<'_>]) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(path.len() * 8);
     for step in path {
         match step {
             Step::Key(k) => push_key(&mut out, k),
             Step::Index(i) => {
-                let _ = write!(out, "/{i}");
+                out.push('/');
+                push_index(&mut out, *i);
             }
         }
     }

@@ -227,6 +227,11 @@ impl std::hash::Hasher for Fnv {
     }
 }
 
+/// Index into [`CompiledPolicy::name_sigs`] for a name's first and last (normalised) bytes.
+pub(crate) fn name_sig(first: u8, last: u8) -> usize {
+    (usize::from(first & 31) << 5) | usize::from(last & 31)
+}
+
 pub(crate) type NameMap = HashMap<Vec<u8>, Forced, std::hash::BuildHasherDefault<Fnv>>;
 
 /// A policy ready for the hot path. Cheap to share (`Arc` it); all methods take `&self`.
@@ -238,8 +243,11 @@ pub struct CompiledPolicy {
     /// Normalised name → rule (name rules first, then sensitive names).
     pub(crate) names: NameMap,
     pub(crate) max_name_len: usize,
-    /// Bit n set when some normalised name has n bytes (n < 64): most keys skip the lookup.
-    pub(crate) name_lengths: u64,
+    /// A filter over the names: entry [`name_sig`]`(first, last)` has bit n set when some
+    /// normalised name of n bytes (n < 64) starts and ends with those bytes. Most keys skip the
+    /// lookup; names of 64 bytes or more set `long_names` instead.
+    pub(crate) name_sigs: Box<[u64]>,
+    pub(crate) long_names: bool,
     pub(crate) class_names: [Arc<str>; DataClass::ALL.len()],
     pub(crate) tokenizer: Option<Tokenizer>,
     pub(crate) max_body_bytes: usize,
@@ -377,7 +385,16 @@ impl ExposurePolicy {
             max_pointer_len: pointer_rules.iter().map(|(p, _)| p.len()).max().unwrap_or(0),
             pointer_rules,
             max_name_len: names.keys().map(Vec::len).max().unwrap_or(0),
-            name_lengths: names.keys().filter(|k| k.len() < 64).fold(0u64, |m, k| m | (1u64 << k.len())),
+            name_sigs: {
+                let mut sigs = vec![0u64; 1024].into_boxed_slice();
+                for k in names.keys() {
+                    if let (Some(&first), Some(&last), true) = (k.first(), k.last(), k.len() < 64) {
+                        sigs[name_sig(first, last)] |= 1u64 << k.len();
+                    }
+                }
+                sigs
+            },
+            long_names: names.keys().any(|k| k.len() >= 64),
             names,
             class_names,
             tokenizer,

@@ -218,6 +218,52 @@ fn bad_bodies_are_errors_not_panics() {
 }
 
 #[test]
+fn malformed_json_is_refused_also_where_a_shape_drops_it() {
+    let p = ExposurePolicy::default().compile().unwrap();
+    let shape = ShapeConfig { allow: vec!["/id".into()], ..Default::default() }.compile().unwrap();
+    for ok in [
+        r#"{"id":1,"x":[1,-0.5e+3,true,false,null,"a\"\\\/\b\f\n\r\t\u00e9"]}"#,
+        " [ ] ",
+        r#""just a string""#,
+        "-0",
+        "1E400",
+    ] {
+        assert!(p.apply_json(ok.as_bytes(), None).is_ok(), "{ok}");
+        assert!(p.apply_json(ok.as_bytes(), Some(&shape)).is_ok(), "{ok} (shaped)");
+    }
+    for (bad, line, column) in [
+        (r#"{"id":1,"x":01}"#, 1, 14),
+        (r#"{"id":1,"x":1.}"#, 1, 15),
+        (r#"{"id":1,"x":-}"#, 1, 14),
+        (r#"{"id":1,"x":1e}"#, 1, 15),
+        (r#"{"id":1,"x":tru}"#, 1, 13),
+        (r#"{"id":1,"x":"\q"}"#, 1, 15),
+        (r#"{"id":1,"x":"\u12g4"}"#, 1, 15),
+        ("{\"id\":1,\"x\":\"a\u{1}b\"}", 1, 15),
+        (r#"{"id":1,"x":[1,]}"#, 1, 16),
+        (r#"{"id":1,"x":{"a" 1}}"#, 1, 18),
+        (r#"{"id":1,"x":{,}}"#, 1, 14),
+        ("{\"id\":1}\n x", 2, 2),
+        (r#"{"id":1"#, 1, 8),
+        ("", 1, 1),
+    ] {
+        for s in [None, Some(&shape)] {
+            match p.apply_json(bad.as_bytes(), s) {
+                Err(ApplyError::InvalidJson { line: l, column: c }) => {
+                    assert_eq!((l, c), (line, column), "{bad}");
+                }
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+    // Nesting is bounded where a shape drops it too.
+    let shallow = ExposurePolicy { max_depth: 4, ..Default::default() }.compile().unwrap();
+    let deep = br#"{"id":1,"x":[[[[1]]]]}"#;
+    assert!(matches!(shallow.apply_json(deep, Some(&shape)), Err(ApplyError::TooDeep { limit: 4 })));
+    assert!(shallow.apply_json(br#"{"id":1,"x":[[1]]}"#, Some(&shape)).is_ok());
+}
+
+#[test]
 fn disabled_detectors_do_not_run() {
     let policy = ExposurePolicy { detectors: vec![DataClass::CardNumber], ..Default::default() };
     let (out, a) = json(&policy, r#"{"e":"jane@example.com","password":"x","c":"4242424242424242"}"#);
@@ -253,4 +299,19 @@ fn numbers_serde_value_refuses_pass_through_untouched() {
     let (out, a) = json(&ExposurePolicy::default(), body);
     assert_eq!(out, body);
     assert!(!a.changed);
+}
+
+#[test]
+fn sensitive_names_match_in_any_spelling_and_length() {
+    let long = "a".repeat(70);
+    let policy = ExposurePolicy {
+        extra_sensitive_fields: vec![long.clone(), "Mothers_Maiden_Name".into()],
+        ..Default::default()
+    };
+    let body = format!(
+        r#"{{"{long}":"x","mothersMaidenName":"Smith","MOTHERS-MAIDEN-NAME":"Smith","mothers_maiden":"Smith","API_KEY":"k","apikeys":"k","token":"t","title":"t"}}"#
+    );
+    // Sensitive fields are redacted by default: the members go, the near-misses stay.
+    let (out, _) = json(&policy, &body);
+    assert_eq!(out, r#"{"mothers_maiden":"Smith","apikeys":"k","title":"t"}"#);
 }

@@ -5,8 +5,8 @@
 #![expect(clippy::unwrap_used, reason = "test helpers outside #[test] functions unwrap too")]
 
 use portcullis_exposure::{
-    Action, CompiledPolicy, DataClass, ExposurePolicy, FieldRule, FieldTarget, HashKey, NamedDetector, ShapeConfig,
-    classify_error_body,
+    Action, ApplyError, CompiledPolicy, DataClass, ExposurePolicy, FieldRule, FieldTarget, HashKey, NamedDetector,
+    ShapeConfig, classify_error_body,
 };
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -71,6 +71,9 @@ fn json_value() -> impl Strategy<Value = Value> {
         ]
     })
 }
+
+/// Bytes that turn valid JSON into invalid JSON (or into other valid JSON).
+const MUTATIONS: &[u8] = b"\"\\{}[],:0-.eE \n\x01xtn";
 
 fn key() -> Option<HashKey> {
     Some(HashKey::new(*b"0123456789abcdef0123456789abcdef"))
@@ -167,6 +170,36 @@ proptest! {
         .unwrap();
         let out = MIXED.apply_json(&body, Some(&shape)).unwrap();
         prop_assert!(serde_json::from_slice::<Value>(&out.body).is_ok());
+    }
+
+    /// The walker is the only parser: it must accept exactly what a JSON parser accepts, in the
+    /// parts it walks and in the parts a shape drops unseen. Valid documents with one byte changed.
+    #[test]
+    fn walker_accepts_exactly_valid_json(
+        v in json_value(),
+        at in any::<proptest::sample::Index>(),
+        with in proptest::sample::select(MUTATIONS),
+        mutate in any::<bool>(),
+        shaped in any::<bool>(),
+    ) {
+        let mut body = serde_json::to_vec(&v).unwrap();
+        if mutate && !body.is_empty() {
+            let i = at.index(body.len());
+            body[i] = with;
+        }
+        // `\u` escapes of lone surrogates pass a parser that ignores values but fail decoding,
+        // and invalid UTF-8 is `NotUtf8` here; both are outside what this property compares.
+        prop_assume!(std::str::from_utf8(&body).is_ok() && !body.windows(2).any(|w| w == b"\\u"));
+        let shape = ShapeConfig { allow: vec!["/items/*/id".into(), "/*/name".into()], ..Default::default() }
+            .compile()
+            .unwrap();
+        let ours = MIXED.apply_json(&body, shaped.then_some(&shape));
+        let json_ok = serde_json::from_slice::<serde::de::IgnoredAny>(&body).is_ok();
+        match ours {
+            Ok(_) => prop_assert!(json_ok, "accepted {:?}", String::from_utf8_lossy(&body)),
+            Err(ApplyError::InvalidJson { .. }) => prop_assert!(!json_ok, "refused {:?}", String::from_utf8_lossy(&body)),
+            Err(e) => prop_assert!(false, "{e} for {:?}", String::from_utf8_lossy(&body)),
+        }
     }
 
     #[test]
