@@ -120,9 +120,8 @@ fn put_field(m: &mut Map<String, Value>, name: String, value: FieldValue, shape:
         FieldValue::Text(t) => coerce(&t, declared_kinds),
     };
     if is_array {
-        match m.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
-            Value::Array(a) => a.push(v),
-            _ => {}
+        if let Value::Array(a) = m.entry(name).or_insert_with(|| Value::Array(Vec::new())) {
+            a.push(v);
         }
         return Ok(());
     }

@@ -320,7 +320,7 @@ impl Contract {
             return Err(errors);
         }
         // Literal segments first: `/users/me` wins over `/users/{id}`.
-        c.paths.sort_by(|a, b| b.template.literal_segments.cmp(&a.template.literal_segments));
+        c.paths.sort_by_key(|p| std::cmp::Reverse(p.template.literal_segments));
         Ok(Loaded { contract: c, unsecured })
     }
 
@@ -694,7 +694,9 @@ fn compile_operation(
             }
             parsed.push(SecurityAlternative { schemes });
         }
-        if !anonymous {
+        // `x-portcullis-public: true` says the operation is meant to be reachable without a
+        // credential, whatever the document-level default.
+        if !anonymous && !public_ext {
             security = Some(parsed);
         }
     }

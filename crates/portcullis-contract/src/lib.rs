@@ -118,3 +118,6 @@ impl std::fmt::Display for Violation {
         write!(f, "{}: {}", self.pointer, self.reason)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
 //! The public specs of the corpora and the sample API's document load and compile.
+#![allow(clippy::panic, reason = "test helpers outside #[test] functions")]
 
 use std::path::{Path, PathBuf};
 
