@@ -121,7 +121,15 @@ fn mode(m: Option<FileContractMode>) -> Mode {
 
 impl Builder<'_> {
     /// Loads and compiles a route's `policy.contract` block; `p` is the route's key path.
-    pub(crate) fn route_contract(&mut self, p: &str, fc: Option<&FileContract>) -> Option<Arc<RouteContract>> {
+    /// `route_is_open`: the route has no authentication (no identity, or `auth.public`);
+    /// `route_path`: its path pattern, to tell which operations it can reach.
+    pub(crate) fn route_contract(
+        &mut self,
+        p: &str,
+        fc: Option<&FileContract>,
+        route_is_open: bool,
+        route_path: Option<&crate::pattern::PathPattern>,
+    ) -> Option<Arc<RouteContract>> {
         let fc = fc?;
         let base = format!("{p}.policy.contract");
         if fc.specs.is_empty() {
@@ -139,34 +147,16 @@ impl Builder<'_> {
         }
         let files: Vec<std::path::PathBuf> = fc.specs.iter().map(|s| self.base_dir.join(s)).collect();
         let key = format!("{:?}|{}|{}", files, opts.strict, opts.base_path);
-        let (contract, first) = match self.contracts.get(&key) {
-            Some(c) => (c.clone(), false),
+        let (contract, unsecured, first) = match self.contracts.get(&key) {
+            Some((c, u)) => (c.clone(), u.clone(), false),
             None => {
                 let paths: Vec<&Path> = files.iter().map(std::path::PathBuf::as_path).collect();
                 match Contract::load(&paths, Path::new(""), &opts) {
                     Ok(loaded) => {
                         let c = Arc::new(loaded.contract);
-                        self.contracts.insert(key, c.clone());
-                        let unsecured: Vec<&String> = loaded
-                            .unsecured
-                            .iter()
-                            .filter(|id| !fc.operations.get(*id).is_some_and(|o| o.public))
-                            .collect();
-                        if !unsecured.is_empty() {
-                            let shown: Vec<&str> = unsecured.iter().take(12).map(|s| s.as_str()).collect();
-                            let more = unsecured.len().saturating_sub(shown.len());
-                            self.c.warn(
-                                format!("{base}.specs"),
-                                format!(
-                                    "{} operation(s) declare no security requirement and are not marked public: {}{} \
-                                     (add `security`, `x-portcullis-public: true`, or operations.<id>.public: true)",
-                                    unsecured.len(),
-                                    shown.join(", "),
-                                    if more > 0 { format!(" and {more} more") } else { String::new() }
-                                ),
-                            );
-                        }
-                        (c, true)
+                        let u = Arc::new(loaded.unsecured);
+                        self.contracts.insert(key, (c.clone(), u.clone()));
+                        (c, u, true)
                     }
                     Err(errors) => {
                         for e in errors {
@@ -186,6 +176,33 @@ impl Builder<'_> {
                 }
             }
         };
+        // Operations this route can reach that declare no security, when the route itself does
+        // not authenticate: nothing stands between them and anyone.
+        if route_is_open {
+            let reachable: Vec<&str> = contract
+                .operations()
+                .iter()
+                .filter(|op| unsecured.iter().any(|u| u == &**op.id()))
+                .filter(|op| route_path.is_none_or(|p| p.matches(op.path_template())))
+                .filter(|op| !fc.operations.get(&**op.id()).is_some_and(|o| o.public))
+                .map(|op| &**op.id())
+                .collect();
+            if !reachable.is_empty() {
+                let shown: Vec<&str> = reachable.iter().take(12).copied().collect();
+                let more = reachable.len() - shown.len();
+                self.c.warn(
+                    format!("{base}.specs"),
+                    format!(
+                        "{} operation(s) on an unauthenticated route declare no security requirement and are not \
+                         marked public: {}{} (add `security`, `x-portcullis-public: true`, or \
+                         operations.<id>.public: true)",
+                        reachable.len(),
+                        shown.join(", "),
+                        if more > 0 { format!(" and {more} more") } else { String::new() }
+                    ),
+                );
+            }
+        }
         if first {
             self.files.extend(files.iter().cloned());
         }
