@@ -77,6 +77,9 @@ def problems(validators, request):
                 if isinstance(err, (MissingRequestBody, MissingParameter)):
                     continue
                 out.append(describe(err))
+        except (UnicodeDecodeError, ValueError) as err:
+            # openapi-core decodes the body before parsing it: a body that is not UTF-8 JSON.
+            out.append(f"body not decodable as declared: {type(err).__name__}")
         except Exception as err:  # the oracle itself failing counts as a violation, loudly
             out.append(f"oracle error: {type(err).__name__}: {err}")
     # Both validators report an unknown path or method; keep one.
@@ -115,6 +118,8 @@ def main():
     parser.add_argument("--recording", required=True)
     parser.add_argument("--cassette", required=True)
     parser.add_argument("--show", type=int, default=10, help="examples printed per problem list")
+    parser.add_argument("--canary", help="request id of a violating request sent straight to the "
+                        "upstream: the oracle must flag it (proof it is not blind); not counted")
     args = parser.parse_args()
 
     with open(args.spec) as f:
@@ -134,6 +139,20 @@ def main():
     if not interactions:
         print("contract-fuzz: the cassette holds no request; schemathesis did not run", file=sys.stderr)
         return 2
+
+    if args.canary:
+        canaries = [r for r in recorded if r.get("request_id") == args.canary]
+        recorded = [r for r in recorded if r.get("request_id") != args.canary]
+        if len(canaries) != 1:
+            print(f"contract-fuzz: the canary request was recorded {len(canaries)} times, not once", file=sys.stderr)
+            return 2
+        c = canaries[0]
+        body = base64.b64decode(c["body_b64"]) if c.get("body_b64") is not None else b""
+        if not problems(lenient, Request(server, c["method"], c["path"], c.get("query"), c.get("headers") or {},
+                                         c.get("content_type"), body)):
+            print("contract-fuzz: the oracle found nothing wrong with the canary: it is blind", file=sys.stderr)
+            return 2
+        print(f"oracle canary: {c['method']} {c['path']}?{c.get('query')} flagged, as it must be")
 
     reached_ids = collections.Counter(r.get("request_id") for r in recorded)
 
@@ -199,7 +218,7 @@ def main():
 
     show("violating requests that reached the upstream", violating,
          lambda row: f"{row[0]['method']} {row[0]['path']}{'?' + row[0]['query'] if row[0].get('query') else ''}: "
-                     + " | ".join(row[1])[:400])
+                     + " | ".join(row[1])[:240])
     reason = lambda resp: ((resp.get("body") or {}).get("string") or "")[:240].replace("\n", " ")  # noqa: E731
     show("valid requests the gateway rejected", valid_rejected,
          lambda row: f"{row[0]['method']} {row[0]['uri']} -> {row[1]} {reason(row[2])}")
