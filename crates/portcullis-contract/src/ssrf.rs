@@ -11,8 +11,8 @@
 //!   host is not a refused name ([`SsrfPolicy::denied_hosts`]: `localhost`,
 //!   `metadata.google.internal`, …) and, when the host is an IP literal, the address is not in a
 //!   refused range ([`classify`]: loopback, private and unique-local, link-local, cloud metadata,
-//!   CGNAT, unspecified, multicast, broadcast, documentation and reserved; IPv4-mapped, NAT64 and
-//!   6to4 IPv6 addresses are judged by the IPv4 address they carry).
+//!   CGNAT, unspecified, multicast, broadcast, documentation and reserved; IPv4-mapped,
+//!   IPv4-translated, NAT64 and 6to4 IPv6 addresses are judged by the IPv4 address they carry).
 //! - [`check`] (async): [`check_syntax`], then the host name is resolved (`tokio::net::lookup_host`,
 //!   bounded by [`SsrfPolicy::resolve_timeout`]) and the URL is refused if **any** resolved address
 //!   is in a refused range, or if resolution fails, times out or yields nothing.
@@ -307,7 +307,8 @@ const fn v6(a: u16, b: u16, c: u16, d: u16, e: u16, f: u16, g: u16, h: u16, p: u
 #[derive(Clone, Copy)]
 enum V6Rule {
     Refuse(RefusedRange),
-    /// The range carries an IPv4 address in its last 32 bits (IPv4-mapped, NAT64).
+    /// The range carries an IPv4 address in its last 32 bits (IPv4-mapped and -translated,
+    /// NAT64).
     EmbeddedLow32,
     /// 6to4: the IPv4 address is bits 16..48.
     SixToFour,
@@ -317,6 +318,8 @@ const V6_RANGES: &[(Ipv6Net, V6Rule)] = &[
     (v6(0, 0, 0, 0, 0, 0, 0, 0, 128), V6Rule::Refuse(RefusedRange::Unspecified)),
     (v6(0, 0, 0, 0, 0, 0, 0, 1, 128), V6Rule::Refuse(RefusedRange::Loopback)),
     (v6(0, 0, 0, 0, 0, 0xffff, 0, 0, 96), V6Rule::EmbeddedLow32),
+    // IPv4-translated (SIIT, RFC 2765): `::ffff:0:a.b.c.d`.
+    (v6(0, 0, 0, 0, 0xffff, 0, 0, 0, 96), V6Rule::EmbeddedLow32),
     (v6(0, 0, 0, 0, 0, 0, 0, 0, 96), V6Rule::Refuse(RefusedRange::Reserved)),
     (v6(0x64, 0xff9b, 0, 0, 0, 0, 0, 0, 96), V6Rule::EmbeddedLow32),
     (v6(0x64, 0xff9b, 1, 0, 0, 0, 0, 0, 48), V6Rule::Refuse(RefusedRange::Private)),
