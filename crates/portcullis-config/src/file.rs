@@ -264,4 +264,7 @@ pub struct FilePolicy {
     /// Data exposure: response scanning, masking, shaping, safe errors (see `docs/exposure.md`).
     #[serde(default)]
     pub exposure: Option<crate::exposure::FileExposure>,
+    /// The OpenAPI contract this route enforces (see `docs/contract.md`). Absent: none.
+    #[serde(default)]
+    pub contract: Option<crate::contract::FileContract>,
 }

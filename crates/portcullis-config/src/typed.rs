@@ -206,6 +206,8 @@ pub struct RouteConfig {
     pub inspect: Option<Arc<crate::inspect::InspectConfig>>,
     /// Data exposure (response masking, shaping, safe errors), when configured.
     pub exposure: Option<Arc<portcullis_exposure::RouteExposure>>,
+    /// The OpenAPI contract, when configured.
+    pub contract: Option<Arc<portcullis_contract::RouteContract>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -217,6 +219,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) base_dir: &'a Path,
     pub(crate) c: Collector,
     pub(crate) files: Vec<PathBuf>,
+    /// Contracts compiled so far, by documents and options: routes sharing documents share one.
+    pub(crate) contracts: std::collections::HashMap<String, Arc<portcullis_contract::Contract>>,
 }
 
 impl Builder<'_> {
@@ -690,6 +694,7 @@ impl Builder<'_> {
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
         let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
         let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
+        let contract = self.route_contract(p, fr.policy.contract.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -702,6 +707,7 @@ impl Builder<'_> {
             rate_limit: None,
             inspect,
             exposure,
+            contract,
         })
     }
 }

@@ -13,6 +13,7 @@
 //! ```
 
 mod body;
+mod contract;
 mod h1_guard;
 mod handler;
 mod hygiene;

@@ -56,13 +56,15 @@ impl Runtime {
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
         let rate_limit = crate::traffic::stage(&config, traffic);
+        let contract = crate::contract::stage(&config);
         let inspect = crate::inspect::stage(&config);
         // Masking: one stage for every route with a `policy.exposure` block.
         let exposure_routes: HashMap<Arc<str>, _> =
             config.routes.iter().filter_map(|r| Some((r.name.clone(), r.exposure.clone()?))).collect();
         let exposure =
             (!exposure_routes.is_empty()).then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes)));
-        let pipeline = Pipeline::new(identity, rate_limit, inspect, exposure, access_log, MetricsStage::default());
+        let pipeline =
+            Pipeline::new(identity, rate_limit, contract, inspect, exposure, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()
