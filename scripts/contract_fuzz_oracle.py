@@ -10,14 +10,18 @@ OpenAPI document with openapi-core (not portcullis's own validator), and prints 
 - reached upstream: recorded by the sample API;
 - reached upstream but violating: recorded requests openapi-core finds invalid (parameters and
   body; security is the identity stage's concern, not the contract's). Must be 0;
-- valid requests rejected: requests openapi-core finds valid (as sent by the client) that the
-  gateway refused, with schemathesis's positive-mode cases counted apart.
+- valid requests rejected: requests openapi-core finds valid (as sent by the client, security
+  included) that the gateway refused. Counted apart: those valid only for a lenient reading
+  (undeclared properties or query parameters, repeated form fields: refused by strict mode on
+  purpose), those refused with 401/403 on an operation with a security requirement (credentials
+  only an identity stage could verify), and schemathesis's positive-mode cases.
 
 Requests and the recording are matched by the x-request-id the gateway puts on both the
 upstream request and the client's response.
 
-Exit status: 1 when a violating request reached the upstream (or when MAX_VALID_REJECTED is set
-and more valid requests than that were refused), 2 when the inputs are unusable, else 0.
+Exit status: 1 when a violating request reached the upstream or when MAX_VALID_REJECTED is set
+and more valid requests than that were refused, 2 when the inputs are unusable or the oracle
+missed the canary, else 0.
 """
 
 from __future__ import annotations
@@ -56,14 +60,52 @@ class Request:
         )
 
 
-def validators_for(spec_dict, strict):
+def validators_for(spec_dict, strict, security=False):
     spec = SchemaPath.from_dict(spec_dict)
     version = str(spec_dict.get("openapi", ""))
     if version.startswith("3.0"):
-        classes = (v.V30RequestParametersValidator, v.V30RequestBodyValidator)
+        classes = [v.V30RequestParametersValidator, v.V30RequestBodyValidator]
+        classes += [v.V30RequestSecurityValidator] if security else []
     else:
-        classes = (v.V31RequestParametersValidator, v.V31RequestBodyValidator)
+        classes = [v.V31RequestParametersValidator, v.V31RequestBodyValidator]
+        classes += [v.V31RequestSecurityValidator] if security else []
     return [cls(spec, forbid_unspecified_additional_properties=strict) for cls in classes]
+
+
+def has_security(validator, request, spec_dict):
+    """Whether the request's operation has a non-empty security requirement."""
+    try:
+        _, operation, _, _, _ = validator._find_path(request)
+    except Exception:
+        return False
+    if "security" in operation:
+        return any(len(req) > 0 for req in (operation / "security").read_value())
+    return any(len(req) > 0 for req in spec_dict.get("security") or [])
+
+
+def strict_extras(validator, request):
+    """What the gateway's strict mode refuses beyond openapi-core's strict validation: undeclared
+    query parameters, and a form field given more than once (read differently by different
+    parsers)."""
+    out = []
+    try:
+        path, operation, _, _, _ = validator._find_path(request)
+    except Exception:
+        return out
+    declared = set()
+    for owner in (path, operation):
+        if "parameters" in owner:
+            for param in owner / "parameters":
+                if (param / "in").read_str() == "query":
+                    declared.add((param / "name").read_str())
+    for name in request.parameters.query.keys():
+        if name not in declared:
+            out.append(f"undeclared query parameter {name!r}")
+    if request.content_type.split(";")[0].strip().lower() == "application/x-www-form-urlencoded":
+        names = [k for k, _ in parse_qsl(request.body.decode("utf-8", "replace"), keep_blank_values=True)]
+        if len(names) != len(set(names)):
+            out.append("form field given more than once")
+    return out
 
 
 def problems(validators, request):
@@ -127,6 +169,9 @@ def main():
     server = (spec_dict.get("servers") or [{"url": "http://127.0.0.1"}])[0]["url"].rstrip("/")
     lenient = validators_for(spec_dict, strict=False)
     strict = validators_for(spec_dict, strict=True)
+    # Clients are judged on security too: a request without the credentials its operation
+    # requires is not a valid one (the gateway refuses it when no identity stage vouches for it).
+    client = validators_for(spec_dict, strict=False, security=True)
 
     with open(args.cassette) as f:
         cassette = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
@@ -173,7 +218,7 @@ def main():
     rejected = 0
     no_answer = 0
     statuses = collections.Counter()
-    valid_rejected, positive_rejected = [], []
+    valid_rejected, strict_rejected, security_rejected, positive_rejected = [], [], [], []
     positive_sent = 0
     for i in interactions:
         request, response = i["request"], i.get("response")
@@ -186,7 +231,7 @@ def main():
         if rid in reached_ids:
             continue
         rejected += 1
-        code = (response.get("status") or {}).get("code")
+        code = int((response.get("status") or {}).get("code") or 0)
         statuses[code] += 1
         url = urlsplit(request["uri"])
         req = Request(server, request["method"], url.path, url.query, {}, header_value(request.get("headers"), "content-type"),
@@ -194,8 +239,13 @@ def main():
         headers = {k: (val[0] if isinstance(val, list) else val) for k, val in (request.get("headers") or {}).items()}
         req.parameters = RequestParameters(query=req.parameters.query, header=Headers(list(headers.items())),
                                            cookie=ImmutableMultiDict(), path={})
-        if not problems(lenient, req):
-            valid_rejected.append((request, code, response))
+        if not problems(client, req):
+            if code in (401, 403) and has_security(strict[0], req, spec_dict):
+                security_rejected.append((request, code, response))
+            elif problems(strict, req) or strict_extras(strict[0], req):
+                strict_rejected.append((request, code, response))
+            else:
+                valid_rejected.append((request, code, response))
         if mode == "positive":
             positive_rejected.append((request, code, response))
 
@@ -206,6 +256,8 @@ def main():
     print(f"reached upstream but violating:         {len(violating)}  (openapi-core)")
     print(f"  ... violating only in strict mode:    {len(strict_violating)}  (undeclared properties allowed by the spec)")
     print(f"valid requests rejected (openapi-core): {len(valid_rejected)}")
+    print(f"  ... plus valid but refused by strict mode: {len(strict_rejected)}  (undeclared properties or query parameters, repeated form fields)")
+    print(f"  ... plus valid but unauthenticated:        {len(security_rejected)}  (credentials of a declared scheme, which only an identity stage could verify: none here)")
     print(f"positive-mode cases rejected:           {len(positive_rejected)}")
     if no_answer:
         print(f"sent without an answer (errors):        {no_answer}")
@@ -219,9 +271,22 @@ def main():
     show("violating requests that reached the upstream", violating,
          lambda row: f"{row[0]['method']} {row[0]['path']}{'?' + row[0]['query'] if row[0].get('query') else ''}: "
                      + " | ".join(row[1])[:240])
-    reason = lambda resp: ((resp.get("body") or {}).get("string") or "")[:240].replace("\n", " ")  # noqa: E731
+    def reason(resp):
+        """The gateway's problem, compactly: each violation's pointer and reason."""
+        body = resp.get("body") or {}
+        text = body.get("string")
+        if text is None and "base64_string" in body:
+            text = base64.b64decode(body["base64_string"]).decode("utf-8", "replace")
+        try:
+            problem = json.loads(text or "")
+            found = problem.get("violations") or []
+            listed = "; ".join(f"{v.get('pointer')}: {v.get('reason')}" for v in found[:4])
+            return f"{problem.get('title')}" + (f" [{listed}]" if listed else "")
+        except (ValueError, AttributeError):
+            return (text or "")[:160].replace("\n", " ")
+
     show("valid requests the gateway rejected", valid_rejected,
-         lambda row: f"{row[0]['method']} {row[0]['uri']} -> {row[1]} {reason(row[2])}")
+         lambda row: f"{row[0]['method']} {row[0]['uri']} -> {row[1]} {reason(row[2])}"[:400])
 
     failed = bool(violating)
     limit = os.environ.get("MAX_VALID_REJECTED")
