@@ -62,6 +62,46 @@ pub struct FileContract {
     /// Per-operation settings, by operationId.
     #[serde(default)]
     pub operations: BTreeMap<String, FileContractOperation>,
+    /// Limits of the strict JSON parser for request bodies.
+    #[serde(default)]
+    pub json: FileJsonLimits,
+    /// The SSRF guard for body fields with `format: uri` (or `x-portcullis-ssrf: true`).
+    #[serde(default)]
+    pub ssrf: FileSsrf,
+}
+
+/// Strict JSON parser limits (the size limit is `max_body_bytes`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileJsonLimits {
+    /// Deepest nesting of arrays and objects. Default 32 (at most 126).
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// Longest string or key, bytes. Default 65536.
+    #[serde(default)]
+    pub max_string_bytes: Option<usize>,
+    /// Most elements in one array. Default 10000.
+    #[serde(default)]
+    pub max_array_len: Option<usize>,
+    /// Most members in one object. Default 1000.
+    #[serde(default)]
+    pub max_object_members: Option<usize>,
+}
+
+/// SSRF guard settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSsrf {
+    /// Check URL fields. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Also resolve host names and refuse any that resolve to a refused address (fail closed when
+    /// resolution fails). Default true; false checks literal addresses and refused names only.
+    #[serde(default)]
+    pub resolve: Option<bool>,
+    /// Schemes accepted. Default `[https, http]`.
+    #[serde(default)]
+    pub allowed_schemes: Option<Vec<String>>,
 }
 
 /// Contract mode.
@@ -245,6 +285,38 @@ impl Builder<'_> {
             _ => OverCap::Reject,
         };
         rc.responses = rp;
+        let mut jl = portcullis_contract::json::JsonLimits { max_bytes: max_body_bytes, ..Default::default() };
+        let j = &fc.json;
+        for (k, v, slot) in [
+            ("max_depth", j.max_depth, &mut jl.max_depth),
+            ("max_string_bytes", j.max_string_bytes, &mut jl.max_string_bytes),
+            ("max_array_len", j.max_array_len, &mut jl.max_array_len),
+            ("max_object_members", j.max_object_members, &mut jl.max_object_members),
+        ] {
+            match v {
+                Some(0) => {
+                    self.c.error(format!("{base}.json.{k}"), "must be at least 1", "raise it, or remove the key")
+                }
+                Some(n) => *slot = n,
+                None => {}
+            }
+        }
+        if jl.max_depth > portcullis_contract::json::MAX_DEPTH_CAP {
+            self.c.error(
+                format!("{base}.json.max_depth"),
+                format!("must be at most {}", portcullis_contract::json::MAX_DEPTH_CAP),
+                "lower it",
+            );
+        }
+        rc.json_limits = jl;
+        if fc.ssrf.enabled == Some(false) {
+            rc.ssrf = None;
+        } else if let Some(schemes) = &fc.ssrf.allowed_schemes {
+            let mut policy = portcullis_contract::ssrf::SsrfPolicy::default();
+            policy.allowed_schemes = schemes.iter().map(|s| s.to_ascii_lowercase()).collect();
+            rc.ssrf = Some(policy);
+        }
+        rc.ssrf_resolve = fc.ssrf.resolve.unwrap_or(true);
         rc.files = files;
         if rc.mode == Mode::Monitor {
             self.c.warn(format!("{base}.mode"), "monitor mode: requests that break the contract reach the upstream");

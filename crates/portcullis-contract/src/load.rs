@@ -480,7 +480,8 @@ impl<'a> Bundler<'a> {
         {
             // Without in-place applicators both say the same, and `additionalProperties` is the
             // cheaper one to evaluate (no annotation tracking).
-            let composed = ["allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas"].iter().any(|k| out.contains_key(*k));
+            let composed =
+                ["allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas"].iter().any(|k| out.contains_key(*k));
             let key = if composed { "unevaluatedProperties" } else { "additionalProperties" };
             out.insert(key.into(), Value::Bool(false));
         }
