@@ -312,9 +312,10 @@ impl Builder<'_> {
         if fc.ssrf.enabled == Some(false) {
             rc.ssrf = None;
         } else if let Some(schemes) = &fc.ssrf.allowed_schemes {
-            let mut policy = portcullis_contract::ssrf::SsrfPolicy::default();
-            policy.allowed_schemes = schemes.iter().map(|s| s.to_ascii_lowercase()).collect();
-            rc.ssrf = Some(policy);
+            rc.ssrf = Some(portcullis_contract::ssrf::SsrfPolicy {
+                allowed_schemes: schemes.iter().map(|s| s.to_ascii_lowercase()).collect(),
+                ..Default::default()
+            });
         }
         rc.ssrf_resolve = fc.ssrf.resolve.unwrap_or(true);
         rc.files = files;

@@ -220,7 +220,6 @@ pub(crate) struct Builder<'a> {
     pub(crate) c: Collector,
     pub(crate) files: Vec<PathBuf>,
     /// Contracts compiled so far, by documents and options: routes sharing documents share one.
-    #[expect(clippy::type_complexity, reason = "a cache key to a pair")]
     pub(crate) contracts: std::collections::HashMap<String, (Arc<portcullis_contract::Contract>, Arc<Vec<String>>)>,
 }
 

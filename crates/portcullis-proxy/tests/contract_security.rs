@@ -118,12 +118,15 @@ async fn valid_requests_pass_and_responses_lose_undeclared_properties() {
     assert_eq!(up.requests()[1].headers["accept-encoding"], "identity");
 }
 
+/// A request, the status it must get, and the violation pointers the problem must list.
+type Case = (http::Request<Full<Bytes>>, u16, Vec<&'static str>);
+
 #[tokio::test]
 async fn requests_that_break_the_contract_never_reach_the_upstream() {
     let up = Upstream::start().await;
     let gw = start(&up).await;
     let json = Some("application/json");
-    let cases: Vec<(http::Request<Full<Bytes>>, u16, Vec<&str>)> = vec![
+    let cases: Vec<Case> = vec![
         (request("GET", "/items/abc", None, ""), 400, vec!["/path/id"]),
         (request("GET", "/items/7?limit=500", None, ""), 400, vec!["/query/limit"]),
         (request("GET", "/items/7?debug=true", None, ""), 400, vec!["/query/debug"]),
