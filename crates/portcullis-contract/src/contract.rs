@@ -283,9 +283,38 @@ const RESPONSE_JSON_LIMITS: crate::json::JsonLimits = crate::json::JsonLimits {
 /// Most violations reported for one request or response.
 pub(crate) const MAX_VIOLATIONS: usize = 32;
 
+/// The schema keyword the loader adds next to `format: int32`/`int64`.
+pub(crate) const EXACT_INTEGER_KEYWORD: &str = "x-portcullis-exact-integer";
+
+/// `format: int32`/`int64` numbers must have parsed as exact 64-bit integers. serde_json turns an
+/// integer literal past 64 bits into the nearest double, which the `minimum`/`maximum` bounds
+/// then compare after rounding (`-9223372036854775809` rounds to i64::MIN and would pass); a
+/// number written with a fraction or an exponent is refused for these formats too.
+struct ExactInteger;
+
+impl<'i> jsonschema::Keyword<'i> for ExactInteger {
+    fn validate(&self, instance: &'i Value) -> Result<(), jsonschema::ValidationError<'i>> {
+        if self.is_valid(instance) {
+            Ok(())
+        } else {
+            Err(jsonschema::ValidationError::custom("not an integer within the format's 64-bit range"))
+        }
+    }
+
+    fn is_valid(&self, instance: &'i Value) -> bool {
+        match instance {
+            Value::Number(n) => n.is_i64() || n.is_u64(),
+            _ => true,
+        }
+    }
+}
+
 fn compile_schema(schema: Value, file: &str, pointer: &str) -> Result<Compiled, SpecError> {
-    let validator =
-        jsonschema::draft202012::options().should_validate_formats(true).build(&schema).map_err(|e| SpecError {
+    let validator = jsonschema::draft202012::options()
+        .should_validate_formats(true)
+        .with_keyword(EXACT_INTEGER_KEYWORD, |_, _, _| Ok(Box::new(ExactInteger)))
+        .build(&schema)
+        .map_err(|e| SpecError {
             file: file.to_owned(),
             pointer: pointer.to_owned(),
             message: format!("invalid schema: {}", e.masked()),

@@ -523,6 +523,10 @@ fn add_format_bounds(out: &mut Map<String, Value>) {
         Some("int64") => (i64::MIN.into(), i64::MAX.into()),
         _ => return,
     };
+    // The bounds alone are not enough: a literal past 64 bits (`-9223372036854775809`) parses as
+    // the nearest double, which equals i64::MIN and passes `minimum`. The keyword refuses any
+    // number that did not parse as an exact 64-bit integer (see `contract::ExactInteger`).
+    out.insert(crate::contract::EXACT_INTEGER_KEYWORD.into(), Value::Bool(true));
     if !out.contains_key("minimum") && !out.contains_key("exclusiveMinimum") {
         out.insert("minimum".into(), lo);
     }

@@ -77,6 +77,7 @@ components:
         password: { type: string, writeOnly: true }
         age: { type: integer, minimum: 0, exclusiveMinimum: true }
         homepage: { type: string, format: uri }
+        balance: { type: integer, format: int64 }
 "#;
 
 fn contract() -> Contract {
@@ -213,6 +214,21 @@ fn undeclared_and_read_only_properties_are_refused() {
     assert!(v[0].reason.contains("read-only"), "{v:?}");
     // writeOnly is fine in a request.
     assert!(json_body(&c, r#"{"name": "ann", "password": "x"}"#).is_empty());
+}
+
+#[test]
+fn int64_fields_take_exact_64_bit_integers_only() {
+    let c = contract();
+    for ok in ["9223372036854775807", "-9223372036854775808", "0"] {
+        let v = json_body(&c, &format!(r#"{{"name": "ann", "balance": {ok}}}"#));
+        assert!(v.is_empty(), "{ok}: {v:?}");
+    }
+    // Past 64 bits a literal parses as the nearest double (i64::MIN for the first), which the
+    // bounds alone would let through; a fraction or an exponent is not an int64 either.
+    for bad in ["-9223372036854775809", "9223372036854775808", "18446744073709551616", "1e3", "2.0"] {
+        let v = json_body(&c, &format!(r#"{{"name": "ann", "balance": {bad}}}"#));
+        assert!(!v.is_empty() && pointers(&v).iter().all(|p| *p == "/body/balance"), "{bad}: {v:?}");
+    }
 }
 
 #[test]
