@@ -271,4 +271,7 @@ pub struct FilePolicy {
     /// Attributes forced onto the upstream's `Set-Cookie` headers. Absent: cookies pass as set.
     #[serde(default)]
     pub cookies: Option<crate::browser::FileCookies>,
+    /// The OpenAPI contract this route enforces (see `docs/contract.md`). Absent: none.
+    #[serde(default)]
+    pub contract: Option<crate::contract::FileContract>,
 }

@@ -16,6 +16,7 @@
 //! ```
 
 mod browser;
+mod contract;
 mod error;
 mod exposure;
 mod file;
@@ -29,6 +30,7 @@ mod typed;
 use std::path::Path;
 
 pub use browser::*;
+pub use contract::*;
 pub use error::{ConfigError, ConfigErrors, ConfigWarning};
 pub use exposure::*;
 pub use file::*;
@@ -60,7 +62,7 @@ pub fn parse_yaml(yaml: &str) -> Result<FileConfig, ConfigErrors> {
 
 /// Builds the typed config from the file-level types. Relative paths resolve against `base_dir`.
 pub fn build(file: &FileConfig, base_dir: &Path) -> Result<Config, ConfigErrors> {
-    typed::Builder { base_dir, c: Default::default(), files: Vec::new() }.build(file)
+    typed::Builder { base_dir, c: Default::default(), files: Vec::new(), contracts: Default::default() }.build(file)
 }
 
 /// Parses and builds a config from YAML text.

@@ -210,6 +210,8 @@ pub struct RouteConfig {
     pub cors: Option<Arc<crate::browser::CorsPolicy>>,
     /// Attributes forced onto upstream cookies, when configured.
     pub cookies: Option<crate::browser::CookiePolicy>,
+    /// The OpenAPI contract, when configured.
+    pub contract: Option<Arc<portcullis_contract::RouteContract>>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -221,6 +223,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) base_dir: &'a Path,
     pub(crate) c: Collector,
     pub(crate) files: Vec<PathBuf>,
+    /// Contracts compiled so far, by documents and options: routes sharing documents share one.
+    pub(crate) contracts: std::collections::HashMap<String, (Arc<portcullis_contract::Contract>, Arc<Vec<String>>)>,
 }
 
 impl Builder<'_> {
@@ -696,6 +700,8 @@ impl Builder<'_> {
         let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
         let cors = self.route_cors(p, fr.policy.cors.as_ref());
         let cookies = self.route_cookies(p, fr.policy.cookies.as_ref());
+        let route_is_open = identity.is_none() || auth.public;
+        let contract = self.route_contract(p, fr.policy.contract.as_ref(), route_is_open, path.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,
@@ -710,6 +716,7 @@ impl Builder<'_> {
             exposure,
             cors,
             cookies,
+            contract,
         })
     }
 }

@@ -57,6 +57,10 @@ pub enum ProblemKind {
     RateLimitUnavailable,
     /// The attack-detection stage found an attack (SQL injection, XSS, traversal, …).
     AttackDetected,
+    /// The request does not match the API contract (OpenAPI): parameters, body or properties.
+    ContractViolation,
+    /// The request body's media type is not one the operation declares.
+    UnsupportedMediaType,
 }
 
 impl ProblemKind {
@@ -83,6 +87,8 @@ impl ProblemKind {
             ProblemKind::QuotaExhausted => StatusCode::TOO_MANY_REQUESTS,
             ProblemKind::RateLimitUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ProblemKind::AttackDetected => StatusCode::FORBIDDEN,
+            ProblemKind::ContractViolation => StatusCode::BAD_REQUEST,
+            ProblemKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
 
@@ -112,6 +118,8 @@ impl ProblemKind {
             ProblemKind::QuotaExhausted => "quota-exhausted",
             ProblemKind::RateLimitUnavailable => "rate-limit-unavailable",
             ProblemKind::AttackDetected => "attack-detected",
+            ProblemKind::ContractViolation => "contract-violation",
+            ProblemKind::UnsupportedMediaType => "unsupported-media-type",
         }
     }
 
@@ -141,6 +149,8 @@ impl ProblemKind {
             ProblemKind::QuotaExhausted => "The quota for this period is used up",
             ProblemKind::RateLimitUnavailable => "Rate limiting is temporarily unavailable",
             ProblemKind::AttackDetected => "The request looks like an attack",
+            ProblemKind::ContractViolation => "The request does not match the API contract",
+            ProblemKind::UnsupportedMediaType => "The request body's media type is not accepted",
         }
     }
 
@@ -157,12 +167,13 @@ pub struct Problem {
     kind: ProblemKind,
     detail: Option<Cow<'static, str>>,
     headers: Vec<(header::HeaderName, HeaderValue)>,
+    members: Vec<(&'static str, serde_json::Value)>,
 }
 
 impl Problem {
     /// A problem of this kind, with no detail.
     pub fn new(kind: ProblemKind) -> Self {
-        Self { kind, detail: None, headers: Vec::new() }
+        Self { kind, detail: None, headers: Vec::new(), members: Vec::new() }
     }
 
     /// Adds a client-safe detail.
@@ -174,6 +185,13 @@ impl Problem {
     /// Adds a response header (e.g. `Allow`, `Retry-After`).
     pub fn with_header(mut self, name: header::HeaderName, value: HeaderValue) -> Self {
         self.headers.push((name, value));
+        self
+    }
+
+    /// Adds an extension member (RFC 9457 §3.2), e.g. the list of contract violations. It must
+    /// be as client-safe as `detail`. The standard members cannot be overridden.
+    pub fn with_member(mut self, name: &'static str, value: serde_json::Value) -> Self {
+        self.members.push((name, value));
         self
     }
 
@@ -192,6 +210,13 @@ impl Problem {
         });
         if let (Some(detail), Some(map)) = (&self.detail, doc.as_object_mut()) {
             map.insert("detail".into(), serde_json::Value::String(detail.to_string()));
+        }
+        if let Some(map) = doc.as_object_mut() {
+            for (name, value) in &self.members {
+                if !map.contains_key(*name) {
+                    map.insert((*name).to_owned(), value.clone());
+                }
+            }
         }
         doc
     }
@@ -232,6 +257,16 @@ mod tests {
     }
 
     #[test]
+    fn extension_members_are_added_but_never_replace_standard_ones() {
+        let p = Problem::new(ProblemKind::ContractViolation)
+            .with_member("violations", serde_json::json!([{"pointer": "/query/x"}]))
+            .with_member("status", serde_json::json!(200));
+        let doc = p.body("rid");
+        assert_eq!(doc["violations"][0]["pointer"], "/query/x");
+        assert_eq!(doc["status"], 400);
+    }
+
+    #[test]
     fn every_kind_has_an_error_status() {
         use ProblemKind::*;
         for k in [
@@ -258,6 +293,8 @@ mod tests {
             QuotaExhausted,
             RateLimitUnavailable,
             AttackDetected,
+            ContractViolation,
+            UnsupportedMediaType,
         ] {
             assert!(k.status().is_client_error() || k.status().is_server_error(), "{k:?}");
             assert!(!k.title().is_empty());

@@ -14,6 +14,7 @@
 
 mod body;
 mod cors;
+mod contract;
 mod h1_guard;
 mod handler;
 mod hygiene;

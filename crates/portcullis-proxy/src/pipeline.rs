@@ -8,6 +8,7 @@
 //! Dispatch is a `match` over [`AnyStage`]: no boxing, no dynamic dispatch per request.
 
 use bytes::Bytes;
+use portcullis_contract::ContractStage;
 use portcullis_core::{Flow, Outcome, RequestCtx, Stage, StageError};
 use portcullis_exposure::ExposureStage;
 use portcullis_identity::{AuthnStage, AuthzStage};
@@ -21,6 +22,7 @@ pub(crate) enum AnyStage {
     Authn(AuthnStage),
     Authz(AuthzStage),
     RateLimit(RateLimitStage),
+    Contract(ContractStage),
     Inspect(InspectStage),
     Exposure(ExposureStage),
     AccessLog(AccessLogStage),
@@ -36,6 +38,7 @@ macro_rules! dispatch {
             AnyStage::Authn(s) => s.$method($($arg),*),
             AnyStage::Authz(s) => s.$method($($arg),*),
             AnyStage::RateLimit(s) => s.$method($($arg),*),
+            AnyStage::Contract(s) => s.$method($($arg),*),
             AnyStage::Inspect(s) => s.$method($($arg),*),
             AnyStage::Exposure(s) => s.$method($($arg),*),
             AnyStage::AccessLog(s) => s.$method($($arg),*),
@@ -52,6 +55,7 @@ macro_rules! dispatch_async {
             AnyStage::Authn(s) => s.$method($($arg),*).await,
             AnyStage::Authz(s) => s.$method($($arg),*).await,
             AnyStage::RateLimit(s) => s.$method($($arg),*).await,
+            AnyStage::Contract(s) => s.$method($($arg),*).await,
             AnyStage::Inspect(s) => s.$method($($arg),*).await,
             AnyStage::Exposure(s) => s.$method($($arg),*).await,
             AnyStage::AccessLog(s) => s.$method($($arg),*).await,
@@ -71,6 +75,7 @@ impl Pipeline {
     pub(crate) fn new(
         identity: Option<(AuthnStage, AuthzStage)>,
         rate_limit: Option<RateLimitStage>,
+        contract: Option<ContractStage>,
         inspect: Option<InspectStage>,
         exposure: Option<ExposureStage>,
         access_log: Option<AccessLogStage>,
@@ -85,6 +90,13 @@ impl Pipeline {
         // Rate limits and quotas after authorization: callers refused there never spend a unit.
         if let Some(r) = rate_limit {
             stages.push(AnyStage::RateLimit(r));
+        }
+        // The contract: after rate limits (a refused caller costs no validation), before
+        // inspection (what the contract refuses is never scanned). On the way back it runs
+        // before masking, because stages see responses in this same order: undeclared
+        // properties are gone before the masking policy looks.
+        if let Some(c) = contract {
+            stages.push(AnyStage::Contract(c));
         }
         // Inspection: after authentication, authorization and contract, before the upstream.
         if let Some(i) = inspect {

@@ -57,6 +57,7 @@ impl Runtime {
             (AuthnStage::new(svc.clone(), routes.clone()), AuthzStage::new(svc, routes))
         });
         let rate_limit = crate::traffic::stage(&config, traffic);
+        let contract = crate::contract::stage(&config);
         let inspect = crate::inspect::stage(&config);
         // Masking: one stage for every route with a `policy.exposure` block, and, when there is
         // an identity service, for the run-time shaping policies it keeps (any route may get one
@@ -68,7 +69,7 @@ impl Runtime {
             None => (!exposure_routes.is_empty())
                 .then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes))),
         };
-        let pipeline = Pipeline::new(identity, rate_limit, inspect, exposure, access_log, MetricsStage::default());
+        let pipeline = Pipeline::new(identity, rate_limit, contract, inspect, exposure, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()

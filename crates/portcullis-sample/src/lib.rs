@@ -35,8 +35,10 @@ mod api;
 mod data;
 mod error;
 mod playground;
+mod record;
 
 pub use data::{SEED_CUSTOMER_COUNT, SEED_PASSWORD, luhn_valid};
+pub use record::{MAX_RECORDED_BODY, Recorder, recording_router};
 
 /// The OpenAPI 3.1 document describing every route of [`router`].
 pub const OPENAPI_YAML: &str = include_str!("../openapi.yaml");
@@ -104,6 +106,12 @@ async fn banner_headers(mut response: Response) -> Response {
 /// Serves [`router`] on `listener` until the process ends (or an I/O error stops it).
 pub async fn serve(listener: TcpListener) -> io::Result<()> {
     axum::serve(listener, router()).await
+}
+
+/// [`serve`], appending every request received to `recorder` first (tests and fuzzing only:
+/// bodies are recorded in full; see [`recording_router`]).
+pub async fn serve_recording(listener: TcpListener, recorder: Recorder) -> io::Result<()> {
+    axum::serve(listener, recording_router(recorder)).await
 }
 
 /// A running sample API; dropping it stops accepting connections and lets open ones finish.

@@ -81,6 +81,10 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:3000")]
         listen: SocketAddr,
+        /// Append every request received (method, path, query, headers without credentials,
+        /// body in base64) to this file as JSON lines. For tests and fuzzing only.
+        #[arg(long, value_name = "FILE")]
+        record: Option<PathBuf>,
     },
     #[command(flatten)]
     Admin(admin_cli::AdminCommand),
@@ -178,12 +182,20 @@ async fn async_main(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Demo { listen, admin, log_format, data_dir } => demo::demo(listen, admin, data_dir, log_format).await,
-        Command::SampleApi { listen } => {
+        Command::SampleApi { listen, record } => {
             init_logging(LogFormat::Text);
             let listener =
                 tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot bind {listen}"))?;
             eprintln!("sample API listening on http://{}", listener.local_addr()?);
-            portcullis_sample::serve(listener).await?;
+            match record {
+                Some(path) => {
+                    let recorder = portcullis_sample::Recorder::create(&path)
+                        .with_context(|| format!("cannot create the recording {}", path.display()))?;
+                    eprintln!("recording every request to {}", path.display());
+                    portcullis_sample::serve_recording(listener, recorder).await?;
+                }
+                None => portcullis_sample::serve(listener).await?,
+            }
             Ok(())
         }
         Command::Usage { config, period, consumer, route, format } => {
