@@ -62,6 +62,46 @@ pub struct FileContract {
     /// Per-operation settings, by operationId.
     #[serde(default)]
     pub operations: BTreeMap<String, FileContractOperation>,
+    /// Limits of the strict JSON parser for request bodies.
+    #[serde(default)]
+    pub json: FileJsonLimits,
+    /// The SSRF guard for body fields with `format: uri` (or `x-portcullis-ssrf: true`).
+    #[serde(default)]
+    pub ssrf: FileSsrf,
+}
+
+/// Strict JSON parser limits (the size limit is `max_body_bytes`).
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileJsonLimits {
+    /// Deepest nesting of arrays and objects. Default 32 (at most 126).
+    #[serde(default)]
+    pub max_depth: Option<usize>,
+    /// Longest string or key, bytes. Default 65536.
+    #[serde(default)]
+    pub max_string_bytes: Option<usize>,
+    /// Most elements in one array. Default 10000.
+    #[serde(default)]
+    pub max_array_len: Option<usize>,
+    /// Most members in one object. Default 1000.
+    #[serde(default)]
+    pub max_object_members: Option<usize>,
+}
+
+/// SSRF guard settings.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FileSsrf {
+    /// Check URL fields. Default true.
+    #[serde(default)]
+    pub enabled: Option<bool>,
+    /// Also resolve host names and refuse any that resolve to a refused address (fail closed when
+    /// resolution fails). Default true; false checks literal addresses and refused names only.
+    #[serde(default)]
+    pub resolve: Option<bool>,
+    /// Schemes accepted. Default `[https, http]`.
+    #[serde(default)]
+    pub allowed_schemes: Option<Vec<String>>,
 }
 
 /// Contract mode.
@@ -121,7 +161,15 @@ fn mode(m: Option<FileContractMode>) -> Mode {
 
 impl Builder<'_> {
     /// Loads and compiles a route's `policy.contract` block; `p` is the route's key path.
-    pub(crate) fn route_contract(&mut self, p: &str, fc: Option<&FileContract>) -> Option<Arc<RouteContract>> {
+    /// `route_is_open`: the route has no authentication (no identity, or `auth.public`);
+    /// `route_path`: its path pattern, to tell which operations it can reach.
+    pub(crate) fn route_contract(
+        &mut self,
+        p: &str,
+        fc: Option<&FileContract>,
+        route_is_open: bool,
+        route_path: Option<&crate::pattern::PathPattern>,
+    ) -> Option<Arc<RouteContract>> {
         let fc = fc?;
         let base = format!("{p}.policy.contract");
         if fc.specs.is_empty() {
@@ -139,34 +187,16 @@ impl Builder<'_> {
         }
         let files: Vec<std::path::PathBuf> = fc.specs.iter().map(|s| self.base_dir.join(s)).collect();
         let key = format!("{:?}|{}|{}", files, opts.strict, opts.base_path);
-        let (contract, first) = match self.contracts.get(&key) {
-            Some(c) => (c.clone(), false),
+        let (contract, unsecured, first) = match self.contracts.get(&key) {
+            Some((c, u)) => (c.clone(), u.clone(), false),
             None => {
                 let paths: Vec<&Path> = files.iter().map(std::path::PathBuf::as_path).collect();
                 match Contract::load(&paths, Path::new(""), &opts) {
                     Ok(loaded) => {
                         let c = Arc::new(loaded.contract);
-                        self.contracts.insert(key, c.clone());
-                        let unsecured: Vec<&String> = loaded
-                            .unsecured
-                            .iter()
-                            .filter(|id| !fc.operations.get(*id).is_some_and(|o| o.public))
-                            .collect();
-                        if !unsecured.is_empty() {
-                            let shown: Vec<&str> = unsecured.iter().take(12).map(|s| s.as_str()).collect();
-                            let more = unsecured.len().saturating_sub(shown.len());
-                            self.c.warn(
-                                format!("{base}.specs"),
-                                format!(
-                                    "{} operation(s) declare no security requirement and are not marked public: {}{} \
-                                     (add `security`, `x-portcullis-public: true`, or operations.<id>.public: true)",
-                                    unsecured.len(),
-                                    shown.join(", "),
-                                    if more > 0 { format!(" and {more} more") } else { String::new() }
-                                ),
-                            );
-                        }
-                        (c, true)
+                        let u = Arc::new(loaded.unsecured);
+                        self.contracts.insert(key, (c.clone(), u.clone()));
+                        (c, u, true)
                     }
                     Err(errors) => {
                         for e in errors {
@@ -186,6 +216,33 @@ impl Builder<'_> {
                 }
             }
         };
+        // Operations this route can reach that declare no security, when the route itself does
+        // not authenticate: nothing stands between them and anyone.
+        if route_is_open {
+            let reachable: Vec<&str> = contract
+                .operations()
+                .iter()
+                .filter(|op| unsecured.iter().any(|u| u == &**op.id()))
+                .filter(|op| route_path.is_none_or(|p| p.matches(op.path_template())))
+                .filter(|op| !fc.operations.get(&**op.id()).is_some_and(|o| o.public))
+                .map(|op| &**op.id())
+                .collect();
+            if !reachable.is_empty() {
+                let shown: Vec<&str> = reachable.iter().take(12).copied().collect();
+                let more = reachable.len() - shown.len();
+                self.c.warn(
+                    format!("{base}.specs"),
+                    format!(
+                        "{} operation(s) on an unauthenticated route declare no security requirement and are not \
+                         marked public: {}{} (add `security`, `x-portcullis-public: true`, or \
+                         operations.<id>.public: true)",
+                        reachable.len(),
+                        shown.join(", "),
+                        if more > 0 { format!(" and {more} more") } else { String::new() }
+                    ),
+                );
+            }
+        }
         if first {
             self.files.extend(files.iter().cloned());
         }
@@ -228,6 +285,38 @@ impl Builder<'_> {
             _ => OverCap::Reject,
         };
         rc.responses = rp;
+        let mut jl = portcullis_contract::json::JsonLimits { max_bytes: max_body_bytes, ..Default::default() };
+        let j = &fc.json;
+        for (k, v, slot) in [
+            ("max_depth", j.max_depth, &mut jl.max_depth),
+            ("max_string_bytes", j.max_string_bytes, &mut jl.max_string_bytes),
+            ("max_array_len", j.max_array_len, &mut jl.max_array_len),
+            ("max_object_members", j.max_object_members, &mut jl.max_object_members),
+        ] {
+            match v {
+                Some(0) => {
+                    self.c.error(format!("{base}.json.{k}"), "must be at least 1", "raise it, or remove the key")
+                }
+                Some(n) => *slot = n,
+                None => {}
+            }
+        }
+        if jl.max_depth > portcullis_contract::json::MAX_DEPTH_CAP {
+            self.c.error(
+                format!("{base}.json.max_depth"),
+                format!("must be at most {}", portcullis_contract::json::MAX_DEPTH_CAP),
+                "lower it",
+            );
+        }
+        rc.json_limits = jl;
+        if fc.ssrf.enabled == Some(false) {
+            rc.ssrf = None;
+        } else if let Some(schemes) = &fc.ssrf.allowed_schemes {
+            let mut policy = portcullis_contract::ssrf::SsrfPolicy::default();
+            policy.allowed_schemes = schemes.iter().map(|s| s.to_ascii_lowercase()).collect();
+            rc.ssrf = Some(policy);
+        }
+        rc.ssrf_resolve = fc.ssrf.resolve.unwrap_or(true);
         rc.files = files;
         if rc.mode == Mode::Monitor {
             self.c.warn(format!("{base}.mode"), "monitor mode: requests that break the contract reach the upstream");

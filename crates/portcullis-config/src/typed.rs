@@ -220,7 +220,8 @@ pub(crate) struct Builder<'a> {
     pub(crate) c: Collector,
     pub(crate) files: Vec<PathBuf>,
     /// Contracts compiled so far, by documents and options: routes sharing documents share one.
-    pub(crate) contracts: std::collections::HashMap<String, Arc<portcullis_contract::Contract>>,
+    #[expect(clippy::type_complexity, reason = "a cache key to a pair")]
+    pub(crate) contracts: std::collections::HashMap<String, (Arc<portcullis_contract::Contract>, Arc<Vec<String>>)>,
 }
 
 impl Builder<'_> {
@@ -694,7 +695,8 @@ impl Builder<'_> {
         let auth = self.route_auth(p, fr.policy.auth.as_ref(), identity, path.as_ref());
         let inspect = self.route_inspect(p, fr.policy.inspect.as_ref()).map(Arc::new);
         let exposure = self.route_exposure(p, fr.policy.exposure.as_ref());
-        let contract = self.route_contract(p, fr.policy.contract.as_ref());
+        let route_is_open = identity.is_none() || auth.public;
+        let contract = self.route_contract(p, fr.policy.contract.as_ref(), route_is_open, path.as_ref());
         Some(RouteConfig {
             name: Arc::from(fr.name.as_str()),
             hosts,

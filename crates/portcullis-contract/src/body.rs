@@ -69,27 +69,10 @@ pub(crate) fn best_match<'a, T>(ranges: impl Iterator<Item = (&'a MediaRange, T)
     best.map(|(_, t)| t)
 }
 
-/// Parses a JSON body. The single place request and response JSON is parsed: it switches to
-/// the strict parser (`crate::json`) when that lands.
-pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, Violation> {
-    serde_json::from_slice(bytes).map_err(|e| Violation::new("/body", format!("invalid JSON ({})", e.classify_str())))
-}
-
-trait Classify {
-    fn classify_str(&self) -> String;
-}
-
-impl Classify for serde_json::Error {
-    /// The error's category and position, never the offending bytes.
-    fn classify_str(&self) -> String {
-        let what = match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "syntax error",
-            serde_json::error::Category::Data => "data error",
-            serde_json::error::Category::Eof => "unexpected end",
-        };
-        format!("{what} at line {} column {}", self.line(), self.column())
-    }
+/// Parses a JSON body with the strict parser ([`crate::json`]): limits on size, depth, string and
+/// array length and object members, duplicate keys refused. Errors point into the body.
+pub(crate) fn parse_json(bytes: &[u8], limits: &crate::json::JsonLimits) -> Result<Value, Violation> {
+    crate::json::parse(bytes, limits).map_err(|e| Violation::new(format!("/body{}", e.pointer), e.kind.to_string()))
 }
 
 /// A form body read into an object as its schema's shape says (repeated names become arrays
@@ -149,7 +132,12 @@ const MAX_PARTS: usize = 1000;
 
 /// A `multipart/form-data` body read into an object: text parts as their property's type,
 /// `application/json` parts parsed, file parts (with a filename) as strings.
-pub(crate) fn multipart_object(body: &[u8], content_type: &str, shape: &Shape) -> Result<Value, Violation> {
+pub(crate) fn multipart_object(
+    body: &[u8],
+    content_type: &str,
+    shape: &Shape,
+    limits: &crate::json::JsonLimits,
+) -> Result<Value, Violation> {
     let bad = |m: &str| Violation::new("/body", m.to_owned());
     let boundary = content_type
         .split(';')
@@ -209,8 +197,8 @@ pub(crate) fn multipart_object(body: &[u8], content_type: &str, shape: &Shape) -
         let value = if filename {
             FieldValue::Json(Value::String(String::from_utf8_lossy(content).into_owned()))
         } else if kind_of(&part_type) == MediaKind::Json {
-            let v = parse_json(content).map_err(|mut v| {
-                v.pointer = format!("/body/{}", crate::load::escape_token(&name));
+            let v = parse_json(content, limits).map_err(|mut v| {
+                v.pointer = format!("/body/{}{}", crate::load::escape_token(&name), &v.pointer["/body".len()..]);
                 v
             })?;
             FieldValue::Json(v)
@@ -253,9 +241,19 @@ mod tests {
     #[test]
     fn multipart_parts_are_read() {
         let body = b"--XX\r\nContent-Disposition: form-data; name=\"n\"\r\n\r\n42\r\n--XX\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--XX--\r\n";
-        let v = multipart_object(body, "multipart/form-data; boundary=XX", &shape()).unwrap();
+        let v =
+            multipart_object(body, "multipart/form-data; boundary=XX", &shape(), &crate::json::JsonLimits::default())
+                .unwrap();
         assert_eq!(v, serde_json::json!({"n": 42, "f": "hello"}));
-        assert!(multipart_object(b"garbage", "multipart/form-data; boundary=XX", &shape()).is_err());
-        assert!(multipart_object(body, "multipart/form-data", &shape()).is_err());
+        assert!(
+            multipart_object(
+                b"garbage",
+                "multipart/form-data; boundary=XX",
+                &shape(),
+                &crate::json::JsonLimits::default()
+            )
+            .is_err()
+        );
+        assert!(multipart_object(body, "multipart/form-data", &shape(), &crate::json::JsonLimits::default()).is_err());
     }
 }

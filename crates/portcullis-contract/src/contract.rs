@@ -270,6 +270,16 @@ const METHODS: &[(&str, Method)] = &[
     ("trace", Method::TRACE),
 ];
 
+/// Responses come from the upstream, bounded by the buffering cap: only the parser's structural
+/// limits apply (duplicate keys are still refused: which one would the client read?).
+const RESPONSE_JSON_LIMITS: crate::json::JsonLimits = crate::json::JsonLimits {
+    max_bytes: usize::MAX,
+    max_depth: crate::json::MAX_DEPTH_CAP,
+    max_string_bytes: usize::MAX,
+    max_array_len: usize::MAX,
+    max_object_members: usize::MAX,
+};
+
 /// Most violations reported for one request or response.
 pub(crate) const MAX_VIOLATIONS: usize = 32;
 
@@ -1048,23 +1058,37 @@ impl Operation {
             .ok_or_else(|| Violation::new("/header/content-type", "this media type is not declared for the operation"))
     }
 
-    /// Validates a request body of the chosen media type.
+    /// Validates a request body of the chosen media type (JSON parsed with default limits).
     pub fn check_body(&self, choice: BodyChoice, content_type: &str, body: &[u8]) -> Vec<Violation> {
-        let Some(m) = self.body.get(choice.0) else { return Vec::new() };
-        let Some(c) = &m.compiled else { return Vec::new() };
+        self.check_body_value(choice, content_type, body, &crate::json::JsonLimits::default()).0
+    }
+
+    /// Validates a request body; also returns the parsed value when it could be read (for the
+    /// SSRF guard on [`uri_fields`](Self::uri_fields)).
+    pub fn check_body_value(
+        &self,
+        choice: BodyChoice,
+        content_type: &str,
+        body: &[u8],
+        limits: &crate::json::JsonLimits,
+    ) -> (Vec<Violation>, Option<Value>) {
+        let Some(m) = self.body.get(choice.0) else { return (Vec::new(), None) };
         let value = match m.kind {
-            MediaKind::Json => crate::body::parse_json(body),
+            MediaKind::Json => crate::body::parse_json(body, limits),
+            // A form body is flat text: no JSON limits apply beyond the body cap.
             MediaKind::Form => crate::body::form_object(body, &m.shape),
-            MediaKind::Multipart => crate::body::multipart_object(body, content_type, &m.shape),
-            MediaKind::Opaque => return Vec::new(),
+            MediaKind::Multipart => crate::body::multipart_object(body, content_type, &m.shape, limits),
+            MediaKind::Opaque => return (Vec::new(), None),
         };
         let value = match value {
             Ok(v) => v,
-            Err(v) => return vec![v],
+            Err(v) => return (vec![v], None),
         };
         let mut out = Vec::new();
-        collect(c, &value, "/body", Direction::Request, &mut out);
-        out
+        if let Some(c) = &m.compiled {
+            collect(c, &value, "/body", Direction::Request, &mut out);
+        }
+        (out, Some(value))
     }
 
     fn response_spec(&self, status: u16) -> Option<&ResponseSpec> {
@@ -1102,7 +1126,7 @@ impl Operation {
             return out;
         };
         let Some(c) = &spec.media[i].1 else { return out };
-        let mut value = match crate::body::parse_json(body) {
+        let mut value = match crate::body::parse_json(body, &RESPONSE_JSON_LIMITS) {
             Ok(v) => v,
             Err(v) => {
                 out.violations.push(v);

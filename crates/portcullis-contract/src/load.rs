@@ -478,7 +478,12 @@ impl<'a> Bundler<'a> {
             && !out.contains_key("unevaluatedProperties")
             && self.declares_properties(doc, v, 0)
         {
-            out.insert("unevaluatedProperties".into(), Value::Bool(false));
+            // Without in-place applicators both say the same, and `additionalProperties` is the
+            // cheaper one to evaluate (no annotation tracking).
+            let composed =
+                ["allOf", "anyOf", "oneOf", "$ref", "if", "dependentSchemas"].iter().any(|k| out.contains_key(*k));
+            let key = if composed { "unevaluatedProperties" } else { "additionalProperties" };
+            out.insert(key.into(), Value::Bool(false));
         }
         Value::Object(out)
     }
@@ -562,7 +567,7 @@ mod tests {
         let req = bundle(&mut d, Direction::Request, true, "/components/schemas/U");
         assert_eq!(req["properties"]["id"], Value::Bool(false));
         assert_eq!(req["required"], serde_json::json!(["name"]));
-        assert_eq!(req["unevaluatedProperties"], Value::Bool(false));
+        assert_eq!(req["additionalProperties"], Value::Bool(false));
         let resp = bundle(&mut d, Direction::Response, true, "/components/schemas/U");
         assert_eq!(resp["properties"]["id"]["type"], "integer");
     }

@@ -87,6 +87,14 @@ pub struct RouteContract {
     pub max_body_bytes: usize,
     /// Responses.
     pub responses: ResponsePolicy,
+    /// Limits of the strict JSON parser for request bodies (`max_bytes` is `max_body_bytes`).
+    pub json_limits: crate::json::JsonLimits,
+    /// The SSRF guard for request-body fields with `format: uri` (or `x-portcullis-ssrf`);
+    /// `None` turns it off.
+    pub ssrf: Option<crate::ssrf::SsrfPolicy>,
+    /// Resolve host names and refuse any that resolve inside (else literal addresses and refused
+    /// names only).
+    pub ssrf_resolve: bool,
     /// The documents (for reload watching).
     pub files: Vec<PathBuf>,
 }
@@ -104,6 +112,9 @@ impl RouteContract {
             security: true,
             max_body_bytes: 1 << 20,
             responses: ResponsePolicy::default(),
+            json_limits: crate::json::JsonLimits::default(),
+            ssrf: Some(crate::ssrf::SsrfPolicy::default()),
+            ssrf_resolve: true,
             files: Vec::new(),
         }
     }
@@ -382,11 +393,18 @@ impl Stage for ContractStage {
     async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(p) = ctx.extensions.remove::<PendingBody>() else { return Ok(Flow::Continue) };
         let Some(op) = p.route.contract.operations().get(p.op) else { return Ok(Flow::Continue) };
-        let violations = if body.is_empty() {
+        let mut violations = if body.is_empty() {
             if op.body_required() { vec![Violation::new("/body", "a request body is required")] } else { Vec::new() }
         } else {
-            op.check_body(p.choice, &p.content_type, body)
+            let (v, value) = op.check_body_value(p.choice, &p.content_type, body, &p.route.json_limits);
+            match (&p.route.ssrf, value) {
+                (Some(policy), Some(value)) if v.is_empty() && !op.uri_fields().is_empty() => {
+                    ssrf_violations(op.uri_fields(), &value, policy, p.route.ssrf_resolve).await
+                }
+                _ => v,
+            }
         };
+        violations.truncate(crate::contract::MAX_VIOLATIONS);
         if violations.is_empty() {
             return Ok(Flow::Continue);
         }
@@ -458,6 +476,72 @@ impl Stage for ContractStage {
         }
         Ok(Flow::Continue)
     }
+}
+
+/// Most URLs checked in one body.
+const MAX_URLS: usize = 16;
+
+/// The string values at a pointer pattern (`*` matches any array index or member).
+fn values_at<'v>(v: &'v serde_json::Value, tokens: &[&str], at: String, out: &mut Vec<(String, &'v str)>) {
+    if out.len() >= MAX_URLS {
+        return;
+    }
+    let Some((first, rest)) = tokens.split_first() else {
+        if let Some(s) = v.as_str() {
+            out.push((at, s));
+        }
+        return;
+    };
+    match (v, *first) {
+        (serde_json::Value::Array(a), "*") => {
+            for (i, x) in a.iter().enumerate() {
+                values_at(x, rest, format!("{at}/{i}"), out);
+            }
+        }
+        (serde_json::Value::Object(m), tok) => {
+            let key = tok.replace("~1", "/").replace("~0", "~");
+            if let Some(x) = m.get(&key) {
+                values_at(x, rest, format!("{at}/{tok}"), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Runs the SSRF guard over the body's URL fields. Reasons name the refused class, never the URL.
+async fn ssrf_violations(
+    fields: &[String],
+    value: &serde_json::Value,
+    policy: &crate::ssrf::SsrfPolicy,
+    resolve: bool,
+) -> Vec<Violation> {
+    use crate::ssrf::SsrfError as E;
+    let mut urls = Vec::new();
+    for f in fields {
+        let tokens: Vec<&str> = f.split('/').skip(1).collect();
+        values_at(value, &tokens, String::from("/body"), &mut urls);
+    }
+    let mut out = Vec::new();
+    for (at, url) in urls {
+        let result = if resolve {
+            crate::ssrf::check(url, policy).await
+        } else {
+            crate::ssrf::check_syntax(url, policy).map(|_| ())
+        };
+        if let Err(e) = result {
+            let reason = match e {
+                E::DeniedAddress { range, .. } => format!("URL refused (SSRF guard): address is {range}"),
+                E::DeniedHost { .. } => "URL refused (SSRF guard): host name refused".to_owned(),
+                E::Scheme { .. } => "URL refused (SSRF guard): scheme not allowed".to_owned(),
+                E::Userinfo => "URL refused (SSRF guard): carries userinfo".to_owned(),
+                E::Resolve { .. } => "URL refused (SSRF guard): host could not be resolved".to_owned(),
+                E::NonCanonicalIp | E::Ambiguous => "URL refused (SSRF guard): ambiguous syntax".to_owned(),
+                _ => "URL refused (SSRF guard)".to_owned(),
+            };
+            out.push(Violation::new(at, reason));
+        }
+    }
+    out
 }
 
 fn bad_response(ctx: &mut RequestCtx, reason: &'static str) -> http::Response<Bytes> {

@@ -76,6 +76,7 @@ components:
         nickname: { type: string, nullable: true }
         password: { type: string, writeOnly: true }
         age: { type: integer, minimum: 0, exclusiveMinimum: true }
+        homepage: { type: string, format: uri }
 "#;
 
 fn contract() -> Contract {
@@ -483,4 +484,46 @@ fn the_stage_fixes_or_refuses_responses() {
     assert_eq!(st, 502);
     let (st, _) = run_response(500, br#"{"trace": "at db.rs:42"}"#);
     assert_eq!(st, 502);
+}
+
+#[test]
+fn duplicate_keys_and_parser_limits_are_refused() {
+    let c = contract();
+    let v = json_body(&c, r#"{"name": "ann", "name": "admin"}"#);
+    assert_eq!(pointers(&v), vec!["/body/name"]);
+    assert!(v[0].reason.contains("duplicate"), "{v:?}");
+    let op = put_op(&c);
+    let choice = op.body_media(Some("application/json")).unwrap();
+    let limits = json::JsonLimits { max_depth: 2, ..json::JsonLimits::default() };
+    let (v, _) = op.check_body_value(choice, "application/json", br#"{"name": "a", "x": {"y": {}}}"#, &limits);
+    assert_eq!(pointers(&v), vec!["/body/x/y"], "{v:?}");
+}
+
+#[test]
+fn url_fields_go_through_the_ssrf_guard() {
+    let s = stage(Detail::Full, Mode::Enforce);
+    let who = || Some(caller(AuthMethodUsed::Jwt, &["users:write", "users:admin"]));
+    let put_body = |body: &[u8]| {
+        let mut c = ctx(Method::PUT, "/users/1", None, who());
+        let mut p = parts(Method::PUT, &[("content-type", "application/json"), ("content-length", "80")]);
+        run(s.on_request(&mut p, &mut c)).unwrap();
+        let mut b = Bytes::copy_from_slice(body);
+        match run(s.on_request_body(&mut b, &mut c)).unwrap() {
+            Flow::Respond(r) => serde_json::from_slice::<serde_json::Value>(r.body()).unwrap(),
+            Flow::Continue => serde_json::Value::Null,
+        }
+    };
+    assert_eq!(put_body(br#"{"name": "a", "homepage": "https://93.184.215.14/about"}"#), serde_json::Value::Null);
+    for bad in [
+        &br#"{"name": "a", "homepage": "http://169.254.169.254/latest/meta-data/"}"#[..],
+        br#"{"name": "a", "homepage": "http://127.0.0.1:9901/metrics"}"#,
+        br#"{"name": "a", "homepage": "gopher://93.184.215.14/"}"#,
+        br#"{"name": "a", "homepage": "http://localhost/"}"#,
+    ] {
+        let doc = put_body(bad);
+        assert_eq!(doc["violations"][0]["pointer"], "/body/homepage", "{doc}");
+        let reason = doc["violations"][0]["reason"].as_str().unwrap();
+        assert!(reason.starts_with("URL refused"), "{reason}");
+        assert!(!reason.contains("169.254") && !reason.contains("127.0") && !reason.contains("localhost"), "{reason}");
+    }
 }

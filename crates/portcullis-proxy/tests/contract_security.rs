@@ -135,6 +135,12 @@ async fn requests_that_break_the_contract_never_reach_the_upstream() {
         (request("POST", "/items", json, r#"{"name":""}"#), 400, vec!["/body/name"]),
         (request("POST", "/items", json, r#"{"name":"box","homepage":"not a uri"}"#), 400, vec!["/body/homepage"]),
         (request("POST", "/items", json, r#"{"name": "box""#), 400, vec!["/body"]),
+        (request("POST", "/items", json, r#"{"name":"box","name":"admin"}"#), 400, vec!["/body/name"]),
+        (
+            request("POST", "/items", json, r#"{"name":"box","homepage":"http://169.254.169.254/latest"}"#),
+            400,
+            vec!["/body/homepage"],
+        ),
         (request("POST", "/items", Some("application/xml"), "<name>box</name>"), 415, vec!["/header/content-type"]),
         (request("POST", "/items", None, ""), 400, vec!["/body"]),
         (request("GET", "/admin", None, ""), 401, vec!["/security"]),

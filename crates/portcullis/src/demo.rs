@@ -151,6 +151,15 @@ pub(crate) async fn demo(
     if let Some(up) = file.upstreams.get_mut("crm") {
         up.targets = vec![format!("http://{}", sample.addr())];
     }
+    // The contract: the sample API's own OpenAPI document, copied next to the demo's data (the
+    // embedded config points at the source tree, which an installed binary does not have).
+    std::fs::write(data_dir.join("crm-openapi.yaml"), portcullis_sample::OPENAPI_YAML)
+        .with_context(|| format!("cannot write {}", data_dir.join("crm-openapi.yaml").display()))?;
+    for r in &mut file.routes {
+        if let Some(c) = &mut r.policy.contract {
+            c.specs = vec!["crm-openapi.yaml".into()];
+        }
+    }
     if let Some(id) = &mut file.identity {
         id.store = Some(portcullis_config::FileStore {
             sqlite: Some(portcullis_config::FileSqlite { path: "portcullis.db".into() }),
@@ -255,6 +264,19 @@ Try:
   curl -i -H 'content-type: application/json' -d '{{"name":"O'"'"'Brien"}}' http://{gw}/playground/echo
                                                                     # 200: an apostrophe is not an attack
   curl -s http://{admin}/metrics | grep portcullis_auth
+
+API contract (the sample API's OpenAPI document is enforced; refusals list each violation):
+  curl -i -H 'x-api-key: {billing}' 'http://{gw}/customers?page=2&limit=5'
+                                                                    # 200: matches the contract
+  curl -i -H 'x-api-key: {billing}' 'http://{gw}/customers?limit=ten'
+                                                                    # 400 /query/limit: not an integer
+  curl -i -H 'x-api-key: {billing}' 'http://{gw}/customers?debug=true'
+                                                                    # 400 /query/debug: undeclared parameter
+  curl -i -H 'x-api-key: {billing}' -H 'content-type: application/json' -d '{{"name":"Eve","email":"eve@example.com","is_admin":true}}' http://{gw}/customers
+                                                                    # 400 /body/is_admin: mass assignment refused
+  curl -i -H 'x-api-key: {billing}' -H 'content-type: text/plain' -d 'hi' http://{gw}/customers
+                                                                    # 415: media type not declared
+  curl -i -H 'x-api-key: {billing}' http://{gw}/orders              # 405: the contract declares only POST /orders
 
 Admin CLI (the admin token is in {admin_token_file}, mode 0600):
   PORTCULLIS_ADMIN=http://{admin} portcullis keys list --consumer alice --token-file {admin_token_file}
