@@ -276,7 +276,7 @@ fn help_describes_every_subcommand_and_its_options() {
         ("check", &["--config"]),
         ("demo", &["--listen", "--admin", "--log-format", "127.0.0.1:8080"]),
         ("config-schema", &["JSON Schema"]),
-        ("sample-api", &["--listen"]),
+        ("sample-api", &["--listen", "--record"]),
     ];
     for (sub, expected) in cases {
         let out = portcullis(&[sub, "--help"]);
