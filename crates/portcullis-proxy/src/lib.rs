@@ -13,8 +13,8 @@
 //! ```
 
 mod body;
-mod cors;
 mod contract;
+mod cors;
 mod h1_guard;
 mod handler;
 mod hygiene;

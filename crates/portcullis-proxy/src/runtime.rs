@@ -69,7 +69,8 @@ impl Runtime {
             None => (!exposure_routes.is_empty())
                 .then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes))),
         };
-        let pipeline = Pipeline::new(identity, rate_limit, contract, inspect, exposure, access_log, MetricsStage::default());
+        let pipeline =
+            Pipeline::new(identity, rate_limit, contract, inspect, exposure, access_log, MetricsStage::default());
         let hsts = config
             .listeners
             .iter()
