@@ -286,11 +286,15 @@ pub(crate) const MAX_VIOLATIONS: usize = 32;
 /// The schema keyword the loader adds next to `format: int32`/`int64`.
 pub(crate) const EXACT_INTEGER_KEYWORD: &str = "x-portcullis-exact-integer";
 
-/// `format: int32`/`int64` numbers must have parsed as exact 64-bit integers. serde_json turns an
-/// integer literal past 64 bits into the nearest double, which the `minimum`/`maximum` bounds
-/// then compare after rounding (`-9223372036854775809` rounds to i64::MIN and would pass); a
-/// number written with a fraction or an exponent is refused for these formats too.
+/// `format: int32`/`int64` numbers must lie inside the 64-bit range before rounding. serde_json
+/// turns an integer literal past 64 bits into the nearest double, which the `minimum`/`maximum`
+/// bounds then compare after rounding (`-9223372036854775809` rounds to -2^63 = i64::MIN and
+/// would pass). Exact integers are judged by the bounds; a double must be strictly inside ±2^63,
+/// so a value that rounded onto the boundary is refused.
 struct ExactInteger;
+
+/// 2^63 as a double (exact).
+const TWO_POW_63: f64 = 9_223_372_036_854_775_808.0;
 
 impl<'i> jsonschema::Keyword<'i> for ExactInteger {
     fn validate(&self, instance: &'i Value) -> Result<(), jsonschema::ValidationError<'i>> {
@@ -303,7 +307,11 @@ impl<'i> jsonschema::Keyword<'i> for ExactInteger {
 
     fn is_valid(&self, instance: &'i Value) -> bool {
         match instance {
-            Value::Number(n) => n.is_i64() || n.is_u64(),
+            Value::Number(n) if n.is_i64() || n.is_u64() => true,
+            // A literal written with a fraction or an exponent (`1277.0`, `1e3`) is an integer
+            // when integral (JSON Schema's `type: integer` judges it); what matters here is that
+            // it is strictly inside ±2^63, where a double still tells in-range from out-of-range.
+            Value::Number(n) => n.as_f64().is_some_and(|f| f.is_finite() && f.abs() < TWO_POW_63),
             _ => true,
         }
     }
