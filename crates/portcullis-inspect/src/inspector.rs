@@ -162,7 +162,7 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     };
     let words = sqli::words(b);
     let sql = has(F::SQLI) || sqli::has_keyword(words);
-    set(0, sql, &|s| sqli::detect_with_words(s, words).map(|fp| fp.rule_id));
+    set(0, sql, &|s| sqli::detect_with_words(s, words, f).map(|fp| fp.rule_id));
     // xss: a tag needs `<`, an attribute `=`, a script URI `:`; a sink is called (`alert(`,
     // ``alert`1` ``, `(alert)(1)`, `alert?.(1)`), assigned to a handler (`=`) or read
     // (`document.cookie`, `self['location']`).

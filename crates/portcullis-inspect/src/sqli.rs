@@ -12,6 +12,8 @@
 //! Linear: one pass per context, a bounded number of tokens, rules that look a bounded distance
 //! ahead.
 
+use crate::features;
+
 /// Most tokens kept per context (about 40 KB of dense SQL); the rest of a longer value is not
 /// tokenised.
 pub const MAX_TOKENS: usize = 4096;
@@ -1051,9 +1053,9 @@ pub fn detect(s: &str) -> Option<Fingerprint> {
 }
 
 /// [`detect`] without the [`may_match`] prefilter, for callers that already checked it and hold
-/// the value's [`words`].
-pub(crate) fn detect_with_words(s: &str, words: u8) -> Option<Fingerprint> {
-    detect_words(s, Some(words))
+/// the value's [`words`] and [`features::of`].
+pub(crate) fn detect_with_words(s: &str, words: u8, features: u64) -> Option<Fingerprint> {
+    detect_words(s, Some((words, features)))
 }
 
 /// Operator characters that can join SQL tokens into a rule.
@@ -1086,25 +1088,17 @@ fn tail_is_inert_with(rest: &[u8], kw: bool, ow: bool) -> bool {
 /// such values are not tokenised at all.
 ///
 /// `kw` / `ow`: the value has keyword / operator words ([`sql_words`]).
-fn bare_context_possible(b: &[u8], kw: bool, ow: bool) -> bool {
-    if kw {
+///
+/// `f`: the value's character classes ([`features::of`]).
+fn bare_context_possible(b: &[u8], kw: bool, ow: bool, f: u64) -> bool {
+    use features as F;
+    if kw || f & (F::DASHDASH | F::SLASHSTAR | F::ATAT | F::LOGIC2) != 0 {
         return true;
     }
-    let mut prev = 0u8;
-    let (mut hash, mut open, mut close_at, mut quote_or_var) = (false, false, None, false);
-    for (i, &c) in b.iter().enumerate() {
-        if matches!((prev, c), (b'-', b'-') | (b'/', b'*') | (b'@', b'@') | (b'&', b'&') | (b'|', b'|')) {
-            return true;
-        }
-        match c {
-            b'#' => hash = true,
-            b'(' => open = true,
-            b')' if close_at.is_none() => close_at = Some(i),
-            b'\'' | b'"' | b'`' | b'@' => quote_or_var = true,
-            _ => {}
-        }
-        prev = c;
-    }
+    let hash = f & F::HASH != 0;
+    let quote_or_var = f & (F::QUOTE | F::AT) != 0;
+    let (open, close_at) =
+        if f & F::PAREN != 0 { (memchr::memchr(b'(', b).is_some(), memchr::memchr(b')', b)) } else { (false, None) };
     // A function token (`f`) needs a function name before a `(`, or an `xp_…` / `sp_…` name
     // (a function token even without a call; skipped bytes may separate it from the `(`).
     let xp = || b.windows(3).any(|w| w.eq_ignore_ascii_case(b"xp_") || w.eq_ignore_ascii_case(b"sp_"));
@@ -1206,21 +1200,39 @@ fn numeric_first(b: &[u8]) -> bool {
 }
 
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
-    detect_words(s, skip_inert.then(|| words(s.as_bytes())))
+    detect_words(s, skip_inert.then(|| (words(s.as_bytes()), features::of(s))))
 }
 
-/// [`detect_inner`] with the value's [`words`] already known (`None`: skip no context).
-fn detect_words(s: &str, words: Option<u8>) -> Option<Fingerprint> {
+/// Character classes holding every [`OPERATOR_BYTE`] (`!`, `~`, `^` share a class with `?`).
+const OPERATOR_CLASSES: u64 = features::EQ
+    | features::LT
+    | features::GT
+    | features::OTHER_OP
+    | features::PLUS
+    | features::MINUS
+    | features::STAR
+    | features::SLASH
+    | features::PCT
+    | features::PIPE
+    | features::AMP
+    | features::SEMI
+    | features::PAREN
+    | features::HASH
+    | features::AT;
+
+/// [`detect_inner`] with the value's [`words`] and [`features::of`] already known (`None`: skip
+/// no context).
+fn detect_words(s: &str, words: Option<(u8, u64)>) -> Option<Fingerprint> {
     let b = s.as_bytes();
     let skip_inert = words.is_some();
     // Word scans once for the whole value; each quote context's tail is a suffix of it.
-    let (kw, ow) = words.map_or((true, true), |w| (w & KW != 0, w & OW != 0));
-    // An inert value is inert in every context.
-    if skip_inert && tail_is_inert_with(b, kw, ow) {
+    let (kw, ow, f) = words.map_or((true, true, u64::MAX), |(w, f)| (w & KW != 0, w & OW != 0, f));
+    // An inert value is inert in every context: no operator byte and no SQL word.
+    if skip_inert && !kw && !ow && f & OPERATOR_CLASSES == 0 {
         return None;
     }
     let mut best =
-        if skip_inert && !bare_context_possible(b, kw, ow) { None } else { fingerprint_of(Context::None, s) };
+        if skip_inert && !bare_context_possible(b, kw, ow, f) { None } else { fingerprint_of(Context::None, s) };
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
