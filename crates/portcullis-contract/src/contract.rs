@@ -1001,6 +1001,12 @@ impl Operation {
         &self.constrained
     }
 
+    /// Whether `choice` is a JSON body (the only kind whose [`constrained_fields`]
+    /// (Self::constrained_fields) `body:` pointers the inspection stage reads as JSON pointers).
+    pub fn body_is_json(&self, choice: BodyChoice) -> bool {
+        self.body.get(choice.0).is_some_and(|m| m.kind == MediaKind::Json)
+    }
+
     /// JSON pointers (`*` for any array index) of request-body fields with `format: uri` (or
     /// `x-portcullis-ssrf: true`): the SSRF guard's inputs.
     pub fn uri_fields(&self) -> &[String] {

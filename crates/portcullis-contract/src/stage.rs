@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, header};
-use portcullis_core::{Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
+use portcullis_core::{ContractValidated, Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
 
 use crate::contract::{BodyChoice, Contract, Lookup, Operation, RequestHead};
 use crate::{Mode, Violation};
@@ -271,6 +271,27 @@ fn check_security(op: &Operation, principal: Option<&Principal>) -> Result<(), S
     Err(if method_ok { SecurityRefusal::Insufficient } else { SecurityRefusal::Unauthenticated })
 }
 
+/// The operation's narrowly typed head fields (`path:`, `query:`, `header:`, `cookie:`) that
+/// `check_head` really read. A header or cookie value that is not visible ASCII is skipped by the
+/// check (`to_str` fails), so such a header name, or every cookie when a `Cookie` header is not
+/// ASCII, is left out: the inspection stage still scans it.
+fn validated_head_fields(op: &Operation, headers: &http::HeaderMap) -> Vec<String> {
+    let cookies_readable = headers.get_all(header::COOKIE).iter().all(|v| v.to_str().is_ok());
+    op.constrained_fields()
+        .iter()
+        .filter(|f| {
+            if let Some(name) = f.strip_prefix("header:") {
+                headers.get_all(name).iter().all(|v| v.to_str().is_ok())
+            } else if f.starts_with("cookie:") {
+                cookies_readable
+            } else {
+                f.starts_with("path:") || f.starts_with("query:")
+            }
+        })
+        .cloned()
+        .collect()
+}
+
 impl Stage for ContractStage {
     fn name(&self) -> &'static str {
         STAGE_NAME
@@ -361,6 +382,11 @@ impl Stage for ContractStage {
                 return Ok(f);
             }
         }
+        // The head passed (or this is monitor mode, where nothing was refused): in enforce mode,
+        // tell the inspection stage which head fields were proved to hold no free text.
+        if mode == Mode::Enforce {
+            ctx.extensions.insert(ContractValidated::new(validated_head_fields(op, &req.headers)));
+        }
         if let Some(choice) = body_choice {
             if content_length(&req.headers).is_some_and(|n| n > route.max_body_bytes as u64) {
                 let v = [Violation::new("/body", "the body is larger than this route validates")];
@@ -406,6 +432,16 @@ impl Stage for ContractStage {
         };
         violations.truncate(crate::contract::MAX_VIOLATIONS);
         if violations.is_empty() {
+            // A JSON body that validated in enforce mode: its narrowly typed fields hold no free text.
+            if p.mode == Mode::Enforce && !body.is_empty() && op.body_is_json(p.choice) {
+                let body_fields = op.constrained_fields().iter().filter(|f| f.starts_with("body:")).cloned();
+                match ctx.extensions.get_mut::<ContractValidated>() {
+                    Some(v) => v.extend(body_fields),
+                    None => {
+                        ctx.extensions.insert(ContractValidated::new(body_fields));
+                    }
+                }
+            }
             return Ok(Flow::Continue);
         }
         let id = op.id().clone();

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use crate::extract::{self, JsonVisitor, Seg, XmlVisitor};
 use crate::finding::{Finding, Report, Verdict};
 use crate::normalize::{self, url_decode};
-use crate::policy::{CompiledPolicy, LocRef, Mode};
+use crate::policy::{CompiledPolicy, LocRef, Mode, Target};
 use crate::rules;
 use crate::{cmdi, crlf, features, ldap, log4shell, nosql, proto, scanner, sqli, ssti, traversal, xpath, xss, xxe};
 
@@ -76,6 +76,7 @@ pub struct RequestView<'a> {
     content_type: Option<&'a str>,
     body: &'a [u8],
     body_truncated: bool,
+    validated: Vec<crate::policy::CompiledTarget>,
 }
 
 impl<'a> RequestView<'a> {
@@ -119,6 +120,21 @@ impl<'a> RequestView<'a> {
         self.content_type = content_type;
         self.body = body;
         self.body_truncated = truncated;
+        self
+    }
+
+    /// Places the contract stage validated against a type with no free text (`path:1`,
+    /// `query:limit`, `header:x-trace`, `body:/age`; see `portcullis_core::ContractValidated`):
+    /// not scanned in this request. A string that is not a target is ignored (that place is
+    /// scanned).
+    #[must_use]
+    pub fn with_validated<S: AsRef<str>>(mut self, fields: &[S]) -> Self {
+        self.validated.extend(
+            fields
+                .iter()
+                .filter_map(|f| Target::parse(f.as_ref()).ok())
+                .map(|t| crate::policy::CompiledTarget::new(&t)),
+        );
         self
     }
 
@@ -223,6 +239,7 @@ pub struct Inspector {
 
 struct Scan<'p> {
     policy: &'p CompiledPolicy,
+    validated: &'p [crate::policy::CompiledTarget],
     findings: Vec<Finding>,
     seen: HashSet<(&'static str, crate::finding::Location)>,
     score: u32,
@@ -232,7 +249,7 @@ struct Scan<'p> {
 
 impl Scan<'_> {
     fn skipped(&self, loc: &LocRef<'_, '_>) -> bool {
-        self.policy.skip.iter().any(|t| t.matches(loc))
+        self.policy.skip.iter().chain(self.validated).any(|t| t.matches(loc))
     }
 
     fn report(&mut self, rule_id: &'static str, loc: LocRef<'_, '_>) {
@@ -388,6 +405,7 @@ impl Inspector {
     pub fn scan_request(&self, req: &RequestView<'_>) -> Report {
         let mut s = Scan {
             policy: &self.policy,
+            validated: &req.validated,
             findings: Vec::new(),
             seen: HashSet::new(),
             score: 0,
@@ -851,6 +869,31 @@ mod tests {
             }
         }
         assert!(n > 3000, "corpora too small: {n} values");
+    }
+
+    /// Places the contract validated are skipped; everything else is still scanned.
+    #[test]
+    fn contract_validated_places_are_skipped_and_only_those() {
+        let ins = Inspector::new(crate::InspectPolicy::default().compile().unwrap());
+        let body = br#"{"href": "javascript:void(0)", "note": "hi"}"#;
+        let req = |validated: &[&str]| {
+            RequestView::new("POST")
+                .with_path_segments(["links", "7"])
+                .with_query(Some("target=javascript:void(0)"))
+                .with_body(Some("application/json"), body, false)
+                .with_validated(validated)
+        };
+        let all = ins.scan_request(&req(&[]));
+        assert_eq!(all.verdict, crate::Verdict::Block);
+        assert_eq!(all.findings.len(), 2, "{:?}", all.findings);
+        let one = ins.scan_request(&req(&["body:/href"]));
+        assert_eq!(one.findings.len(), 1, "{:?}", one.findings);
+        assert_eq!(one.findings[0].location.to_string(), "query:target");
+        let none = ins.scan_request(&req(&["body:/href", "query:target", "not a target:"]));
+        assert_eq!(none.verdict, crate::Verdict::Allow, "{:?}", none.findings);
+        // A validated name elsewhere (another place, another field) skips nothing here.
+        let other = ins.scan_request(&req(&["body:/note", "query:href", "header:target"]));
+        assert_eq!(other.findings.len(), 2, "{:?}", other.findings);
     }
 
     #[test]
