@@ -860,7 +860,15 @@ mod tests {
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 let mut out = Vec::new();
                 strings(&serde_json::from_str(line).unwrap(), &mut out);
-                for s in out {
+                for mut s in out {
+                    // The 16–128 KB padded payloads only repeat their head: 8 KB keeps the test fast.
+                    if s.len() > 8192 {
+                        let mut end = 8192;
+                        while !s.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        s.truncate(end);
+                    }
                     for v in normalize::normalize(&s, false).variants {
                         same_as_ungated(&v);
                         n += 1;
