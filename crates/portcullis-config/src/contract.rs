@@ -474,7 +474,8 @@ impl Builder<'_> {
         let emit = emit.unwrap_or_else(|| base.is_some_and(|b| b.limits.emit_on_allow()));
         let ctx = crate::traffic::TrafficCtx { identity, cluster };
         let own = self.traffic_limits(at, &limits, &ctx)?;
-        let mut specs: Vec<portcullis_traffic::LimitSpec> = base.map(|b| b.limits.limits().to_vec()).unwrap_or_default();
+        let mut specs: Vec<portcullis_traffic::LimitSpec> =
+            base.map(|b| b.limits.limits().to_vec()).unwrap_or_default();
         for s in own.limits() {
             if specs.iter().any(|x| x.name() == s.name()) {
                 self.c.error(
@@ -558,5 +559,91 @@ routes: [{{ name: all, prefix: /, upstream: crm, policy: {{ contract: {contract}
         assert_eq!(e[0].path, "routes[0].policy.contract.operations.getItme");
         let e = from_yaml(&yaml("{ specs: [nope.yaml] }"), dir.path()).unwrap_err().0;
         assert_eq!(e[0].path, "routes[0].policy.contract.specs[0]");
+    }
+
+    /// A config with identity and one route `policy` (YAML flow mapping) over `api.yaml`.
+    fn with_identity(policy: &str) -> String {
+        format!(
+            r#"
+listeners: [{{ name: public, bind: "127.0.0.1:8080" }}]
+upstreams: {{ crm: {{ targets: ["http://127.0.0.1:3000"] }} }}
+identity: {{ store: {{ sqlite: {{ path: ids.db }} }}, key_secret: "${{file:key.secret}}" }}
+routes: [{{ name: all, prefix: /, upstream: crm, policy: {policy} }}]
+"#
+        )
+    }
+
+    /// Writes SPEC with `ext` (YAML lines at the operation's indentation) added to getItem.
+    fn spec_with(dir: &std::path::Path, ext: &str) {
+        let spec = SPEC.replace("      operationId: getItem\n", &format!("      operationId: getItem\n{ext}"));
+        std::fs::write(dir.join("api.yaml"), spec).unwrap();
+        std::fs::write(dir.join("key.secret"), "a-config-test-secret-of-32-bytes-or-more").unwrap();
+    }
+
+    const AUTHED: &str = "{ auth: { methods: [api_key] }, rate_limit: { limits: [{ name: all, key: consumer, rate: 100, period: 1m }] }, exposure: { fields: [{ name: ssn, action: redact }] }, contract: { specs: [api.yaml] } }";
+
+    #[test]
+    fn operation_extensions_compile_into_merged_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        spec_with(
+            dir.path(),
+            "      x-portcullis-owner: [{ path_param: id, equals: org_name }]\n      x-portcullis-rate-limit: [{ name: item-reads, key: consumer, rate: 5, period: 1m }]\n      x-portcullis-exposure: { fields: [{ pointer: /card, action: mask }] }\n",
+        );
+        let c = from_yaml(&with_identity(AUTHED), dir.path()).unwrap();
+        let op = &c.routes[0].operations["getItem"];
+        let auth = op.auth.as_ref().unwrap();
+        assert_eq!(auth.owner.len(), 1);
+        assert_eq!(auth.owner[0].source, crate::identity::OwnerSource::OperationParam("id".into()));
+        assert!(op.path.is_some());
+        let names: Vec<&str> = op.rate_limit.as_ref().unwrap().limits.limits().iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["all", "item-reads"], "the route's limits, then the operation's");
+        let exposure = op.exposure.as_ref().unwrap();
+        let out = exposure.policy.apply_json(br#"{"card":"abcd","ssn":"x"}"#, None).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_ne!(out["card"], "abcd", "the operation's field rule");
+        assert!(out.get("ssn").is_none(), "the route's field rule still applies: {out}");
+        // The traffic policy and the route without extensions.
+        assert!(crate::traffic_enabled(&c));
+        let tp = crate::TrafficConfig::policy(&c);
+        assert!(tp.operations["all"].contains_key("getItem"));
+        std::fs::write(dir.path().join("api.yaml"), SPEC).unwrap();
+        let c = from_yaml(&with_identity(AUTHED), dir.path()).unwrap();
+        assert!(c.routes[0].operations.is_empty());
+    }
+
+    #[test]
+    fn mistakes_in_operation_extensions_fail_check_with_their_pointer() {
+        for (ext, policy, want) in [
+            (
+                "      x-portcullis-ratelimit: [{ name: a, key: consumer, rate: 1, period: 1s }]\n",
+                AUTHED,
+                "unknown extension",
+            ),
+            ("      x-portcullis-owner: [{ path_param: nope, equals: org_name }]\n", AUTHED, "no {nope} parameter"),
+            ("      x-portcullis-owner: [{ path_param: id, equals: owner }]\n", AUTHED, "unknown value"),
+            (
+                "      x-portcullis-owner: [{ path_param: id, equals: org_name }]\n",
+                "{ auth: { public: true }, contract: { specs: [api.yaml] } }",
+                "authenticates nobody",
+            ),
+            (
+                "      x-portcullis-rate-limit: [{ name: all, key: consumer, rate: 5, period: 1m }]\n",
+                AUTHED,
+                "already has a limit",
+            ),
+            ("      x-portcullis-rate-limit: [{ name: x, key: nobody, rate: 5, period: 1m }]\n", AUTHED, "unknown key"),
+            ("      x-portcullis-rate-limit: { limit: 5 }\n", AUTHED, "not a list of limits"),
+            ("      x-portcullis-exposure: { actions: { credit_card: mask } }\n", AUTHED, "unknown data class"),
+            ("      x-portcullis-exposure: { mask: [card] }\n", AUTHED, "unknown field"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            spec_with(dir.path(), ext);
+            let e = from_yaml(&with_identity(policy), dir.path()).unwrap_err().0;
+            assert!(e.iter().any(|e| e.to_string().contains(want)), "{ext}: {e:?}");
+            assert!(
+                e.iter().any(|e| e.to_string().contains("/paths/~1items~1{id}/get")),
+                "{ext}: the error names the operation: {e:?}"
+            );
+        }
     }
 }

@@ -503,7 +503,11 @@ impl Builder<'_> {
                             format!("name a {{param}} of the {what} path"),
                         );
                     }
-                    Some(if operation { OwnerSource::OperationParam(n.clone()) } else { OwnerSource::PathParam(n.clone()) })
+                    Some(if operation {
+                        OwnerSource::OperationParam(n.clone())
+                    } else {
+                        OwnerSource::PathParam(n.clone())
+                    })
                 }
                 (None, Some(q), None) => Some(OwnerSource::Query(q.clone())),
                 (None, None, Some(b)) if is_json_pointer(b) => Some(OwnerSource::Body(b.clone())),

@@ -272,11 +272,8 @@ impl TrafficConfig {
                 .routes
                 .iter()
                 .map(|r| {
-                    let ops: HashMap<Arc<str>, Arc<RouteTraffic>> = r
-                        .operations
-                        .iter()
-                        .filter_map(|(id, op)| Some((id.clone(), op.rate_limit.clone()?)))
-                        .collect();
+                    let ops: HashMap<Arc<str>, Arc<RouteTraffic>> =
+                        r.operations.iter().filter_map(|(id, op)| Some((id.clone(), op.rate_limit.clone()?))).collect();
                     (r.name.clone(), ops)
                 })
                 .filter(|(_, ops)| !ops.is_empty())

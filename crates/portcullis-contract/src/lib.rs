@@ -53,8 +53,7 @@ mod stage;
 
 pub use contract::{
     BodyChoice, CompileOptions, Contract, Loaded, Lookup, OPERATION_EXTENSIONS, Operation, RequestHead, ResponseCheck,
-    SchemeKind,
-    SecurityAlternative,
+    SchemeKind, SecurityAlternative,
 };
 pub use load::SpecError;
 pub use stage::{ContractStage, Detail, OverCap, ResponsePolicy, RouteContract, STAGE_NAME};

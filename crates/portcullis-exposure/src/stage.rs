@@ -271,7 +271,6 @@ impl ExposureStage {
         self
     }
 
-
     /// Also applies the run-time shaping rules of `overrides`, read on every response. A route
     /// without a `policy.exposure` block that gets a run-time rule is shaped (not scanned) with
     /// [`RouteExposure::shape_only`] settings.

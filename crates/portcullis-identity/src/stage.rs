@@ -107,7 +107,8 @@ pub fn route_policies(config: &portcullis_config::Config) -> RoutePolicies {
                         Some((id.clone(), policy))
                     })
                     .collect();
-                let policy = RoutePolicy { auth: r.auth.clone(), path: r.path.clone(), operation_path: None, operations };
+                let policy =
+                    RoutePolicy { auth: r.auth.clone(), path: r.path.clone(), operation_path: None, operations };
                 (r.name.clone(), policy)
             })
             .collect(),

@@ -216,8 +216,12 @@ async fn url_parameters_go_through_the_ssrf_guard() {
     let with_mirrors = format!("{ok}&mirrors={}", q("https://93.184.216.34/a"));
     assert_eq!(gw.get(&with_mirrors).await.status, 200);
     let mut cases: Vec<(http::Request<Full<Bytes>>, &str)> = Vec::new();
-    for bad in ["http://169.254.169.254/latest/meta-data", "http://127.0.0.1:6379/", "gopher://93.184.216.34/", "http://0x7f000001/"]
-    {
+    for bad in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:6379/",
+        "gopher://93.184.216.34/",
+        "http://0x7f000001/",
+    ] {
         cases.push((request("GET", &format!("/fetch?url={}", q(bad)), None, ""), "/query/url"));
     }
     let mirror = format!("{ok}&mirrors={}&mirrors={}", q("https://93.184.216.34/a"), q("http://10.0.0.8/b"));
