@@ -357,7 +357,12 @@ impl Stage for ContractStage {
         }
 
         let head = RequestHead::new(ctx.query.as_deref(), &req.headers, &path_params);
-        let mut violations = op.check_head(&head, route.strict);
+        let (mut violations, params) = op.check_head_value(&head, route.strict);
+        if let (Some(policy), Some(params)) = (&route.ssrf, params)
+            && violations.is_empty()
+        {
+            violations = ssrf_violations(op.uri_params(), &params, "", policy, route.ssrf_resolve).await;
+        }
         let ct = content_type(&req.headers);
         let mut body_choice = None;
         let mut media_only = false;
@@ -425,7 +430,7 @@ impl Stage for ContractStage {
             let (v, value) = op.check_body_value(p.choice, &p.content_type, body, &p.route.json_limits);
             match (&p.route.ssrf, value) {
                 (Some(policy), Some(value)) if v.is_empty() && !op.uri_fields().is_empty() => {
-                    ssrf_violations(op.uri_fields(), &value, policy, p.route.ssrf_resolve).await
+                    ssrf_violations(op.uri_fields(), &value, "/body", policy, p.route.ssrf_resolve).await
                 }
                 _ => v,
             }
@@ -469,10 +474,16 @@ impl Stage for ContractStage {
                 .increment(1);
             return Ok(Flow::Continue);
         }
-        // Over the cap in enforce mode: the proxy answers 502 while buffering (fail closed).
+        // With no length, a body over the cap is learnt while buffering: in enforce mode with
+        // `reject` the proxy answers 502 (fail closed); otherwise it is served unvalidated and
+        // counted in `on_complete`.
         p.status = resp.status.as_u16();
         p.content_type = content_type(&resp.headers);
-        ctx.require_response_body(p.route.responses.max_body_bytes);
+        if p.route.responses.over_cap == OverCap::Pass || p.mode == Mode::Monitor {
+            ctx.prefer_response_body(p.route.responses.max_body_bytes);
+        } else {
+            ctx.require_response_body(p.route.responses.max_body_bytes);
+        }
         if p.mode == Mode::Enforce {
             // The body may be rewritten.
             resp.headers.remove(header::ETAG);
@@ -512,6 +523,16 @@ impl Stage for ContractStage {
         }
         Ok(Flow::Continue)
     }
+
+    fn on_complete(&self, ctx: &RequestCtx, _outcome: &portcullis_core::Outcome) {
+        // A response with no length that turned out longer than the cap, served unvalidated.
+        if ctx.response_body_unseen && ctx.extensions.get::<PendingResponse>().is_some() {
+            let route = ctx.route.as_deref().unwrap_or("").to_owned();
+            metrics::counter!("portcullis_contract_unvalidated_total", "route" => route, "reason" => "over-cap")
+                .increment(1);
+            tracing::info!(request_id = %ctx.request_id, "response over the contract's cap served unvalidated");
+        }
+    }
 }
 
 /// Most URLs checked in one body.
@@ -544,10 +565,12 @@ fn values_at<'v>(v: &'v serde_json::Value, tokens: &[&str], at: String, out: &mu
     }
 }
 
-/// Runs the SSRF guard over the body's URL fields. Reasons name the refused class, never the URL.
+/// Runs the SSRF guard over the URL fields of a body or of the typed parameters (`at`: the
+/// prefix of the violations' pointers). Reasons name the refused class, never the URL.
 async fn ssrf_violations(
     fields: &[String],
     value: &serde_json::Value,
+    at: &str,
     policy: &crate::ssrf::SsrfPolicy,
     resolve: bool,
 ) -> Vec<Violation> {
@@ -555,7 +578,7 @@ async fn ssrf_violations(
     let mut urls = Vec::new();
     for f in fields {
         let tokens: Vec<&str> = f.split('/').skip(1).collect();
-        values_at(value, &tokens, String::from("/body"), &mut urls);
+        values_at(value, &tokens, at.to_owned(), &mut urls);
     }
     let mut out = Vec::new();
     for (at, url) in urls {
