@@ -144,6 +144,53 @@ impl Positions {
     }
 }
 
+/// A JSON string in the body: its content `start..end` (without the quotes), whether it holds
+/// escapes, and its ASCII digits (counted on the raw text: exact when `esc` is false).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    esc: bool,
+    digits: usize,
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// Offset (from `i`) of the first `"`, `\` or control byte of `src[i..]`, and the ASCII digits
+/// before it; `None` when the body ends first. Eight bytes per step (SWAR): the usual
+/// zero-byte tricks give the lowest matching byte exactly, which is all that is used.
+fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
+    let rest = src.get(i..)?;
+    let mut off = 0usize;
+    let mut digits = 0usize;
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let q = w ^ (LO * u64::from(b'"'));
+        let bs = w ^ (LO * u64::from(b'\\'));
+        let special = ((q.wrapping_sub(LO) & !q) | (bs.wrapping_sub(LO) & !bs) | (w.wrapping_sub(LO * 0x20) & !w)) & HI;
+        // Per byte and exact (no carry crosses a byte): high bit set for `0`..=`9`.
+        let x = w & (LO * 0x7f);
+        let dig = x.wrapping_add(LO * 0x50) & !x.wrapping_add(LO * 0x46) & !w & HI;
+        if special != 0 {
+            let k = special.trailing_zeros() / 8;
+            let before = if k == 0 { 0 } else { u64::MAX >> (64 - 8 * k) };
+            digits += (dig & before).count_ones() as usize;
+            return Some((off + k as usize, digits));
+        }
+        digits += dig.count_ones() as usize;
+        off += 8;
+    }
+    for (j, &c) in chunks.remainder().iter().enumerate() {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some((off + j, digits));
+        }
+        digits += usize::from(c.is_ascii_digit());
+    }
+    None
+}
+
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
     for c in s.chars() {
@@ -361,30 +408,41 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    /// At a `"`: returns the content range and whether it holds escapes; leaves `pos` after it.
-    /// Refuses control characters and malformed escapes (as any JSON parser does).
-    fn string_span(&mut self) -> Result<(usize, usize, bool), ApplyError> {
+    /// At a `"`: returns the content range, whether it holds escapes and how many ASCII digits
+    /// it holds (exact when it holds no escape); leaves `pos` after it. Refuses control
+    /// characters and malformed escapes (as any JSON parser does).
+    fn string_span(&mut self) -> Result<Span, ApplyError> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut i = start;
         let mut esc = false;
+        let mut digits = 0usize;
         loop {
-            let rest = self.src.get(i..).ok_or(WALK_ERROR)?;
-            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+            // Eight bytes at a time: most strings (ids, names, dates) end within one or two words,
+            // where a memchr call would cost more than the whole scan.
+            let (k, d) = match special_in_words(self.src, i) {
+                Some((k, d)) => (k, d),
+                None => {
+                    self.pos = self.src.len();
+                    return Err(WALK_ERROR);
+                }
+            };
+            digits += d;
+            let at = i + k;
+            let Some(&c) = self.src.get(at) else {
                 self.pos = self.src.len();
                 return Err(WALK_ERROR);
             };
-            // `min` vectorises; the common case is one pass over the span.
-            if rest[..k].iter().copied().min().is_some_and(|c| c < 0x20) {
-                self.pos = i + rest[..k].iter().position(|&c| c < 0x20).unwrap_or(0);
+            if c == b'"' {
+                self.pos = at + 1;
+                return Ok(Span { start, end: at, esc, digits });
+            }
+            if c != b'\\' {
+                self.pos = at;
                 return Err(WALK_ERROR);
             }
-            if rest[k] == b'"' {
-                self.pos = i + k + 1;
-                return Ok((start, i + k, esc));
-            }
             esc = true;
-            let j = i + k + 1;
+            let j = at + 1;
             i = match self.src.get(j) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j + 1,
                 Some(b'u') if self.src.get(j + 1..j + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => j + 5,
@@ -554,6 +612,67 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
+    /// The gates of a string (decoded `val`, at `sp` in the body) when the detectors can find
+    /// something in it ([`crate::detect::Scanner::may_hit`]); `None` for most strings.
+    fn str_may_hit(&mut self, val: &str, sp: Span) -> Option<Gates> {
+        let sc = &self.p.scanner;
+        if sp.esc {
+            let gates = sc.gates_for(val);
+            return sc.may_hit(val, gates).then_some(gates);
+        }
+        let gates = Gates { has_at: self.at.any_in(sp.start, sp.end), has_prefix: self.pre.any_in(sp.start, sp.end) };
+        sc.may_hit_counted(val, gates, sp.digits).then_some(gates)
+    }
+
+    /// Whether the members or elements of a container at `depth` can take the lean path: no
+    /// shape, no pointer rule, no field rule in force above, and room for one more level.
+    fn lean(&self, ctx: Ctx<'p>, depth: usize) -> bool {
+        self.shape.is_none()
+            && self.p.pointer_rules.is_empty()
+            && ctx.forced.is_none()
+            && !ctx.allow
+            && depth < self.p.max_depth
+    }
+
+    /// Whether the detectors can skip the unescaped string at `sp` ([`Self::str_may_hit`] is
+    /// `None`), from the body-wide `@` and prefix positions and the digits counted in the span.
+    fn quick_skip(&mut self, sp: Span) -> bool {
+        if sp.esc {
+            return false;
+        }
+        let gates = Gates { has_at: self.at.any_in(sp.start, sp.end), has_prefix: self.pre.any_in(sp.start, sp.end) };
+        let Some(b) = self.src.get(sp.start..sp.end) else { return false };
+        !self.p.scanner.may_hit_bytes(b, gates, sp.digits)
+    }
+
+    /// The lean path for a value in a container that [`Self::lean`] allows: a scalar that needs
+    /// nothing (a literal, a number that cannot be a card, a string the detectors skip) is
+    /// validated and passed (`true`); otherwise `pos` is left at the value for the full path.
+    fn lean_scalar(&mut self) -> Result<bool, ApplyError> {
+        let at = self.pos;
+        match self.peek() {
+            Some(b'"') => {
+                let sp = self.string_span()?;
+                if self.quick_skip(sp) {
+                    return Ok(true);
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number_span()?;
+                if !(12..=19).contains(&(self.pos - at)) || !self.p.scanner.enabled(DataClass::CardNumber) {
+                    return Ok(true);
+                }
+            }
+            Some(b't' | b'f' | b'n') => {
+                self.literal()?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+        self.pos = at;
+        Ok(false)
+    }
+
     /// The rule for the child reached by `step` from the current path, if any.
     fn rule_for(&mut self, step: &Step<'_>) -> Option<&'p Forced> {
         let p = self.p;
@@ -569,6 +688,21 @@ impl<'p, 'a> Walker<'p, 'a> {
             }
         }
         let Step::Key(k) = step else { return None };
+        self.name_rule(k)
+    }
+
+    /// The rule a member's name selects (name rules and sensitive names), if any.
+    fn name_rule(&mut self, k: &str) -> Option<&'p Forced> {
+        let p = self.p;
+        if let (Some(&first), Some(&last)) = (k.as_bytes().first(), k.as_bytes().last())
+            && first.is_ascii_alphanumeric()
+            && last.is_ascii_alphanumeric()
+            && p.name_sigs[crate::policy::name_sig(first.to_ascii_lowercase(), last.to_ascii_lowercase())] == 0
+        {
+            // The normalised name starts and ends with these bytes (lowercased), whatever lies
+            // between them, and no configured name does.
+            return None;
+        }
         if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
             return None;
         }
@@ -643,6 +777,7 @@ impl<'p, 'a> Walker<'p, 'a> {
 
     fn object(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'{')?;
+        let lean = self.lean(ctx, depth);
         let mut kept = 0usize;
         let mut first = true;
         loop {
@@ -664,11 +799,34 @@ impl<'p, 'a> Walker<'p, 'a> {
             first = false;
             let start = self.pos;
             let edits_at = self.edits.len();
-            let (ks, ke, kesc) = self.string_span()?;
+            let ksp = self.string_span()?;
+            let (ks, ke, kesc) = (ksp.start, ksp.end, ksp.esc);
             let key = self.decode(ks, ke, kesc)?;
             self.ws();
             self.expect(b':')?;
             self.ws();
+
+            // Lean path: a plain key (no rule, nothing to detect in it) over a scalar the detectors
+            // can skip, or over a container walked the same way; everything else below.
+            let plain_key = lean && !kesc && self.name_rule(&key).is_none() && self.quick_skip(ksp);
+            if plain_key {
+                if self.lean_scalar()? {
+                    self.kept(kept, comma, start, edits_at);
+                    kept += 1;
+                    continue;
+                }
+                self.path.push(Step::Key(key));
+                let r = self.value(ctx, depth);
+                self.path.pop();
+                match r? {
+                    Out::Kept => {
+                        self.kept(kept, comma, start, edits_at);
+                        kept += 1;
+                    }
+                    Out::Remove => self.remove(comma, start, self.pos),
+                }
+                continue;
+            }
 
             let mut step = Step::Key(key);
             let proj = match self.shape {
@@ -686,14 +844,10 @@ impl<'p, 'a> Walker<'p, 'a> {
             // Detection on the key itself (maps keyed by e-mail address and the like).
             if !child.allow
                 && let Step::Key(k) = &step
+                && let Some(gates) = self.str_may_hit(k, ksp)
             {
                 let k: Cow<'a, str> = k.clone();
-                let gates = if kesc {
-                    self.p.scanner.gates_for(&k)
-                } else {
-                    Gates { has_at: self.at.any_in(ks, ke), has_prefix: self.pre.any_in(ks, ke) }
-                };
-                if self.p.scanner.may_hit(&k, gates) {
+                {
                     let before = self.findings.len();
                     let result = self.process_str(&k, gates)?;
                     // A key finding points at the member under its masked name; when the key is
@@ -748,6 +902,7 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn array(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'[')?;
         let cap = self.shape.and_then(|s| s.cap(&self.path));
+        let lean = self.lean(ctx, depth) && self.p.pointer_rules.is_empty();
         let mut index = 0usize;
         let mut kept = 0usize;
         loop {
@@ -770,6 +925,11 @@ impl<'p, 'a> Walker<'p, 'a> {
             let edits_at = self.edits.len();
             let step = Step::Index(index);
             index += 1;
+            if lean && self.lean_scalar()? {
+                self.kept(kept, comma, start, edits_at);
+                kept += 1;
+                continue;
+            }
             let proj = match self.shape {
                 Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
                 None => Some(ProjState::ALL),
@@ -802,21 +962,18 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 
     fn string_value(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
-        let (s, e, esc) = self.string_span()?;
+        let sp = self.string_span()?;
+        let (s, e) = (sp.start, sp.end);
         if ctx.allow && ctx.forced.is_none() {
             return Ok(Out::Kept);
         }
-        let val = self.decode(s, e, esc)?;
+        let val = self.decode(s, e, sp.esc)?;
         let result = match ctx.forced {
             Some(f) => self.forced(f, &val)?,
-            None => {
-                let gates = if esc {
-                    self.p.scanner.gates_for(&val)
-                } else {
-                    Gates { has_at: self.at.any_in(s, e), has_prefix: self.pre.any_in(s, e) }
-                };
-                if !self.p.scanner.may_hit(&val, gates) { StrResult::Unchanged } else { self.process_str(&val, gates)? }
-            }
+            None => match self.str_may_hit(&val, sp) {
+                None => StrResult::Unchanged,
+                Some(gates) => self.process_str(&val, gates)?,
+            },
         };
         match result {
             StrResult::Unchanged => {}

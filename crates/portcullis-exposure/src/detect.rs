@@ -234,6 +234,19 @@ impl Scanner {
             || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b))
     }
 
+    /// [`Self::may_hit`] for a string whose ASCII digits the caller has already counted.
+    pub(crate) fn may_hit_counted(&self, s: &str, gates: Gates, digits: usize) -> bool {
+        self.may_hit_bytes(s.as_bytes(), gates, digits)
+    }
+
+    /// [`Self::may_hit_counted`] on the raw bytes.
+    pub(crate) fn may_hit_bytes(&self, b: &[u8], gates: Gates, digits: usize) -> bool {
+        gates.has_prefix
+            || !self.customs.is_empty()
+            || (gates.has_at && email_trigger(b))
+            || (b.len() >= 9 && digits >= 8 && numeric_may_hit(b))
+    }
+
     /// Appends the hits in `s`, sorted by start, without overlaps (secrets win over the rest).
     pub(crate) fn scan(&self, s: &str, gates: Gates, out: &mut Vec<Hit>) {
         let base = out.len();
