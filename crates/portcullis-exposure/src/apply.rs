@@ -1078,3 +1078,42 @@ impl<'p, 'a> Walker<'p, 'a> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The byte-at-a-time reference for [`special_in_words`].
+    fn naive(src: &[u8], i: usize) -> Option<(usize, usize)> {
+        let rest = src.get(i..)?;
+        let k = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        Some((k, rest[..k].iter().filter(|c| c.is_ascii_digit()).count()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// Every byte value in every lane of a word, and every tail length.
+        #[test]
+        fn word_scan_matches_byte_scan(
+            src in proptest::collection::vec(
+                prop_oneof![any::<u8>(), b'0'..=b'9', Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x7f), Just(0xb0), Just(0xba)],
+                0..40,
+            ),
+            from in 0usize..8,
+        ) {
+            prop_assert_eq!(special_in_words(&src, from), naive(&src, from));
+        }
+    }
+
+    #[test]
+    fn word_scan_finds_the_first_special_byte_and_counts_digits_before_it() {
+        assert_eq!(special_in_words(b"ab12cd34ef\"56", 0), Some((10, 4)));
+        assert_eq!(special_in_words(b"12345678\x01", 0), Some((8, 8)));
+        assert_eq!(special_in_words(b"x\\", 0), Some((1, 0)));
+        assert_eq!(special_in_words(b"0123456789", 0), None);
+        // Bytes ≥ 0x80 whose low seven bits are digits are not digits.
+        assert_eq!(special_in_words(&[0xb0, 0xb9, b'1', b'"'], 0), Some((3, 1)));
+    }
+}

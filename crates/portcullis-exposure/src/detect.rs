@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use crate::class::{Action, DataClass};
@@ -180,12 +180,18 @@ pub(crate) struct CompiledCustom {
 pub(crate) struct Scanner {
     enabled: [bool; DataClass::ALL.len()],
     pub(crate) prefixes: AhoCorasick,
+    /// The same patterns as a plain DFA without prefilter: for short strings, where setting up
+    /// the vectorised search costs more than walking the bytes.
+    short_prefixes: AhoCorasick,
     email: Regex,
     card: Regex,
     phone: Regex,
     iban: Regex,
     pub(crate) customs: Vec<CompiledCustom>,
 }
+
+/// Below this length, [`Scanner::gates_for`] walks the prefix DFA byte by byte.
+const SHORT: usize = 64;
 
 /// Errors building the built-in detectors; only possible through a bug, kept as an error anyway.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +207,11 @@ impl Scanner {
         Ok(Scanner {
             enabled,
             prefixes: prefix_automaton()?,
+            short_prefixes: AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(PREFIXES.iter().map(|(p, _)| p))?,
             email: Regex::new(
                 r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)",
             )?,
@@ -221,7 +232,8 @@ impl Scanner {
 
     /// Computes the gates from the string itself (text bodies, JSON strings with escapes).
     pub(crate) fn gates_for(&self, s: &str) -> Gates {
-        Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix: self.prefixes.is_match(s) }
+        let has_prefix = if s.len() < SHORT { self.short_prefixes.is_match(s) } else { self.prefixes.is_match(s) };
+        Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix }
     }
 
     /// Whether [`Self::scan`] can find anything in `s`: false for most strings, after a cheap
@@ -349,29 +361,57 @@ struct NumericTriggers {
 }
 
 /// Whether a numeric detector can match: a run of digits and ` .-()+` (the only bytes card,
-/// SSN and phone matches are made of) with 9 digits (8 when it holds a `+`), or a word-initial
-/// IBAN start. Dates and times (`2024-01-15T10:30:00Z`: 8 digits at most per run) stop here.
+/// SSN and phone matches are made of) with 9 digits (8 from a `+`) counted from the first place
+/// in the run where a match can start (after a byte that is not a word byte nor one of
+/// `-./+$#`: the union of the start checks of [`card_start_ok`], [`ssn_at`] and
+/// [`phone_start_ok`]), or a word-initial IBAN start. Dates and times (`2024-01-15T10:30:00Z`:
+/// 8 digits at most per run) and UUIDs (every digit group follows a letter or a `-`) stop here.
 fn numeric_may_hit(b: &[u8]) -> bool {
-    let (mut run, mut plus, mut prev) = (0usize, false, 0u8);
+    let can_start = |i: usize| i == 0 || !NO_START_AFTER[usize::from(b[i - 1])];
+    // Digits since the first possible start in the current run; `usize::MAX`: no start yet.
+    const NONE: usize = usize::MAX;
+    let (mut run, mut plus) = (NONE, false);
     for (i, &c) in b.iter().enumerate() {
         if c.is_ascii_digit() {
+            if run == NONE {
+                if !can_start(i) {
+                    continue;
+                }
+                run = 0;
+            }
             run += 1;
             if run >= 9 || (plus && run >= 8) {
                 return true;
             }
         } else if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
-            plus |= c == b'+';
+            if matches!(c, b'(' | b'+') && can_start(i) {
+                if run == NONE {
+                    run = 0;
+                }
+                plus |= c == b'+';
+            }
         } else {
-            run = 0;
+            run = NONE;
             plus = false;
-            if c.is_ascii_uppercase() && !is_word(prev) && iban_start(b, i) {
+            if c.is_ascii_uppercase() && (i == 0 || !is_word(b[i - 1])) && iban_start(b, i) {
                 return true;
             }
         }
-        prev = c;
     }
     false
 }
+
+/// Bytes after which no card, SSN or phone match starts: word bytes and `-./+$#`.
+static NO_START_AFTER: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'$' | b'#');
+        c += 1;
+    }
+    t
+};
 
 /// ASCII digits in `b` (vectorised).
 fn digit_count(b: &[u8]) -> usize {
@@ -841,10 +881,27 @@ mod tests {
         let t = NumericTriggers::of(b"call +1 415 555 2671, card 4242 4242 4242 4242, DE89370400440532013000");
         assert!(t.card && t.phone && t.iban);
         assert!(!email_trigger(b"j***@example.com") && email_trigger(b"mail jane@example.com"));
-        for s in ["2024-06-01T08:00:00.123Z", "7f9c2ba4-e88f-11ee-a506-0a0000003e8b", "Widget 123456"] {
+        // A run counts from where a match can start: not after a word byte nor `-./+$#`.
+        for s in [
+            "2024-06-01T08:00:00.123Z",
+            "7f9c2ba4-e88f-11ee-a506-0a0000003e8b",
+            "7f9c2ba4-e88f-11ee-a506-000000000001",
+            "Widget 123456",
+            "ORD-4242424242424242",
+            "v1.4242424242424242",
+            "x+14155552671",
+        ] {
             assert!(!numeric_may_hit(s.as_bytes()), "{s}");
         }
-        for s in ["536-22-6789", "+1 415 5550", "x DE89370400440532013000"] {
+        for s in [
+            "536-22-6789",
+            "+1 415 5550",
+            "x DE89370400440532013000",
+            "ab12 4242424242424242",
+            "(415) 555-2671",
+            "tel:+14155552671",
+            "id 7f9c2ba4 000000000001",
+        ] {
             assert!(numeric_may_hit(s.as_bytes()), "{s}");
         }
     }
