@@ -65,17 +65,12 @@ const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
 /// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
 type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
 
-/// Replace `start..end` of the input by `rep` (empty: delete).
+/// Replace `start..end` of the input by `rep`, a range of the walker's replacement buffer
+/// (empty: delete). One buffer for every edit: no allocation per masked value.
 struct Edit {
     start: usize,
     end: usize,
-    rep: Vec<u8>,
-}
-
-fn json_str(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_str(&mut out, s);
-    out
+    rep: std::ops::Range<usize>,
 }
 
 enum Out {
@@ -105,6 +100,8 @@ struct Walker<'p, 'a> {
     /// Rewrites of the input, in order and disjoint: the output is built only when there are any,
     /// and everything else (formatting included) is copied as is.
     edits: Vec<Edit>,
+    /// The bytes every edit puts in place, back to back.
+    reps: Vec<u8>,
     path: Vec<Step<'a>>,
     findings: Vec<Finding>,
     blocked: bool,
@@ -232,6 +229,7 @@ impl CompiledPolicy {
             text,
             pos: 0,
             edits: Vec::new(),
+            reps: Vec::new(),
             path: Vec::new(),
             findings: Vec::new(),
             blocked: false,
@@ -249,7 +247,7 @@ impl CompiledPolicy {
                 e => e,
             });
         }
-        let Walker { edits, findings, blocked, .. } = w;
+        let Walker { edits, reps, findings, blocked, .. } = w;
         let changed = !edits.is_empty();
         let body = if blocked {
             Vec::new()
@@ -258,7 +256,7 @@ impl CompiledPolicy {
             let mut last = 0;
             for e in &edits {
                 out.extend_from_slice(body.get(last..e.start).ok_or(WALK_ERROR)?);
-                out.extend_from_slice(&e.rep);
+                out.extend_from_slice(reps.get(e.rep.clone()).ok_or(WALK_ERROR)?);
                 last = e.end;
             }
             out.extend_from_slice(body.get(last..).ok_or(WALK_ERROR)?);
@@ -343,10 +341,12 @@ impl CompiledPolicy {
             if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
                 return StrResult::Remove;
             }
+            if matches!(action, Action::Allow | Action::Report | Action::Block) {
+                continue;
+            }
             let value = val.get(h.start..h.end).unwrap_or("");
-            let Some(rep) = self.replacement(class, action, value) else { continue };
             out.push_str(val.get(last..h.start).unwrap_or(""));
-            out.push_str(&rep);
+            self.replace_into(&mut out, class, action, value);
             last = h.end;
             changed = true;
         }
@@ -368,22 +368,19 @@ impl CompiledPolicy {
         }
     }
 
-    /// The in-place replacement of a detected value for `Mask`/`MaskKeepLast`/`Hash`; `None` for
-    /// actions that leave it (`Allow`, `Report`).
-    fn replacement(&self, class: DataClass, action: Action, value: &str) -> Option<String> {
+    /// Appends the in-place replacement of a detected value for `Mask`/`MaskKeepLast`/`Hash`/
+    /// `Redact` to `out`; the actions that leave the value (`Allow`, `Report`, `Block`) never
+    /// get here.
+    fn replace_into(&self, out: &mut String, class: DataClass, action: Action, value: &str) {
         match action {
-            Action::Mask => Some(mask::mask_detected(class, value)),
-            Action::MaskKeepLast(n) => Some(if class.is_secret() {
-                mask::mask_chars_keep_last(value, usize::from(n))
-            } else {
-                mask::mask_alnum_keep_last(value, usize::from(n))
-            }),
-            Action::Hash => Some(match &self.tokenizer {
-                Some(t) => t.token(value),
-                None => REDACTED.to_owned(),
-            }),
-            Action::Redact => Some(REDACTED.to_owned()),
-            Action::Allow | Action::Report | Action::Block => None,
+            Action::Mask => mask::mask_detected_into(out, class, value),
+            Action::MaskKeepLast(n) if class.is_secret() => mask::mask_chars_keep_last_into(out, value, usize::from(n)),
+            Action::MaskKeepLast(n) => mask::mask_alnum_keep_last_into(out, value, usize::from(n)),
+            Action::Hash => match &self.tokenizer {
+                Some(t) => out.push_str(&t.token(value)),
+                None => out.push_str(REDACTED),
+            },
+            Action::Redact | Action::Allow | Action::Report | Action::Block => out.push_str(REDACTED),
         }
     }
 }
@@ -519,10 +516,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         if !ctx.proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
             self.skip_value(0)?;
             self.edits.clear();
-            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+            self.push_edit(root_start, self.pos, b"null");
         } else if let Out::Remove = self.value(ctx, 0)? {
             self.edits.clear();
-            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+            self.push_edit(root_start, self.pos, b"null");
         }
         self.ws();
         if self.pos == self.src.len() { Ok(()) } else { Err(WALK_ERROR) }
@@ -752,12 +749,26 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
+    /// Adds an edit replacing `start..end` by `bytes`.
+    fn push_edit(&mut self, start: usize, end: usize, bytes: &[u8]) {
+        let at = self.reps.len();
+        self.reps.extend_from_slice(bytes);
+        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
+    }
+
+    /// Adds an edit replacing `start..end` by the JSON string `s`.
+    fn push_str_edit(&mut self, start: usize, end: usize, s: &str) {
+        let at = self.reps.len();
+        write_json_str(&mut self.reps, s);
+        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
+    }
+
     /// Drops edits inside `from..` (the enclosing range is being replaced) and adds one.
     fn replace_range(&mut self, from: usize, to: usize, rep: &[u8]) {
         while self.edits.last().is_some_and(|e| e.start >= from) {
             self.edits.pop();
         }
-        self.edits.push(Edit { start: from, end: to, rep: rep.to_vec() });
+        self.push_edit(from, to, rep);
     }
 
     /// Removes member/element `start..end` with the comma before it (if any). The first member
@@ -771,7 +782,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         if kept_before == 0
             && let Some(c) = comma
         {
-            self.edits.insert(edits_at, Edit { start: c, end: start, rep: Vec::new() });
+            self.edits.insert(edits_at, Edit { start: c, end: start, rep: 0..0 });
         }
     }
 
@@ -862,7 +873,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                     match result {
                         StrResult::Unchanged => {}
                         StrResult::Replaced(new) => {
-                            self.edits.push(Edit { start: ks - 1, end: ke + 1, rep: json_str(&new) });
+                            self.push_str_edit(ks - 1, ke + 1, &new);
                             step = Step::Key(Cow::Owned(new));
                         }
                         StrResult::Remove => {
@@ -977,7 +988,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.edits.push(Edit { start: s - 1, end: e + 1, rep: json_str(&new) }),
+            StrResult::Replaced(new) => self.push_str_edit(s - 1, e + 1, &new),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1014,7 +1025,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.edits.push(Edit { start, end: self.pos, rep: json_str(&new) }),
+            StrResult::Replaced(new) => self.push_str_edit(start, self.pos, &new),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1024,12 +1035,11 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
         let p = self.p;
         let path = &self.path;
-        let mut location: Option<String> = None;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
         Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
-            let location = Location::Pointer(location.get_or_insert_with(|| pointer::render(path)).clone());
+            let location = Location::Pointer(pointer::render(path));
             findings.push(Finding { class, detector: detector.clone(), location, action });
         }))
     }

@@ -611,9 +611,9 @@ fn phone_ok(b: &[u8], start: usize, end: usize) -> bool {
 }
 
 fn email_ok(m: &str) -> bool {
-    let tld = m.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    let tld = m.rsplit('.').next().unwrap_or("");
     // `icon@2x.png` and friends are asset names, not addresses.
-    !matches!(tld.as_str(), "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "css" | "js" | "ico" | "map")
+    !["png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ico", "map"].iter().any(|a| tld.eq_ignore_ascii_case(a))
 }
 
 /// Finds where a valid IBAN starting at `start` ends (the regex may run on into the next word).
