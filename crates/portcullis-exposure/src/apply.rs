@@ -78,6 +78,16 @@ enum Out {
     Remove,
 }
 
+/// What [`Walker::lean_scalar`] made of a value.
+enum Lean {
+    /// Walked; nothing to do.
+    Done,
+    /// An unescaped string, walked, that the detectors must see.
+    Hit(Span, Gates),
+    /// Not walked: take the full path.
+    Full,
+}
+
 enum StrResult {
     Unchanged,
     Replaced(String),
@@ -634,40 +644,59 @@ impl<'p, 'a> Walker<'p, 'a> {
     /// Whether the detectors can skip the unescaped string at `sp` ([`Self::str_may_hit`] is
     /// `None`), from the body-wide `@` and prefix positions and the digits counted in the span.
     fn quick_skip(&mut self, sp: Span) -> bool {
-        if sp.esc {
-            return false;
-        }
+        !sp.esc && self.raw_may_hit(sp).is_none()
+    }
+
+    /// [`Self::str_may_hit`] for an unescaped string, from its bytes in the body.
+    fn raw_may_hit(&mut self, sp: Span) -> Option<Gates> {
         let gates = Gates { has_at: self.at.any_in(sp.start, sp.end), has_prefix: self.pre.any_in(sp.start, sp.end) };
-        let Some(b) = self.src.get(sp.start..sp.end) else { return false };
-        !self.p.scanner.may_hit_bytes(b, gates, sp.digits)
+        let b = self.src.get(sp.start..sp.end)?;
+        self.p.scanner.may_hit_bytes(b, gates, sp.digits).then_some(gates)
     }
 
     /// The lean path for a value in a container that [`Self::lean`] allows: a scalar that needs
     /// nothing (a literal, a number that cannot be a card, a string the detectors skip) is
-    /// validated and passed (`true`); otherwise `pos` is left at the value for the full path.
-    fn lean_scalar(&mut self) -> Result<bool, ApplyError> {
+    /// validated and passed; a string the detectors must see is handed back with its gates, to
+    /// be pushed onto the path and processed ([`Self::string_hit`]); for anything else `pos` is
+    /// left at the value for the full path.
+    fn lean_scalar(&mut self) -> Result<Lean, ApplyError> {
         let at = self.pos;
         match self.peek() {
             Some(b'"') => {
                 let sp = self.string_span()?;
-                if self.quick_skip(sp) {
-                    return Ok(true);
+                if !sp.esc {
+                    return Ok(match self.raw_may_hit(sp) {
+                        None => Lean::Done,
+                        Some(gates) => Lean::Hit(sp, gates),
+                    });
                 }
             }
             Some(b'-' | b'0'..=b'9') => {
                 self.number_span()?;
                 if !(12..=19).contains(&(self.pos - at)) || !self.p.scanner.enabled(DataClass::CardNumber) {
-                    return Ok(true);
+                    return Ok(Lean::Done);
                 }
             }
             Some(b't' | b'f' | b'n') => {
                 self.literal()?;
-                return Ok(true);
+                return Ok(Lean::Done);
             }
             _ => {}
         }
         self.pos = at;
-        Ok(false)
+        Ok(Lean::Full)
+    }
+
+    /// An unescaped string at `sp` (already walked) that the detectors must see, with no field
+    /// rule in force: detection and actions, as [`Self::string_value`] does.
+    fn string_hit(&mut self, sp: Span, gates: Gates) -> Result<Out, ApplyError> {
+        let val = self.str_at(sp.start, sp.end)?;
+        match self.process_str(val, gates)? {
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.push_str_edit(sp.start - 1, sp.end + 1, &new),
+            StrResult::Remove => return Ok(Out::Remove),
+        }
+        Ok(Out::Kept)
     }
 
     /// The rule for the child reached by `step` from the current path, if any.
@@ -821,14 +850,21 @@ impl<'p, 'a> Walker<'p, 'a> {
             // can skip, or over a container walked the same way; everything else below.
             let plain_key = lean && !kesc && self.name_rule(&key).is_none() && self.quick_skip(ksp);
             if plain_key {
-                if self.lean_scalar()? {
-                    self.kept(kept, comma, start, edits_at);
-                    kept += 1;
-                    continue;
-                }
-                self.path.push(Step::Key(key));
-                let r = self.value(ctx, depth);
-                self.path.pop();
+                let r = match self.lean_scalar()? {
+                    Lean::Done => Ok(Out::Kept),
+                    Lean::Hit(sp, gates) => {
+                        self.path.push(Step::Key(key));
+                        let r = self.string_hit(sp, gates);
+                        self.path.pop();
+                        r
+                    }
+                    Lean::Full => {
+                        self.path.push(Step::Key(key));
+                        let r = self.value(ctx, depth);
+                        self.path.pop();
+                        r
+                    }
+                };
                 match r? {
                     Out::Kept => {
                         self.kept(kept, comma, start, edits_at);
@@ -936,10 +972,25 @@ impl<'p, 'a> Walker<'p, 'a> {
             let edits_at = self.edits.len();
             let step = Step::Index(index);
             index += 1;
-            if lean && self.lean_scalar()? {
-                self.kept(kept, comma, start, edits_at);
-                kept += 1;
-                continue;
+            if lean {
+                let r = match self.lean_scalar()? {
+                    Lean::Done => Some(Out::Kept),
+                    Lean::Hit(sp, gates) => {
+                        self.path.push(Step::Index(index - 1));
+                        let r = self.string_hit(sp, gates);
+                        self.path.pop();
+                        Some(r?)
+                    }
+                    Lean::Full => None,
+                };
+                if let Some(r) = r {
+                    if let Out::Remove = r {
+                        self.replace_range(start, self.pos, b"null");
+                    }
+                    self.kept(kept, comma, start, edits_at);
+                    kept += 1;
+                    continue;
+                }
             }
             let proj = match self.shape {
                 Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
