@@ -367,14 +367,17 @@ struct NumericTriggers {
 /// [`phone_start_ok`]), or a word-initial IBAN start. Dates and times (`2024-01-15T10:30:00Z`:
 /// 8 digits at most per run) and UUIDs (every digit group follows a letter or a `-`) stop here.
 fn numeric_may_hit(b: &[u8]) -> bool {
-    let can_start = |i: usize| i == 0 || !NO_START_AFTER[usize::from(b[i - 1])];
-    // Digits since the first possible start in the current run; `usize::MAX`: no start yet.
-    const NONE: usize = usize::MAX;
+    // Digits since the first possible start in the current run; `NONE`: no start yet.
+    const NONE: u32 = u32::MAX;
     let (mut run, mut plus) = (NONE, false);
+    // The previous byte's flags; the start of the string allows a start and is not a word.
+    let mut prev = 0u8;
     for (i, &c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
+        let f = BYTE_FLAGS[usize::from(c)];
+        if f & F_DIGIT != 0 {
             if run == NONE {
-                if !can_start(i) {
+                if prev & F_NO_START_AFTER != 0 {
+                    prev = f;
                     continue;
                 }
                 run = 0;
@@ -383,8 +386,8 @@ fn numeric_may_hit(b: &[u8]) -> bool {
             if run >= 9 || (plus && run >= 8) {
                 return true;
             }
-        } else if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
-            if matches!(c, b'(' | b'+') && can_start(i) {
+        } else if f & F_RUN != 0 {
+            if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
                 if run == NONE {
                     run = 0;
                 }
@@ -393,22 +396,53 @@ fn numeric_may_hit(b: &[u8]) -> bool {
         } else {
             run = NONE;
             plus = false;
-            if c.is_ascii_uppercase() && (i == 0 || !is_word(b[i - 1])) && iban_start(b, i) {
+            if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
                 return true;
             }
         }
+        prev = f;
     }
     false
 }
 
-/// Bytes after which no card, SSN or phone match starts: word bytes and `-./+$#`.
-static NO_START_AFTER: [bool; 256] = {
-    let mut t = [false; 256];
-    let mut c = 0;
-    while c < 256 {
-        let b = c as u8;
-        t[c] = b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/' | b'+' | b'$' | b'#');
-        c += 1;
+const F_DIGIT: u8 = 1;
+/// Digits and ` .-()+`: the bytes card, SSN and phone matches are made of.
+const F_RUN: u8 = 2;
+/// Word bytes and `-./+$#`: no card, SSN or phone match starts after one.
+const F_NO_START_AFTER: u8 = 4;
+const F_WORD: u8 = 8;
+const F_UPPER: u8 = 16;
+/// `(` and `+`: a phone match can start at one.
+const F_OPENER: u8 = 32;
+
+/// The classes of [`numeric_may_hit`], one table lookup per byte.
+static BYTE_FLAGS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let word = c.is_ascii_alphanumeric() || c == b'_';
+        let mut f = 0;
+        if c.is_ascii_digit() {
+            f |= F_DIGIT | F_RUN;
+        }
+        if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
+            f |= F_RUN;
+        }
+        if matches!(c, b'(' | b'+') {
+            f |= F_OPENER;
+        }
+        if word || matches!(c, b'-' | b'.' | b'/' | b'+' | b'$' | b'#') {
+            f |= F_NO_START_AFTER;
+        }
+        if word {
+            f |= F_WORD;
+        }
+        if c.is_ascii_uppercase() {
+            f |= F_UPPER;
+        }
+        t[i] = f;
+        i += 1;
     }
     t
 };
