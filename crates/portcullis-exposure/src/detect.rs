@@ -267,7 +267,7 @@ impl Scanner {
             self.scan_prefixes(b, base, out);
         }
         if gates.has_at && self.enabled(DataClass::Email) && email_trigger(b) {
-            for m in self.email.find_iter(s) {
+            for m in matches(&self.email, s) {
                 if email_ok(m.as_str()) {
                     push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Email));
                 }
@@ -278,14 +278,14 @@ impl Scanner {
         if b.len() >= 9 && digit_count(b) >= 8 {
             let t = NumericTriggers::of(b);
             if t.card && self.enabled(DataClass::CardNumber) {
-                for m in self.card.find_iter(s) {
+                for m in matches(&self.card, s) {
                     if card_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::CardNumber));
                     }
                 }
             }
             if t.iban && self.enabled(DataClass::Iban) {
-                for m in self.iban.find_iter(s) {
+                for m in matches(&self.iban, s) {
                     if let Some(end) = iban_end(b, m.start(), m.end()) {
                         push(out, base, m.start(), end, DetId::Builtin(DataClass::Iban));
                     }
@@ -303,7 +303,7 @@ impl Scanner {
                 }
             }
             if t.phone && self.enabled(DataClass::Phone) {
-                for m in self.phone.find_iter(s) {
+                for m in matches(&self.phone, s) {
                     if phone_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
                     }
@@ -341,6 +341,24 @@ impl Scanner {
             }
         }
     }
+}
+
+/// `re.find_iter(s)` for a built-in regex (none matches the empty string), without the search
+/// that `find_iter` runs after a match that ends the string (most hits are a whole value).
+fn matches<'s>(re: &Regex, s: &'s str) -> impl Iterator<Item = regex::Match<'s>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= s.len() {
+            return None;
+        }
+        let m = re.find_at(s, at)?;
+        // An empty match cannot happen; stopping there keeps the loop finite regardless.
+        if m.is_empty() {
+            return None;
+        }
+        at = m.end();
+        Some(m)
+    })
 }
 
 /// One pass over a string that tells which numeric detectors can possibly match, so that ids,

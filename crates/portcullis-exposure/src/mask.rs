@@ -24,11 +24,8 @@ pub(crate) fn mask_detected_into(out: &mut String, class: DataClass, v: &str) {
     match class {
         DataClass::CardNumber | DataClass::Iban => {
             let n = v.bytes().filter(u8::is_ascii_alphanumeric).count();
-            let mut seen = 0usize;
-            for c in v.chars().filter(char::is_ascii_alphanumeric) {
-                seen += 1;
-                out.push(if seen + 4 <= n { '*' } else { c });
-            }
+            out.extend(std::iter::repeat_n('*', n.saturating_sub(4)));
+            out.extend(v.bytes().filter(u8::is_ascii_alphanumeric).skip(n.saturating_sub(4)).map(char::from));
         }
         DataClass::Email => match v.split_once('@') {
             Some((local, domain)) => {
@@ -47,16 +44,21 @@ pub(crate) fn mask_detected_into(out: &mut String, class: DataClass, v: &str) {
 /// Replaces every ASCII alphanumeric but the last `keep` of them by `*`; separators stay.
 /// Appended to `out`.
 pub(crate) fn mask_alnum_keep_last_into(out: &mut String, v: &str, keep: usize) {
-    let total = v.bytes().filter(u8::is_ascii_alphanumeric).count();
-    let mut seen = 0usize;
-    for c in v.chars() {
+    let mut to_mask = v.bytes().filter(u8::is_ascii_alphanumeric).count().saturating_sub(keep);
+    // Copy runs between the masked bytes: they are ASCII, so every cut is a char boundary.
+    let mut last = 0;
+    for (i, c) in v.bytes().enumerate() {
+        if to_mask == 0 {
+            break;
+        }
         if c.is_ascii_alphanumeric() {
-            seen += 1;
-            out.push(if seen + keep <= total { '*' } else { c });
-        } else {
-            out.push(c);
+            out.push_str(v.get(last..i).unwrap_or(""));
+            out.push('*');
+            last = i + 1;
+            to_mask -= 1;
         }
     }
+    out.push_str(v.get(last..).unwrap_or(""));
 }
 
 /// Replaces every character but the last `keep` by `*`, keeping the length in characters.
@@ -130,6 +132,40 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The char-by-char definitions the byte-level masks must match.
+    fn alnum_reference(v: &str, keep: usize) -> String {
+        let total = v.chars().filter(char::is_ascii_alphanumeric).count();
+        let mut seen = 0usize;
+        v.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    seen += 1;
+                    if seen + keep <= total { '*' } else { c }
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    fn card_reference(v: &str) -> String {
+        let kept: Vec<char> = v.chars().filter(char::is_ascii_alphanumeric).collect();
+        let n = kept.len();
+        let mut out = "*".repeat(n.saturating_sub(4));
+        out.extend(kept.iter().skip(n.saturating_sub(4)));
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_level_masks_match_their_definitions(v in "[a-zA-Z0-9 +()é€.-]{0,24}", keep in 0usize..6) {
+            let mut out = String::new();
+            mask_alnum_keep_last_into(&mut out, &v, keep);
+            proptest::prop_assert_eq!(out, alnum_reference(&v, keep));
+            proptest::prop_assert_eq!(mask_detected(DataClass::CardNumber, &v), card_reference(&v));
+        }
+    }
 
     #[test]
     fn card_keeps_last_four() {

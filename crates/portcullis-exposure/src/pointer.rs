@@ -103,7 +103,7 @@ fn push_index(out: &mut String, mut i: usize) {
             break;
         }
     }
-    out.push_str(std::str::from_utf8(&buf[n..]).unwrap_or_default());
+    out.extend(buf[n..].iter().map(|&d| char::from(d)));
 }
 
 /// Renders a path as a JSON pointer.
