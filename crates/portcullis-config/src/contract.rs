@@ -326,6 +326,175 @@ impl Builder<'_> {
     }
 }
 
+/// Gateway policy an OpenAPI operation carries next to it (`x-portcullis-owner`,
+/// `x-portcullis-rate-limit`, `x-portcullis-exposure`), merged with its route's: the stages use
+/// it instead of the route's policy for requests the router matched to this operation.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct OperationPolicy {
+    /// The route's auth with the operation's ownership rules added.
+    pub auth: Option<crate::identity::RouteAuth>,
+    /// The operation's path template, which its `path_param` ownership rules read.
+    pub path: Option<crate::pattern::PathPattern>,
+    /// The route's rate limits with the operation's added.
+    pub rate_limit: Option<Arc<portcullis_traffic::RouteTraffic>>,
+    /// The route's exposure policy with the operation's merged in.
+    pub exposure: Option<Arc<portcullis_exposure::RouteExposure>>,
+}
+
+/// `x-portcullis-rate-limit`: a list of limits, or `{limits, emit_headers}`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum FileOperationRateLimit {
+    List(Vec<crate::traffic::FileLimit>),
+    Block(FileOperationLimits),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileOperationLimits {
+    limits: Vec<crate::traffic::FileLimit>,
+    #[serde(default)]
+    emit_headers: Option<bool>,
+}
+
+/// Reads an extension's value as `T`; a shape error names the extension.
+fn parse_ext<T: serde::de::DeserializeOwned>(v: &serde_json::Value) -> Result<T, String> {
+    serde_json::from_value(v.clone()).map_err(|e| e.to_string())
+}
+
+impl Builder<'_> {
+    /// The per-operation policies of a route's contract, keyed by operation id. `fr` is the
+    /// route as written, `route` as compiled so far (auth, rate limit, exposure); `p` is the
+    /// route's key path. Errors are reported at `file#/json/pointer/x-portcullis-…`.
+    pub(crate) fn operation_policies(
+        &mut self,
+        fr: &crate::file::FileRoute,
+        route: &crate::RouteConfig,
+        identity: bool,
+        cluster: bool,
+    ) -> HashMap<Arc<str>, OperationPolicy> {
+        let mut out = HashMap::new();
+        let Some(contract) = route.contract.clone() else { return out };
+        for op in contract.contract.operations() {
+            if !op.has_policy_extensions() {
+                continue;
+            }
+            let mut policy = OperationPolicy::default();
+            if let Some(v) = op.policy_extension("x-portcullis-owner") {
+                let at = format!("{}/x-portcullis-owner", op.source());
+                policy.auth = self.operation_owner(&at, v, op, route, identity);
+                policy.path = match crate::pattern::PathPattern::parse(op.path_template(), false) {
+                    Ok(pp) => Some(pp),
+                    Err(e) => {
+                        let uses_path = policy.auth.as_ref().is_some_and(|a| {
+                            a.owner.iter().any(|r| matches!(r.source, crate::identity::OwnerSource::OperationParam(_)))
+                        });
+                        if uses_path {
+                            self.c.error(
+                                &at,
+                                format!("the operation's path cannot be read for path_param rules: {e}"),
+                                "read the owner from the query or the body",
+                            );
+                        }
+                        None
+                    }
+                };
+            }
+            if let Some(v) = op.policy_extension("x-portcullis-rate-limit") {
+                let at = format!("{}/x-portcullis-rate-limit", op.source());
+                policy.rate_limit = self.operation_rate_limit(&at, v, route, identity, cluster);
+            }
+            if let Some(v) = op.policy_extension("x-portcullis-exposure") {
+                let at = format!("{}/x-portcullis-exposure", op.source());
+                match parse_ext::<crate::exposure::FileExposure>(v) {
+                    Ok(ext) => {
+                        let merged = crate::exposure::merge(fr.policy.exposure.as_ref(), ext);
+                        policy.exposure = self.exposure_block(&at, &merged);
+                    }
+                    Err(e) => self.c.error(&at, e, "write the same keys as a route's policy.exposure"),
+                }
+            }
+            out.insert(op.id().clone(), policy);
+        }
+        out
+    }
+
+    fn operation_owner(
+        &mut self,
+        at: &str,
+        v: &serde_json::Value,
+        op: &portcullis_contract::Operation,
+        route: &crate::RouteConfig,
+        identity: bool,
+    ) -> Option<crate::identity::RouteAuth> {
+        let rules: Vec<crate::identity::FileOwnerRule> = match parse_ext(v) {
+            Ok(r) => r,
+            Err(e) => {
+                self.c.error(at, e, "write a list of rules such as [{ path_param: id, equals: consumer_id }]");
+                return None;
+            }
+        };
+        if !identity || route.auth.public {
+            self.c.error(
+                at,
+                "ownership rules need an authenticated caller, but the route authenticates nobody",
+                "configure identity and give the route auth methods, or remove the rules",
+            );
+            return None;
+        }
+        let pattern = crate::pattern::PathPattern::parse(op.path_template(), false).ok();
+        let rules = self.owner_rules(at, &rules, pattern.as_ref(), true);
+        let mut auth = route.auth.clone();
+        auth.owner.extend(rules);
+        Some(auth)
+    }
+
+    fn operation_rate_limit(
+        &mut self,
+        at: &str,
+        v: &serde_json::Value,
+        route: &crate::RouteConfig,
+        identity: bool,
+        cluster: bool,
+    ) -> Option<Arc<portcullis_traffic::RouteTraffic>> {
+        let (limits, emit) = match parse_ext::<FileOperationRateLimit>(v) {
+            Ok(FileOperationRateLimit::List(l)) => (l, None),
+            Ok(FileOperationRateLimit::Block(b)) => (b.limits, b.emit_headers),
+            Err(_) => {
+                self.c.error(
+                    at,
+                    "not a list of limits or a { limits, emit_headers } block",
+                    "write [{ name: writes, key: consumer, rate: 10, period: 1m }]",
+                );
+                return None;
+            }
+        };
+        let base = route.rate_limit.as_deref();
+        let emit = emit.unwrap_or_else(|| base.is_some_and(|b| b.limits.emit_on_allow()));
+        let ctx = crate::traffic::TrafficCtx { identity, cluster };
+        let own = self.traffic_limits(at, &limits, &ctx)?;
+        let mut specs: Vec<portcullis_traffic::LimitSpec> =
+            base.map(|b| b.limits.limits().to_vec()).unwrap_or_default();
+        for s in own.limits() {
+            if specs.iter().any(|x| x.name() == s.name()) {
+                self.c.error(
+                    at,
+                    format!("the route already has a limit named {:?}", s.name()),
+                    "give the operation's limit its own name (names key the counters)",
+                );
+                return None;
+            }
+            specs.push(s.clone());
+        }
+        let limits = portcullis_traffic::RouteLimits::new(specs, emit).ok()?;
+        Some(Arc::new(portcullis_traffic::RouteTraffic {
+            limits,
+            concurrency_per_consumer: base.and_then(|b| b.concurrency_per_consumer),
+        }))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::from_yaml;
@@ -390,5 +559,91 @@ routes: [{{ name: all, prefix: /, upstream: crm, policy: {{ contract: {contract}
         assert_eq!(e[0].path, "routes[0].policy.contract.operations.getItme");
         let e = from_yaml(&yaml("{ specs: [nope.yaml] }"), dir.path()).unwrap_err().0;
         assert_eq!(e[0].path, "routes[0].policy.contract.specs[0]");
+    }
+
+    /// A config with identity and one route `policy` (YAML flow mapping) over `api.yaml`.
+    fn with_identity(policy: &str) -> String {
+        format!(
+            r#"
+listeners: [{{ name: public, bind: "127.0.0.1:8080" }}]
+upstreams: {{ crm: {{ targets: ["http://127.0.0.1:3000"] }} }}
+identity: {{ store: {{ sqlite: {{ path: ids.db }} }}, key_secret: "${{file:key.secret}}" }}
+routes: [{{ name: all, prefix: /, upstream: crm, policy: {policy} }}]
+"#
+        )
+    }
+
+    /// Writes SPEC with `ext` (YAML lines at the operation's indentation) added to getItem.
+    fn spec_with(dir: &std::path::Path, ext: &str) {
+        let spec = SPEC.replace("      operationId: getItem\n", &format!("      operationId: getItem\n{ext}"));
+        std::fs::write(dir.join("api.yaml"), spec).unwrap();
+        std::fs::write(dir.join("key.secret"), "a-config-test-secret-of-32-bytes-or-more").unwrap();
+    }
+
+    const AUTHED: &str = "{ auth: { methods: [api_key] }, rate_limit: { limits: [{ name: all, key: consumer, rate: 100, period: 1m }] }, exposure: { fields: [{ name: ssn, action: redact }] }, contract: { specs: [api.yaml] } }";
+
+    #[test]
+    fn operation_extensions_compile_into_merged_policies() {
+        let dir = tempfile::tempdir().unwrap();
+        spec_with(
+            dir.path(),
+            "      x-portcullis-owner: [{ path_param: id, equals: org_name }]\n      x-portcullis-rate-limit: [{ name: item-reads, key: consumer, rate: 5, period: 1m }]\n      x-portcullis-exposure: { fields: [{ pointer: /card, action: mask }] }\n",
+        );
+        let c = from_yaml(&with_identity(AUTHED), dir.path()).unwrap();
+        let op = &c.routes[0].operations["getItem"];
+        let auth = op.auth.as_ref().unwrap();
+        assert_eq!(auth.owner.len(), 1);
+        assert_eq!(auth.owner[0].source, crate::identity::OwnerSource::OperationParam("id".into()));
+        assert!(op.path.is_some());
+        let names: Vec<&str> = op.rate_limit.as_ref().unwrap().limits.limits().iter().map(|l| l.name()).collect();
+        assert_eq!(names, ["all", "item-reads"], "the route's limits, then the operation's");
+        let exposure = op.exposure.as_ref().unwrap();
+        let out = exposure.policy.apply_json(br#"{"card":"abcd","ssn":"x"}"#, None).unwrap();
+        let out: serde_json::Value = serde_json::from_slice(&out.body).unwrap();
+        assert_ne!(out["card"], "abcd", "the operation's field rule");
+        assert!(out.get("ssn").is_none(), "the route's field rule still applies: {out}");
+        // The traffic policy and the route without extensions.
+        assert!(crate::traffic_enabled(&c));
+        let tp = crate::TrafficConfig::policy(&c);
+        assert!(tp.operations["all"].contains_key("getItem"));
+        std::fs::write(dir.path().join("api.yaml"), SPEC).unwrap();
+        let c = from_yaml(&with_identity(AUTHED), dir.path()).unwrap();
+        assert!(c.routes[0].operations.is_empty());
+    }
+
+    #[test]
+    fn mistakes_in_operation_extensions_fail_check_with_their_pointer() {
+        for (ext, policy, want) in [
+            (
+                "      x-portcullis-ratelimit: [{ name: a, key: consumer, rate: 1, period: 1s }]\n",
+                AUTHED,
+                "unknown extension",
+            ),
+            ("      x-portcullis-owner: [{ path_param: nope, equals: org_name }]\n", AUTHED, "no {nope} parameter"),
+            ("      x-portcullis-owner: [{ path_param: id, equals: owner }]\n", AUTHED, "unknown value"),
+            (
+                "      x-portcullis-owner: [{ path_param: id, equals: org_name }]\n",
+                "{ auth: { public: true }, contract: { specs: [api.yaml] } }",
+                "authenticates nobody",
+            ),
+            (
+                "      x-portcullis-rate-limit: [{ name: all, key: consumer, rate: 5, period: 1m }]\n",
+                AUTHED,
+                "already has a limit",
+            ),
+            ("      x-portcullis-rate-limit: [{ name: x, key: nobody, rate: 5, period: 1m }]\n", AUTHED, "unknown key"),
+            ("      x-portcullis-rate-limit: { limit: 5 }\n", AUTHED, "not a list of limits"),
+            ("      x-portcullis-exposure: { actions: { credit_card: mask } }\n", AUTHED, "unknown data class"),
+            ("      x-portcullis-exposure: { mask: [card] }\n", AUTHED, "unknown field"),
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            spec_with(dir.path(), ext);
+            let e = from_yaml(&with_identity(policy), dir.path()).unwrap_err().0;
+            assert!(e.iter().any(|e| e.to_string().contains(want)), "{ext}: {e:?}");
+            assert!(
+                e.iter().any(|e| e.to_string().contains("/paths/~1items~1{id}/get")),
+                "{ext}: the error names the operation: {e:?}"
+            );
+        }
     }
 }

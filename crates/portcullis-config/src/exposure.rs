@@ -133,10 +133,35 @@ pub fn compile_shaping_rule(r: &FileShapingRule) -> Result<ShapingRule, String> 
     Ok(ShapingRule { subject, shape: Arc::new(shape) })
 }
 
+/// An operation's `x-portcullis-exposure` merged over its route's `policy.exposure`: the
+/// operation's `actions` win per class, its `fields` and `shaping` rules come first (the first
+/// matching rule wins), `sensitive_fields` add up, and each setting it gives replaces the route's.
+pub(crate) fn merge(route: Option<&FileExposure>, op: FileExposure) -> FileExposure {
+    let Some(route) = route else { return op };
+    let mut out = route.clone();
+    if op.detectors.is_some() {
+        out.detectors = op.detectors;
+    }
+    out.actions.extend(op.actions);
+    out.fields = op.fields.into_iter().chain(route.fields.iter().cloned()).collect();
+    out.sensitive_fields.extend(op.sensitive_fields);
+    out.shaping = op.shaping.into_iter().chain(route.shaping.iter().cloned()).collect();
+    out.safe_errors = op.safe_errors.or(route.safe_errors);
+    out.max_body_bytes = op.max_body_bytes.or(route.max_body_bytes);
+    out.on_compressed = op.on_compressed.or_else(|| route.on_compressed.clone());
+    out.hash_key = op.hash_key.or_else(|| route.hash_key.clone());
+    out
+}
+
 impl Builder<'_> {
     pub(crate) fn route_exposure(&mut self, p: &str, fe: Option<&FileExposure>) -> Option<Arc<RouteExposure>> {
         let fe = fe?;
-        let p = format!("{p}.policy.exposure");
+        self.exposure_block(&format!("{p}.policy.exposure"), fe)
+    }
+
+    /// Compiles one exposure block written at key path `p`.
+    pub(crate) fn exposure_block(&mut self, p: &str, fe: &FileExposure) -> Option<Arc<RouteExposure>> {
+        let p = p.to_owned();
         let mut policy = ExposurePolicy::default();
         if let Some(ds) = &fe.detectors {
             policy.detectors = ds

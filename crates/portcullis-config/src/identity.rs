@@ -404,6 +404,8 @@ pub enum OwnerSource {
     Query(String),
     /// A JSON pointer into the body.
     Body(String),
+    /// A path parameter of the matched OpenAPI operation's template (`x-portcullis-owner`).
+    OperationParam(String),
 }
 
 /// What an ownership rule compares against.
@@ -478,6 +480,71 @@ fn is_json_pointer(s: &str) -> bool {
 }
 
 impl Builder<'_> {
+    /// Ownership rules at key path `p` (`…owner`). `path`: the path template `path_param` rules
+    /// name a parameter of; `operation`: the rules come from an OpenAPI operation
+    /// (`x-portcullis-owner`), so `path_param` reads the operation's template.
+    pub(crate) fn owner_rules(
+        &mut self,
+        p: &str,
+        rules: &[FileOwnerRule],
+        path: Option<&PathPattern>,
+        operation: bool,
+    ) -> Vec<OwnerRule> {
+        let mut owner = Vec::new();
+        for (i, r) in rules.iter().enumerate() {
+            let rp = format!("{p}[{i}]");
+            let source = match (&r.path_param, &r.query, &r.body) {
+                (Some(n), None, None) => {
+                    let what = if operation { "operation's" } else { "route's" };
+                    if path.is_some_and(|pp| !pp.param_names().any(|x| x == n)) {
+                        self.c.error(
+                            format!("{rp}.path_param"),
+                            format!("the {what} path has no {{{n}}} parameter"),
+                            format!("name a {{param}} of the {what} path"),
+                        );
+                    }
+                    Some(if operation {
+                        OwnerSource::OperationParam(n.clone())
+                    } else {
+                        OwnerSource::PathParam(n.clone())
+                    })
+                }
+                (None, Some(q), None) => Some(OwnerSource::Query(q.clone())),
+                (None, None, Some(b)) if is_json_pointer(b) => Some(OwnerSource::Body(b.clone())),
+                (None, None, Some(b)) => {
+                    self.c.error(format!("{rp}.body"), format!("{b:?} is not a JSON pointer"), "write /field/sub");
+                    None
+                }
+                _ => {
+                    self.c.error(&rp, "exactly one of path_param, query and body", "pick where the owner id is");
+                    None
+                }
+            };
+            let equals = match r.equals.as_str() {
+                "org_id" => Some(OwnerValue::OrgId),
+                "org_name" => Some(OwnerValue::OrgName),
+                "consumer_id" => Some(OwnerValue::ConsumerId),
+                "consumer_name" => Some(OwnerValue::ConsumerName),
+                "subject" => Some(OwnerValue::Subject),
+                c if c.strip_prefix("claim:").is_some_and(|n| !n.is_empty()) => {
+                    Some(OwnerValue::Claim(c["claim:".len()..].to_owned()))
+                }
+                other => {
+                    self.c.error(
+                        format!("{rp}.equals"),
+                        format!("unknown value {other:?}"),
+                        "use org_id, org_name, consumer_id, consumer_name, subject or claim:<name>",
+                    );
+                    None
+                }
+            };
+            if let (Some(source), Some(equals)) = (source, equals) {
+                owner.push(OwnerRule { source, equals });
+            }
+        }
+        owner
+    }
+
     fn secret(&mut self, path: &str, reference: &str) -> Option<Secret> {
         match resolve_secret(reference, self.base_dir) {
             Ok(s) => Some(s),
@@ -853,53 +920,7 @@ impl Builder<'_> {
                 self.c.error(format!("{p}.api_key_query_param"), "the route does not accept api_key", "add api_key");
             }
         }
-        let mut owner = Vec::new();
-        for (i, r) in fa.owner.iter().enumerate() {
-            let rp = format!("{p}.owner[{i}]");
-            let source = match (&r.path_param, &r.query, &r.body) {
-                (Some(n), None, None) => {
-                    if path.is_some_and(|pp| !pp.param_names().any(|x| x == n)) {
-                        self.c.error(
-                            format!("{rp}.path_param"),
-                            format!("the route's path has no {{{n}}} parameter"),
-                            "name a {param} of the route's path",
-                        );
-                    }
-                    Some(OwnerSource::PathParam(n.clone()))
-                }
-                (None, Some(q), None) => Some(OwnerSource::Query(q.clone())),
-                (None, None, Some(b)) if is_json_pointer(b) => Some(OwnerSource::Body(b.clone())),
-                (None, None, Some(b)) => {
-                    self.c.error(format!("{rp}.body"), format!("{b:?} is not a JSON pointer"), "write /field/sub");
-                    None
-                }
-                _ => {
-                    self.c.error(&rp, "exactly one of path_param, query and body", "pick where the owner id is");
-                    None
-                }
-            };
-            let equals = match r.equals.as_str() {
-                "org_id" => Some(OwnerValue::OrgId),
-                "org_name" => Some(OwnerValue::OrgName),
-                "consumer_id" => Some(OwnerValue::ConsumerId),
-                "consumer_name" => Some(OwnerValue::ConsumerName),
-                "subject" => Some(OwnerValue::Subject),
-                c if c.strip_prefix("claim:").is_some_and(|n| !n.is_empty()) => {
-                    Some(OwnerValue::Claim(c["claim:".len()..].to_owned()))
-                }
-                other => {
-                    self.c.error(
-                        format!("{rp}.equals"),
-                        format!("unknown value {other:?}"),
-                        "use org_id, org_name, consumer_id, consumer_name, subject or claim:<name>",
-                    );
-                    None
-                }
-            };
-            if let (Some(source), Some(equals)) = (source, equals) {
-                owner.push(OwnerRule { source, equals });
-            }
-        }
+        let owner = self.owner_rules(&format!("{p}.owner"), &fa.owner, path, false);
         if fa.public && (!fa.scopes.is_empty() || !fa.roles.is_empty() || !owner.is_empty()) {
             self.c.error(&p, "a public route cannot require scopes, roles or ownership", "remove `public`");
         }

@@ -268,6 +268,16 @@ impl TrafficConfig {
                 .iter()
                 .filter_map(|r| Some((r.name.clone(), r.rate_limit.clone()?)))
                 .collect::<HashMap<_, _>>(),
+            operations: config
+                .routes
+                .iter()
+                .map(|r| {
+                    let ops: HashMap<Arc<str>, Arc<RouteTraffic>> =
+                        r.operations.iter().filter_map(|(id, op)| Some((id.clone(), op.rate_limit.clone()?))).collect();
+                    (r.name.clone(), ops)
+                })
+                .filter(|(_, ops)| !ops.is_empty())
+                .collect(),
             usage_time_zone: t.and_then(|t| t.usage.as_ref()).map(|u| u.time_zone.clone()),
         }
     }
@@ -275,7 +285,8 @@ impl TrafficConfig {
 
 /// Whether the config turns the rate-limit stage on.
 pub fn traffic_enabled(config: &crate::Config) -> bool {
-    config.traffic.is_some() || config.routes.iter().any(|r| r.rate_limit.is_some())
+    config.traffic.is_some()
+        || config.routes.iter().any(|r| r.rate_limit.is_some() || r.operations.values().any(|o| o.rate_limit.is_some()))
 }
 
 fn parse_key(s: &str) -> Result<KeySpec, String> {
@@ -415,6 +426,11 @@ impl Builder<'_> {
             return None;
         }
         RouteLimits::new(specs, emit).ok()
+    }
+
+    /// The limits of an operation's `x-portcullis-rate-limit` (`p`: where they are written).
+    pub(crate) fn traffic_limits(&mut self, p: &str, list: &[FileLimit], ctx: &TrafficCtx) -> Option<RouteLimits> {
+        self.limits(p, list, None, None, false, ctx)
     }
 
     /// A route's `policy.rate_limit`.
@@ -676,9 +692,9 @@ impl Builder<'_> {
     }
 }
 
-struct TrafficCtx {
-    identity: bool,
-    cluster: bool,
+pub(crate) struct TrafficCtx {
+    pub(crate) identity: bool,
+    pub(crate) cluster: bool,
 }
 
 #[cfg(test)]

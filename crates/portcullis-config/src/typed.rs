@@ -212,6 +212,9 @@ pub struct RouteConfig {
     pub cookies: Option<crate::browser::CookiePolicy>,
     /// The OpenAPI contract, when configured.
     pub contract: Option<Arc<portcullis_contract::RouteContract>>,
+    /// Per-operation policy from the contract's `x-portcullis-*` extensions, by operation id
+    /// (only operations that carry some).
+    pub operations: std::collections::HashMap<Arc<str>, crate::contract::OperationPolicy>,
 }
 
 /// Parses a duration such as `250ms`, `10s`, `2m`.
@@ -453,6 +456,7 @@ impl Builder<'_> {
             let rate_limit = self.route_rate_limit(&p, fr.policy.rate_limit.as_ref(), identity.is_some(), cluster);
             if let Some(mut r) = self.route(&p, fr, &upstreams, &limits, &timeouts, identity.as_deref()) {
                 r.rate_limit = rate_limit;
+                r.operations = self.operation_policies(fr, &r, identity.is_some(), cluster);
                 routes.push(r);
             }
         }
@@ -717,6 +721,7 @@ impl Builder<'_> {
             cors,
             cookies,
             contract,
+            operations: std::collections::HashMap::new(),
         })
     }
 }

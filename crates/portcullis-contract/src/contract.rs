@@ -221,7 +221,27 @@ pub struct Operation {
     mode: Option<Mode>,
     constrained: Vec<String>,
     uri_fields: Vec<String>,
+    /// Pointers (`/query/next`, `/header/x-callback/*`) of parameters with `format: uri` (or
+    /// `x-portcullis-ssrf: true`), into the document [`Operation::check_head_value`] returns.
+    uri_params: Vec<String>,
+    /// Gateway policy carried next to the operation (`x-portcullis-rate-limit`,
+    /// `x-portcullis-owner`, `x-portcullis-exposure`), raw, for the config to compile.
+    policy_extensions: Vec<(&'static str, Value)>,
+    /// `file#/json/pointer` of the operation, for errors about its extensions.
+    source: String,
 }
+
+/// Vendor extensions an operation may carry: the contract reads the first three itself; the
+/// config compiles the others into the stages' per-operation policies. Any other
+/// `x-portcullis-*` key is an error, so a typo fails `check` instead of silently doing nothing.
+pub const OPERATION_EXTENSIONS: [&str; 6] = [
+    "x-portcullis-public",
+    "x-portcullis-scopes",
+    "x-portcullis-mode",
+    "x-portcullis-rate-limit",
+    "x-portcullis-owner",
+    "x-portcullis-exposure",
+];
 
 /// What the route table says about a request.
 #[derive(Debug)]
@@ -597,6 +617,7 @@ fn compile_operation(
         params.push(Param { name: pname, loc, style, explode, shape, json });
     }
     let constrained_params = constrained_param_targets(&params_root, &params, template);
+    let uri_params = uri_param_pointers(&params_root, &params);
     let params_validator = if params.is_empty() {
         None
     } else {
@@ -767,6 +788,20 @@ fn compile_operation(
             None
         }
     };
+    let mut policy_extensions = Vec::new();
+    for (k, v) in op.as_object().into_iter().flatten() {
+        if !k.starts_with("x-portcullis-") {
+            continue;
+        }
+        match OPERATION_EXTENSIONS.iter().position(|e| e == k) {
+            None => errors.push(err(
+                &format!("{op_ptr}/{}", escape_token(k)),
+                format!("unknown extension {k:?}: use one of {}", OPERATION_EXTENSIONS.join(", ")),
+            )),
+            Some(i) if i >= 3 => policy_extensions.push((OPERATION_EXTENSIONS[i], v.clone())),
+            Some(_) => {}
+        }
+    }
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -787,6 +822,9 @@ fn compile_operation(
         mode,
         constrained,
         uri_fields,
+        uri_params,
+        policy_extensions,
+        source: format!("{name}#{op_ptr}"),
     })
 }
 
@@ -851,6 +889,26 @@ fn constrained_param_targets(root: &Value, params: &[Param], template: &Template
     out
 }
 
+/// Whether a schema is a URL the SSRF guard checks.
+fn is_uri_schema(s: &Value) -> bool {
+    matches!(s.get("format").and_then(Value::as_str), Some("uri" | "url" | "uri-reference"))
+        || s.get("x-portcullis-ssrf").and_then(Value::as_bool) == Some(true)
+}
+
+fn uri_param_pointers(root: &Value, params: &[Param]) -> Vec<String> {
+    let mut out = Vec::new();
+    for p in params {
+        let s = crate::params::follow(root, &root["properties"][p.loc.as_str()]["properties"][&p.name]);
+        let at = format!("/{}/{}", p.loc.as_str(), escape_token(&p.name));
+        if is_uri_schema(s) {
+            out.push(at);
+        } else if s.get("items").is_some_and(|i| is_uri_schema(crate::params::follow(root, i))) {
+            out.push(format!("{at}/*"));
+        }
+    }
+    out
+}
+
 fn walk_constrained(root: &Value, s: &Value, at: &str, depth: usize, out: &mut Vec<String>, uris: &mut Vec<String>) {
     if depth > 6 || out.len() > 256 {
         return;
@@ -860,9 +918,7 @@ fn walk_constrained(root: &Value, s: &Value, at: &str, depth: usize, out: &mut V
         out.push(format!("body:{at}"));
         return;
     }
-    if matches!(s.get("format").and_then(Value::as_str), Some("uri" | "url" | "uri-reference"))
-        || s.get("x-portcullis-ssrf").and_then(Value::as_bool) == Some(true)
-    {
+    if is_uri_schema(s) {
         uris.push(at.to_owned());
     }
     if let Some(props) = s.get("properties").and_then(Value::as_object) {
@@ -1001,14 +1057,49 @@ impl Operation {
         &self.constrained
     }
 
+    /// Whether `choice` is a JSON body (the only kind whose [`constrained_fields`]
+    /// (Self::constrained_fields) `body:` pointers the inspection stage reads as JSON pointers).
+    pub fn body_is_json(&self, choice: BodyChoice) -> bool {
+        self.body.get(choice.0).is_some_and(|m| m.kind == MediaKind::Json)
+    }
+
     /// JSON pointers (`*` for any array index) of request-body fields with `format: uri` (or
     /// `x-portcullis-ssrf: true`): the SSRF guard's inputs.
     pub fn uri_fields(&self) -> &[String] {
         &self.uri_fields
     }
 
+    /// The gateway-policy extension `name` (`x-portcullis-rate-limit`, `x-portcullis-owner` or
+    /// `x-portcullis-exposure`), raw, if the operation carries it.
+    pub fn policy_extension(&self, name: &str) -> Option<&Value> {
+        self.policy_extensions.iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// Whether the operation carries any gateway-policy extension.
+    pub fn has_policy_extensions(&self) -> bool {
+        !self.policy_extensions.is_empty()
+    }
+
+    /// Where the operation is written: `file#/json/pointer`.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// Parameters with `format: uri` (or `x-portcullis-ssrf: true`), as pointers into the
+    /// document [`check_head_value`](Self::check_head_value) returns (`*` for any array index):
+    /// the SSRF guard's inputs on the request head.
+    pub fn uri_params(&self) -> &[String] {
+        &self.uri_params
+    }
+
     /// Validates path, query, header and cookie parameters.
     pub fn check_head(&self, req: &RequestHead<'_>, strict: bool) -> Vec<Violation> {
+        self.check_head_value(req, strict).0
+    }
+
+    /// Validates path, query, header and cookie parameters, and returns them typed as
+    /// `{path, query, header, cookie}` when the operation has [`uri_params`](Self::uri_params).
+    pub fn check_head_value(&self, req: &RequestHead<'_>, strict: bool) -> (Vec<Violation>, Option<Value>) {
         let mut out = Vec::new();
         let mut sections: [Map<String, Value>; 4] = Default::default();
         let slot = |loc: In| match loc {
@@ -1067,14 +1158,14 @@ impl Operation {
                 }
             }
         }
-        if let Some(c) = &self.params_validator {
-            let mut doc = Map::new();
-            for (loc, m) in [In::Path, In::Query, In::Header, In::Cookie].into_iter().zip(sections) {
-                doc.insert(loc.as_str().to_owned(), Value::Object(m));
-            }
-            collect(c, &Value::Object(doc), "", Direction::Request, &mut out);
+        let Some(c) = &self.params_validator else { return (out, None) };
+        let mut doc = Map::new();
+        for (loc, m) in [In::Path, In::Query, In::Header, In::Cookie].into_iter().zip(sections) {
+            doc.insert(loc.as_str().to_owned(), Value::Object(m));
         }
-        out
+        let doc = Value::Object(doc);
+        collect(c, &doc, "", Direction::Request, &mut out);
+        (out, (!self.uri_params.is_empty()).then_some(doc))
     }
 
     /// Picks the declared media type for a request's `Content-Type`.

@@ -52,8 +52,8 @@ pub mod ssrf;
 mod stage;
 
 pub use contract::{
-    BodyChoice, CompileOptions, Contract, Loaded, Lookup, Operation, RequestHead, ResponseCheck, SchemeKind,
-    SecurityAlternative,
+    BodyChoice, CompileOptions, Contract, Loaded, Lookup, OPERATION_EXTENSIONS, Operation, RequestHead, ResponseCheck,
+    SchemeKind, SecurityAlternative,
 };
 pub use load::SpecError;
 pub use stage::{ContractStage, Detail, OverCap, ResponsePolicy, RouteContract, STAGE_NAME};

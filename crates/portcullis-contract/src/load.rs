@@ -417,7 +417,8 @@ impl<'a> Bundler<'a> {
         let mut hidden_required: Vec<String> = Vec::new();
         for (k, val) in obj {
             let here = format!("{pointer}/{}", escape_token(k));
-            if DROP.contains(&k.as_str()) || k.starts_with("x-") {
+            // Extensions are annotations, except the SSRF mark the contract reads after bundling.
+            if DROP.contains(&k.as_str()) || (k.starts_with("x-") && k != "x-portcullis-ssrf") {
                 continue;
             }
             if ONE.contains(&k.as_str()) && (val.is_object() || val.is_boolean()) {

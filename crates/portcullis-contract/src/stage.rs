@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderValue, header};
-use portcullis_core::{Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
+use portcullis_core::{ContractValidated, Flow, Principal, Problem, ProblemKind, RequestCtx, Stage, StageError};
 
 use crate::contract::{BodyChoice, Contract, Lookup, Operation, RequestHead};
 use crate::{Mode, Violation};
@@ -271,6 +271,27 @@ fn check_security(op: &Operation, principal: Option<&Principal>) -> Result<(), S
     Err(if method_ok { SecurityRefusal::Insufficient } else { SecurityRefusal::Unauthenticated })
 }
 
+/// The operation's narrowly typed head fields (`path:`, `query:`, `header:`, `cookie:`) that
+/// `check_head` really read. A header or cookie value that is not visible ASCII is skipped by the
+/// check (`to_str` fails), so such a header name, or every cookie when a `Cookie` header is not
+/// ASCII, is left out: the inspection stage still scans it.
+fn validated_head_fields(op: &Operation, headers: &http::HeaderMap) -> Vec<String> {
+    let cookies_readable = headers.get_all(header::COOKIE).iter().all(|v| v.to_str().is_ok());
+    op.constrained_fields()
+        .iter()
+        .filter(|f| {
+            if let Some(name) = f.strip_prefix("header:") {
+                headers.get_all(name).iter().all(|v| v.to_str().is_ok())
+            } else if f.starts_with("cookie:") {
+                cookies_readable
+            } else {
+                f.starts_with("path:") || f.starts_with("query:")
+            }
+        })
+        .cloned()
+        .collect()
+}
+
 impl Stage for ContractStage {
     fn name(&self) -> &'static str {
         STAGE_NAME
@@ -336,7 +357,12 @@ impl Stage for ContractStage {
         }
 
         let head = RequestHead::new(ctx.query.as_deref(), &req.headers, &path_params);
-        let mut violations = op.check_head(&head, route.strict);
+        let (mut violations, params) = op.check_head_value(&head, route.strict);
+        if let (Some(policy), Some(params)) = (&route.ssrf, params)
+            && violations.is_empty()
+        {
+            violations = ssrf_violations(op.uri_params(), &params, "", policy, route.ssrf_resolve).await;
+        }
         let ct = content_type(&req.headers);
         let mut body_choice = None;
         let mut media_only = false;
@@ -360,6 +386,11 @@ impl Stage for ContractStage {
             if let Some(f) = refuse(ctx, &route, &id, mode, kind, reason, &violations) {
                 return Ok(f);
             }
+        }
+        // The head passed (or this is monitor mode, where nothing was refused): in enforce mode,
+        // tell the inspection stage which head fields were proved to hold no free text.
+        if mode == Mode::Enforce {
+            ctx.extensions.insert(ContractValidated::new(validated_head_fields(op, &req.headers)));
         }
         if let Some(choice) = body_choice {
             if content_length(&req.headers).is_some_and(|n| n > route.max_body_bytes as u64) {
@@ -399,13 +430,23 @@ impl Stage for ContractStage {
             let (v, value) = op.check_body_value(p.choice, &p.content_type, body, &p.route.json_limits);
             match (&p.route.ssrf, value) {
                 (Some(policy), Some(value)) if v.is_empty() && !op.uri_fields().is_empty() => {
-                    ssrf_violations(op.uri_fields(), &value, policy, p.route.ssrf_resolve).await
+                    ssrf_violations(op.uri_fields(), &value, "/body", policy, p.route.ssrf_resolve).await
                 }
                 _ => v,
             }
         };
         violations.truncate(crate::contract::MAX_VIOLATIONS);
         if violations.is_empty() {
+            // A JSON body that validated in enforce mode: its narrowly typed fields hold no free text.
+            if p.mode == Mode::Enforce && !body.is_empty() && op.body_is_json(p.choice) {
+                let body_fields = op.constrained_fields().iter().filter(|f| f.starts_with("body:")).cloned();
+                match ctx.extensions.get_mut::<ContractValidated>() {
+                    Some(v) => v.extend(body_fields),
+                    None => {
+                        ctx.extensions.insert(ContractValidated::new(body_fields));
+                    }
+                }
+            }
             return Ok(Flow::Continue);
         }
         let id = op.id().clone();
@@ -433,10 +474,16 @@ impl Stage for ContractStage {
                 .increment(1);
             return Ok(Flow::Continue);
         }
-        // Over the cap in enforce mode: the proxy answers 502 while buffering (fail closed).
+        // With no length, a body over the cap is learnt while buffering: in enforce mode with
+        // `reject` the proxy answers 502 (fail closed); otherwise it is served unvalidated and
+        // counted in `on_complete`.
         p.status = resp.status.as_u16();
         p.content_type = content_type(&resp.headers);
-        ctx.require_response_body(p.route.responses.max_body_bytes);
+        if p.route.responses.over_cap == OverCap::Pass || p.mode == Mode::Monitor {
+            ctx.prefer_response_body(p.route.responses.max_body_bytes);
+        } else {
+            ctx.require_response_body(p.route.responses.max_body_bytes);
+        }
         if p.mode == Mode::Enforce {
             // The body may be rewritten.
             resp.headers.remove(header::ETAG);
@@ -476,6 +523,16 @@ impl Stage for ContractStage {
         }
         Ok(Flow::Continue)
     }
+
+    fn on_complete(&self, ctx: &RequestCtx, _outcome: &portcullis_core::Outcome) {
+        // A response with no length that turned out longer than the cap, served unvalidated.
+        if ctx.response_body_unseen && ctx.extensions.get::<PendingResponse>().is_some() {
+            let route = ctx.route.as_deref().unwrap_or("").to_owned();
+            metrics::counter!("portcullis_contract_unvalidated_total", "route" => route, "reason" => "over-cap")
+                .increment(1);
+            tracing::info!(request_id = %ctx.request_id, "response over the contract's cap served unvalidated");
+        }
+    }
 }
 
 /// Most URLs checked in one body.
@@ -508,10 +565,12 @@ fn values_at<'v>(v: &'v serde_json::Value, tokens: &[&str], at: String, out: &mu
     }
 }
 
-/// Runs the SSRF guard over the body's URL fields. Reasons name the refused class, never the URL.
+/// Runs the SSRF guard over the URL fields of a body or of the typed parameters (`at`: the
+/// prefix of the violations' pointers). Reasons name the refused class, never the URL.
 async fn ssrf_violations(
     fields: &[String],
     value: &serde_json::Value,
+    at: &str,
     policy: &crate::ssrf::SsrfPolicy,
     resolve: bool,
 ) -> Vec<Violation> {
@@ -519,7 +578,7 @@ async fn ssrf_violations(
     let mut urls = Vec::new();
     for f in fields {
         let tokens: Vec<&str> = f.split('/').skip(1).collect();
-        values_at(value, &tokens, String::from("/body"), &mut urls);
+        values_at(value, &tokens, at.to_owned(), &mut urls);
     }
     let mut out = Vec::new();
     for (at, url) in urls {

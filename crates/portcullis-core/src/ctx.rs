@@ -92,6 +92,24 @@ impl Decision {
 }
 
 /// Everything the pipeline knows about one request. Metadata only: never bodies, never secrets.
+/// The OpenAPI operation the request matched, set by the router (before any stage) when the
+/// route enforces a contract: stages with per-operation policy (ownership rules, rate limits,
+/// masking from `x-portcullis-*` extensions) read it from [`RequestCtx::extensions`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedOperation(pub Arc<str>);
+
+impl MatchedOperation {
+    /// The operation id.
+    pub fn id(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The matched operation's id, if the router found one.
+pub fn matched_operation(ctx: &RequestCtx) -> Option<&str> {
+    ctx.extensions.get::<MatchedOperation>().map(MatchedOperation::id)
+}
+
 #[derive(Debug)]
 #[non_exhaustive]
 pub struct RequestCtx {
@@ -130,6 +148,11 @@ pub struct RequestCtx {
     pub buffer_request_body: Option<usize>,
     /// Same for the response body and [`Stage::on_response_body`](crate::Stage::on_response_body).
     pub buffer_response_body: Option<usize>,
+    /// Set by [`RequestCtx::require_response_body`]: past the cap the response is refused.
+    response_body_required: bool,
+    /// Set by the proxy when a response body preferred (not required) was over the cap and was
+    /// streamed to the client without `on_response_body`.
+    pub response_body_unseen: bool,
     /// The authenticated caller, set only by the authentication stage.
     pub principal: Option<Arc<crate::Principal>>,
     /// The client certificate (DER) the TLS handshake verified, if the listener asks for one.
@@ -162,6 +185,8 @@ impl RequestCtx {
             decision: Decision::Allow,
             buffer_request_body: None,
             buffer_response_body: None,
+            response_body_required: false,
+            response_body_unseen: false,
             principal: None,
             client_cert: None,
             upstream_headers: http::HeaderMap::new(),
@@ -175,8 +200,23 @@ impl RequestCtx {
     }
 
     /// Asks to see the whole response body, up to `cap` bytes (the largest cap asked for wins).
+    /// A body past the cap is a 502: the response is not served unseen.
     pub fn require_response_body(&mut self, cap: usize) {
         self.buffer_response_body = Some(self.buffer_response_body.map_or(cap, |c| c.max(cap)));
+        self.response_body_required = true;
+    }
+
+    /// Asks to see the response body if it fits in `cap` bytes; a larger one is streamed to the
+    /// client unseen (no `on_response_body` call) and [`RequestCtx::response_body_unseen`] is
+    /// set. Any stage calling [`RequestCtx::require_response_body`] makes the body required.
+    pub fn prefer_response_body(&mut self, cap: usize) {
+        self.buffer_response_body = Some(self.buffer_response_body.map_or(cap, |c| c.max(cap)));
+    }
+
+    /// Whether some stage requires the whole response body (see
+    /// [`RequestCtx::require_response_body`]).
+    pub fn response_body_required(&self) -> bool {
+        self.response_body_required
     }
 
     /// Records a denial (the first one wins).

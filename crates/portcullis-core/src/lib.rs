@@ -31,8 +31,10 @@ pub mod path;
 mod principal;
 mod problem;
 mod stage;
+mod validated;
 
-pub use ctx::{Decision, Outcome, RequestCtx, RequestId};
+pub use ctx::{Decision, MatchedOperation, Outcome, RequestCtx, RequestId, matched_operation};
 pub use principal::{AuthMethodUsed, Principal};
 pub use problem::{PROBLEM_CONTENT_TYPE, Problem, ProblemKind};
 pub use stage::{Flow, Stage, StageError};
+pub use validated::ContractValidated;

@@ -66,6 +66,6 @@ pub use policy::{
 };
 pub use shape::{ArrayCap, Shape, ShapeConfig, ShapeError};
 pub use stage::{
-    ExposureStage, OnCompressed, OverrideRule, RouteExposure, RouteExposures, ShapeSubject, ShapingOverrides,
-    ShapingRule, SharedOverrides, select_shape,
+    ExposureStage, OnCompressed, OperationExposures, OverrideRule, RouteExposure, RouteExposures, ShapeSubject,
+    ShapingOverrides, ShapingRule, SharedOverrides, select_shape,
 };

@@ -132,6 +132,9 @@ impl RouteExposure {
 /// Route name → its exposure settings.
 pub type RouteExposures = Arc<HashMap<Arc<str>, Arc<RouteExposure>>>;
 
+/// Route name → operation id → that operation's exposure settings.
+pub type OperationExposures = Arc<HashMap<Arc<str>, HashMap<Arc<str>, Arc<RouteExposure>>>>;
+
 /// A shaping rule set at run time (through the admin API) and when it lapses.
 #[derive(Debug, Clone)]
 pub struct OverrideRule {
@@ -233,6 +236,7 @@ struct Chosen(Arc<RouteExposure>);
 #[derive(Debug, Clone)]
 pub struct ExposureStage {
     routes: RouteExposures,
+    operations: OperationExposures,
     overrides: Option<SharedOverrides>,
     shape_only: Option<Arc<RouteExposure>>,
 }
@@ -250,7 +254,21 @@ impl ExposureStage {
     /// A stage for these routes; routes not in the map are not touched.
     pub fn new(routes: RouteExposures) -> Self {
         // An empty policy cannot fail to compile (a unit test holds it to that).
-        Self { routes, overrides: None, shape_only: RouteExposure::shape_only().ok().map(Arc::new) }
+        Self {
+            routes,
+            operations: Arc::default(),
+            overrides: None,
+            shape_only: RouteExposure::shape_only().ok().map(Arc::new),
+        }
+    }
+
+    /// Also applies per-operation settings (an OpenAPI operation's `x-portcullis-exposure`
+    /// merged over its route's), by route name then operation id, to requests the router
+    /// matched to the operation ([`portcullis_core::MatchedOperation`]).
+    #[must_use]
+    pub fn with_operations(mut self, operations: OperationExposures) -> Self {
+        self.operations = operations;
+        self
     }
 
     /// Also applies the run-time shaping rules of `overrides`, read on every response. A route
@@ -266,7 +284,13 @@ impl ExposureStage {
     /// names the route.
     fn choose(&self, ctx: &RequestCtx) -> Option<Arc<RouteExposure>> {
         let route = ctx.route.as_deref()?;
-        if let Some(r) = self.routes.get(route) {
+        if let Some(r) = self
+            .operations
+            .get(route)
+            .zip(portcullis_core::matched_operation(ctx))
+            .and_then(|(ops, id)| ops.get(id))
+            .or_else(|| self.routes.get(route))
+        {
             return Some(r.clone());
         }
         let overrides = self.overrides.as_ref()?.load();

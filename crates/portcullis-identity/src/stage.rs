@@ -66,6 +66,22 @@ pub struct RoutePolicy {
     pub auth: RouteAuth,
     /// The route's path pattern (for `{param}` ownership rules).
     pub path: PathPattern,
+    /// The matched OpenAPI operation's path template (for its `x-portcullis-owner` `path_param`
+    /// rules); `None` on a route's own policy.
+    pub operation_path: Option<PathPattern>,
+    /// Per-operation policies (the route's auth plus an operation's `x-portcullis-owner`
+    /// rules), by operation id.
+    pub operations: HashMap<Arc<str>, RoutePolicy>,
+}
+
+impl RoutePolicy {
+    /// The policy for this request: the matched operation's, if it has one, else the route's.
+    fn for_request(&self, ctx: &RequestCtx) -> &RoutePolicy {
+        if self.operations.is_empty() {
+            return self;
+        }
+        portcullis_core::matched_operation(ctx).and_then(|id| self.operations.get(id)).unwrap_or(self)
+    }
 }
 
 /// Route policies by route name, for one configuration generation.
@@ -77,7 +93,24 @@ pub fn route_policies(config: &portcullis_config::Config) -> RoutePolicies {
         config
             .routes
             .iter()
-            .map(|r| (r.name.clone(), RoutePolicy { auth: r.auth.clone(), path: r.path.clone() }))
+            .map(|r| {
+                let operations = r
+                    .operations
+                    .iter()
+                    .filter_map(|(id, op)| {
+                        let policy = RoutePolicy {
+                            auth: op.auth.clone()?,
+                            path: r.path.clone(),
+                            operation_path: op.path.clone(),
+                            operations: HashMap::new(),
+                        };
+                        Some((id.clone(), policy))
+                    })
+                    .collect();
+                let policy =
+                    RoutePolicy { auth: r.auth.clone(), path: r.path.clone(), operation_path: None, operations };
+                (r.name.clone(), policy)
+            })
             .collect(),
     )
 }
@@ -856,6 +889,9 @@ impl AuthzStage {
                     None => continue,
                 },
                 OwnerSource::Body(_) => continue,
+                OwnerSource::OperationParam(name) => {
+                    policy.operation_path.as_ref().and_then(|pp| pp.param(&ctx.path, name)).map(percent_decode)
+                }
                 _ => None,
             };
             let owner = owner_value(auth, &rule.equals);
@@ -911,7 +947,7 @@ impl Stage for AuthzStage {
 
     async fn on_request(&self, _req: &mut http::request::Parts, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
-        let Some(policy) = self.routes.get(&route) else {
+        let Some(policy) = self.routes.get(&route).map(|p| p.for_request(ctx)) else {
             return Ok(problem(ctx, "authz", "no-policy", ProblemKind::Forbidden));
         };
         if policy.auth.public || ctx.extensions.get::<OutageBypass>().is_some() {
@@ -941,7 +977,7 @@ impl Stage for AuthzStage {
     async fn on_request_body(&self, body: &mut Bytes, ctx: &mut RequestCtx) -> Result<Flow, StageError> {
         let Some(deferred) = ctx.extensions.remove::<AuthzDeferred>() else { return Ok(Flow::Continue) };
         let Some(route) = ctx.route.clone() else { return Ok(Flow::Continue) };
-        let Some(policy) = self.routes.get(&route) else {
+        let Some(policy) = self.routes.get(&route).map(|p| p.for_request(ctx)) else {
             return Ok(problem(ctx, "authz", "no-policy", ProblemKind::Forbidden));
         };
         let Some(auth) = ctx.extensions.get::<Authenticated>().cloned() else {

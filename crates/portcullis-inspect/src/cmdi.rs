@@ -310,7 +310,17 @@ fn markdown_fence(b: &[u8], i: usize) -> Option<usize> {
 /// Shell command injection.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
+    detect_paths(s, true)
+}
+
+/// [`detect`]; with `full` false only the command at the very start is checked (the caller has
+/// shown the value has no separator, backtick, `$(`, `()` or `<!`, without which nothing else can
+/// match).
+pub(crate) fn detect_paths(s: &str, full: bool) -> Option<&'static str> {
     let b = s.as_bytes();
+    if !full {
+        return start_command(b);
+    }
     let paren = memchr::memchr(b'(', b).is_some();
     if paren
         && (memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some())
@@ -375,7 +385,11 @@ pub fn detect(s: &str) -> Option<&'static str> {
         }
         i = start.max(i + 1);
     }
-    // A command at the very start with a sensitive argument (`cat /etc/passwd`, `wget http://…`).
+    start_command(b)
+}
+
+/// A command at the very start with a sensitive argument (`cat /etc/passwd`, `wget http://…`).
+fn start_command(b: &[u8]) -> Option<&'static str> {
     let (w, end) = shell_word(b, 0);
     let w = w.as_str();
     if !w.is_empty() && (strong(w) || weak(w)) {

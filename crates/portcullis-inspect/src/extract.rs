@@ -249,7 +249,12 @@ impl<'a> JsonParser<'a> {
     fn string(&mut self) -> Result<Cow<'a, str>, JsonError> {
         let start = self.i + 1;
         let mut j = start;
-        j += memchr::memchr2(b'"', b'\\', &self.b[j..]).ok_or(JsonError)?;
+        // Most strings of an API body are short: a plain loop beats memchr's set-up there.
+        let short = &self.b[j..self.b.len().min(j + 32)];
+        match short.iter().position(|c| matches!(c, b'"' | b'\\')) {
+            Some(p) => j += p,
+            None => j += memchr::memchr2(b'"', b'\\', &self.b[j..]).ok_or(JsonError)?,
+        }
         if self.b[j] == b'"' {
             self.i = j + 1;
             return Ok(Cow::Borrowed(&self.s[start..j]));

@@ -147,6 +147,19 @@ pub(crate) const FILTER: u64 = 1 << 45;
 /// `:=`.
 pub(crate) const COLONEQ: u64 = 1 << 46;
 
+/// `{{`, `{%`, `{#`, `#{`, `*{`, `@{` (and `{?`, `?{`, `%{`, `{%`: same ids): template openers.
+pub(crate) const TEMPLATE_OPEN: u64 = 1 << 47;
+/// `#`, `?` or `%` then a letter (`#set`, `?new`).
+pub(crate) const HASHWORD: u64 = 1 << 48;
+/// `{` then a letter (`{php}`).
+pub(crate) const BRACEWORD: u64 = 1 << 49;
+/// A letter, `.` or `)` right before `(`: a call (`alert(`, `?.(`, `(alert)(`).
+pub(crate) const CALLPAREN: u64 = 1 << 50;
+/// `$(`.
+pub(crate) const DOLLARPAREN: u64 = 1 << 51;
+/// `()`.
+pub(crate) const EMPTYPAREN: u64 = 1 << 52;
+
 /// Small ids for the bytes that take part in a two-byte feature (0: none).
 const fn pair_id(b: u8) -> u8 {
     match b {
@@ -176,13 +189,13 @@ const fn pair_id(b: u8) -> u8 {
 const PAIR_IDS: usize = 20;
 
 const fn pair_feature(a: u8, b: u8) -> u64 {
-    match (a, b) {
+    let mut f = match (a, b) {
         (1, 1) => DASHDASH,
         (2, 14) => SLASHSTAR,
         (3, 3) => ATAT,
         (4, 4) | (5, 5) => LOGIC2,
         (6, 15) => DOLLARBRACE,
-        (7, 7 | 18) => BANGWORD,
+        (7, 7 | 18 | 19) => BANGWORD,
         (8, 16 | 7) => LTSPECIAL,
         (9, 9) => COLONCOLON,
         (2, 2) => SLASHSLASH,
@@ -191,8 +204,23 @@ const fn pair_feature(a: u8, b: u8) -> u64 {
         (11, 11) => UNDERUNDER,
         (12, 13) | (13, 5 | 4 | 7) | (14, 12) => FILTER,
         (9, 17) => COLONEQ,
+        (6, 13) => DOLLARPAREN,
+        (13, 12) => EMPTYPAREN,
         _ => 0,
+    };
+    if matches!((a, b), (15, 15 | 16) | (16 | 14 | 3, 15)) {
+        f |= TEMPLATE_OPEN;
     }
+    if matches!((a, b), (16, 18 | 19)) {
+        f |= HASHWORD;
+    }
+    if matches!((a, b), (15, 18 | 19)) {
+        f |= BRACEWORD;
+    }
+    if matches!((a, b), (18 | 19 | 10 | 12, 13)) {
+        f |= CALLPAREN;
+    }
+    f
 }
 
 static PAIR_ID: [u8; 256] = {
@@ -232,6 +260,24 @@ pub(crate) fn of(s: &str) -> u64 {
     acc
 }
 
+/// Whether some `at` byte in `b` follows one of `words` (lower-case ASCII, any case in `b`), with
+/// blanks allowed between (as a pattern's `\s*` allows). For the few gates that need a word on
+/// top of the character classes.
+pub(crate) fn word_before(b: &[u8], at: u8, words: &[&[u8]]) -> bool {
+    memchr::memchr_iter(at, b).take(4096).any(|p| {
+        let before = b[..p].trim_ascii_end();
+        words.iter().any(|w| before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w))
+    })
+}
+
+/// Whether some `at` byte in `b` is followed, after blanks, by one of `words` (lower-case ASCII).
+pub(crate) fn word_after(b: &[u8], at: u8, words: &[&[u8]]) -> bool {
+    memchr::memchr_iter(at, b).take(4096).any(|p| {
+        let after = b[p + 1..].trim_ascii_start();
+        words.iter().any(|w| after.len() >= w.len() && after[..w.len()].eq_ignore_ascii_case(w))
+    })
+}
+
 /// Characters SQL injection grammar needs beyond words and spaces.
 pub(crate) const SQLI: u64 = QUOTE | SEMI | PAREN | HASH | DASHDASH | SLASHSTAR | ATAT | LOGIC2;
 
@@ -262,10 +308,28 @@ mod tests {
             ("(|", FILTER),
             ("*)", FILTER),
             ("x:=1", COLONEQ),
+            ("{{7}}", TEMPLATE_OPEN),
+            ("{% if", TEMPLATE_OPEN),
+            ("#{x}", TEMPLATE_OPEN),
+            ("*{x}", TEMPLATE_OPEN),
+            ("@{x}", TEMPLATE_OPEN),
+            ("#set", HASHWORD),
+            ("?new", HASHWORD),
+            ("{php}", BRACEWORD),
+            ("alert(1)", CALLPAREN),
+            ("?.(1)", CALLPAREN),
+            ("(a)(1)", CALLPAREN),
+            ("$(id)", DOLLARPAREN),
+            ("() {", EMPTYPAREN),
         ];
         for (s, f) in cases {
             assert_ne!(of(s) & f, 0, "{s}");
         }
         assert_eq!(of("10:05 - 1/2 ! a_b") & (DASHDASH | SCHEME | BANGWORD | UNDERUNDER | SLASHSLASH), 0);
+        assert_eq!(
+            of("Invoice #4411 (paid) costs $1 { ok }")
+                & (TEMPLATE_OPEN | HASHWORD | BRACEWORD | CALLPAREN | DOLLARPAREN | EMPTYPAREN),
+            0
+        );
     }
 }

@@ -44,6 +44,10 @@ pub const OPERATORS: &[&str] = &[
 /// Whether a JSON key or bracketed parameter name (`user[$ne]`) is a query operator.
 #[must_use]
 pub fn operator_key(key: &str) -> bool {
+    // Every operator starts with `$`.
+    if !key.contains('$') {
+        return false;
+    }
     let k = key.trim();
     OPERATORS.iter().any(|o| o.eq_ignore_ascii_case(k))
         || key.split(['[', ']', '.']).any(|part| !part.is_empty() && part != key && operator_key(part))

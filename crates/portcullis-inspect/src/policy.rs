@@ -179,7 +179,7 @@ fn unescape_segment(s: &str) -> String {
 }
 
 impl CompiledTarget {
-    fn new(t: &Target) -> Self {
+    pub(crate) fn new(t: &Target) -> Self {
         match t {
             Target::Body(p) => Self::Body(p.split('/').skip(1).map(unescape_segment).collect()),
             Target::Param(n) => Self::Param(n.clone()),

@@ -8,6 +8,10 @@ pub fn key(name: &str, parent: Option<&str>) -> bool {
     if name == "__proto__" || (name == "prototype" && parent == Some("constructor")) {
         return true;
     }
+    // Every other form holds `__proto__` or `prototype` (9 bytes).
+    if name.len() < 9 {
+        return false;
+    }
     let b = name.as_bytes();
     let has = |n: &[u8]| b.windows(n.len()).any(|w| w == n);
     // Bracketed or dotted parameter names: `a[__proto__]`, `constructor[prototype]`, `a.__proto__.b`.

@@ -12,6 +12,8 @@
 //! Linear: one pass per context, a bounded number of tokens, rules that look a bounded distance
 //! ahead.
 
+use crate::features;
+
 /// Most tokens kept per context (about 40 KB of dense SQL); the rest of a longer value is not
 /// tokenised.
 pub const MAX_TOKENS: usize = 4096;
@@ -874,7 +876,7 @@ pub fn may_match(s: &str) -> bool {
         }
         prev = c;
     }
-    keyword_words(b)
+    has_keyword(sql_words(b))
 }
 
 /// SQL keywords that can start or join an injection (a word of the value equal to one of these
@@ -946,21 +948,59 @@ fn word_class(w: &[u8]) -> u8 {
     for (d, c) in buf.iter_mut().zip(w) {
         *d = c.to_ascii_lowercase();
     }
-    let lw = &buf[..w.len().min(9)];
-    if KEYWORD_WORDS.contains(&lw) {
-        KW
-    } else if OPERATOR_WORDS.contains(&lw) {
-        OW
-    } else {
-        0
+    // A `match` on the bytes compiles to a switch on length and a few compares; the lists above
+    // stay the single source (a test checks this agrees with them).
+    match &buf[..w.len().min(9)] {
+        b"union" | b"intersect" | b"except" | b"minus" | b"and" | b"or" | b"xor" | b"where" | b"having" | b"by"
+        | b"limit" | b"offset" | b"into" | b"select" | b"insert" | b"update" | b"delete" | b"drop" | b"create"
+        | b"alter" | b"truncate" | b"exec" | b"execute" | b"declare" | b"shutdown" | b"waitfor" | b"grant"
+        | b"revoke" | b"rename" | b"handler" | b"merge" | b"backup" | b"dbcc" => KW,
+        b"like" | b"rlike" | b"regexp" | b"glob" | b"is" | b"in" | b"between" | b"sounds" | b"mod" | b"div"
+        | b"collate" | b"escape" => OW,
+        _ => 0,
     }
+}
+
+/// ASCII letters, digits and `_`.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c.is_ascii_alphanumeric() || c == b'_';
+        i += 1;
+    }
+    t
+};
+
+/// Length of the number the lexer reads at the start of the word `w` (`exp_only`: the word follows
+/// `<digits>.`, so only an exponent can continue that number).
+fn number_len(w: &[u8], exp_only: bool) -> usize {
+    let digits = |from: usize| w[from.min(w.len())..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let exponent = |at: usize| {
+        if matches!(w.get(at), Some(b'e' | b'E')) && w.get(at + 1).is_some_and(u8::is_ascii_digit) {
+            at + 1 + digits(at + 1)
+        } else {
+            at
+        }
+    };
+    if exp_only {
+        return exponent(0);
+    }
+    if w.len() > 2 && w[0] == b'0' && matches!(w[1], b'x' | b'X') {
+        return 2 + w[2..].iter().take_while(|c| c.is_ascii_hexdigit()).count();
+    }
+    if w.len() > 2 && w[0] == b'0' && matches!(w[1], b'b' | b'B') && matches!(w[2], b'0' | b'1') {
+        return 2 + w[2..].iter().take_while(|c| matches!(c, b'0' | b'1')).count();
+    }
+    exponent(digits(0))
 }
 
 /// Which of [`KEYWORD_WORDS`] ([`KW`]) and [`OPERATOR_WORDS`] ([`OW`]) appear as words (runs of
 /// ASCII letters, digits and `_`). Leading digits are dropped: a number glued to a keyword
 /// (`1union`) is two tokens to MySQL and to the lexer. One pass, no allocation.
 fn sql_words(b: &[u8]) -> u8 {
-    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    let word = |c: u8| WORD_BYTE[usize::from(c)];
     let mut out = 0;
     let mut i = 0;
     while i < b.len() {
@@ -972,8 +1012,11 @@ fn sql_words(b: &[u8]) -> u8 {
         while i < b.len() && word(b[i]) {
             i += 1;
         }
-        while s < i && b[s].is_ascii_digit() {
-            s += 1;
+        // The lexer reads a number first (`0x1f`, `0b1`, `1e5`, the `e5` of `1.e5`), then the
+        // rest of the word on its own.
+        let after_dot_number = s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit();
+        if b[s].is_ascii_digit() || after_dot_number {
+            s += number_len(&b[s..i], after_dot_number);
         }
         let len = i - s;
         if (2..=9).contains(&len) {
@@ -989,9 +1032,15 @@ fn sql_words(b: &[u8]) -> u8 {
     out
 }
 
-/// Whether a SQL keyword appears as a word.
-pub(crate) fn keyword_words(b: &[u8]) -> bool {
-    sql_words(b) & KW != 0
+/// Which SQL keyword ([`KW`]) and operator ([`OW`]) words appear as words in `b`: computed once
+/// per value by a caller that both gates on it and then runs [`detect_with_words`].
+pub(crate) fn words(b: &[u8]) -> u8 {
+    sql_words(b)
+}
+
+/// Whether [`words`] found a SQL keyword.
+pub(crate) fn has_keyword(words: u8) -> bool {
+    words & KW != 0
 }
 
 /// Whether `s` is a SQL injection in any of the three contexts.
@@ -1000,12 +1049,13 @@ pub fn detect(s: &str) -> Option<Fingerprint> {
     if !may_match(s) {
         return None;
     }
-    detect_unfiltered(s)
+    detect_inner(s, true)
 }
 
-/// [`detect`] without the [`may_match`] prefilter (for callers that already checked it).
-pub(crate) fn detect_unfiltered(s: &str) -> Option<Fingerprint> {
-    detect_inner(s, true)
+/// [`detect`] without the [`may_match`] prefilter, for callers that already checked it and hold
+/// the value's [`words`] and [`features::of`].
+pub(crate) fn detect_with_words(s: &str, words: u8, features: u64) -> Option<Fingerprint> {
+    detect_words(s, Some((words, features)))
 }
 
 /// Operator characters that can join SQL tokens into a rule.
@@ -1031,36 +1081,158 @@ fn tail_is_inert_with(rest: &[u8], kw: bool, ow: bool) -> bool {
 }
 
 /// A necessary condition for any rule in [`Context::None`]: without a quote context, every rule
-/// needs a keyword (UNION, SELECT, AND, WHERE, LIMIT, ORDER BY, a statement verb…), a call or
-/// parenthesis, a comment, a system variable or a symbolic `&&` / `||`. Operators and `;` alone
-/// (`Deliver at 5; ring twice!`) cannot complete one, so such prose is not tokenised at all.
-fn bare_context_possible(b: &[u8], kw: bool) -> bool {
-    let mut prev = 0u8;
-    for &c in b {
-        if matches!(c, b'(' | b')' | b'#')
-            || matches!((prev, c), (b'-', b'-') | (b'/', b'*') | (b'@', b'@') | (b'&', b'&') | (b'|', b'|'))
+/// needs a keyword (UNION, SELECT, AND, WHERE, LIMIT, ORDER BY, a statement verb…), a comment, a
+/// system variable, a symbolic `&&` / `||`, a call of a SQL function, or a value that ends an
+/// operand with `)` (a parenthesis breakout). Operators and `;` alone (`Deliver at 5; ring
+/// twice!`) cannot complete one, nor can parentheses and `#` in prose (`Invoice #12 (paid)`), so
+/// such values are not tokenised at all.
+///
+/// `kw` / `ow`: the value has keyword / operator words ([`sql_words`]).
+///
+/// `f`: the value's character classes ([`features::of`]).
+fn bare_context_possible(b: &[u8], kw: bool, ow: bool, f: u64) -> bool {
+    use features as F;
+    if kw || f & (F::DASHDASH | F::SLASHSTAR | F::ATAT | F::LOGIC2) != 0 {
+        return true;
+    }
+    let hash = f & F::HASH != 0;
+    let quote_or_var = f & (F::QUOTE | F::AT) != 0;
+    let (open, close_at) =
+        if f & F::PAREN != 0 { (memchr::memchr(b'(', b).is_some(), memchr::memchr(b')', b)) } else { (false, None) };
+    // A function token (`f`) needs a function name before a `(`, or an `xp_…` / `sp_…` name
+    // (a function token even without a call; skipped bytes may separate it from the `(`).
+    let xp = || b.windows(3).any(|w| w.eq_ignore_ascii_case(b"xp_") || w.eq_ignore_ascii_case(b"sp_"));
+    if open && (call_possible(b) || xp()) {
+        return true;
+    }
+    // A parenthesis breakout (`1) …`) needs one operand chain, then the `)`.
+    if let Some(p) = close_at
+        && (ow || breakout_prefix_possible(&b[..p]))
+    {
+        return true;
+    }
+    // A trailing comment counts after a number (`1#`), or after SQL-ish tokens: strings, variables,
+    // functions (calls are handled above; `xp_…` names are functions without a call).
+    hash && (quote_or_var || numeric_first(b) || xp())
+}
+
+/// Whether some `(` follows (after blanks) a word the lexer would read as a SQL function: a
+/// function token is always a whole run of word bytes that does not start like a number (a number
+/// glued to a word splits off only a keyword, never a function name).
+fn call_possible(b: &[u8]) -> bool {
+    memchr::memchr_iter(b'(', b).take(4096).any(|p| {
+        let mut end = p;
+        while end > 0 && is_space(b[end - 1]) {
+            end -= 1;
+        }
+        let mut st = end;
+        while st > 0 && is_word(b[st - 1]) {
+            st -= 1;
+        }
+        let run = &b[st..end];
+        if run.is_empty() || run.len() > 40 || run[0].is_ascii_digit() || !run.is_ascii() {
+            return false;
+        }
+        let mut buf = [0u8; 40];
+        for (d, c) in buf.iter_mut().zip(run) {
+            *d = c.to_ascii_lowercase();
+        }
+        let lw = std::str::from_utf8(&buf[..run.len()]).unwrap_or("");
+        let last = lw.rsplit('.').next().unwrap_or(lw);
+        let first = lw.split('.').next().unwrap_or(lw);
+        function(last).is_some() || function(first).is_some()
+    })
+}
+
+/// Whether the text before the first `)` can tokenise as `(`* operand (operator operand)*, the
+/// start a parenthesis breakout needs. Two operands with only blanks (or bytes the lexer skips)
+/// between them end that chain, as in prose: `Deliver after 6pm (I work 9-5)`. Strings, comments
+/// and `not` (which the folding drops) make the answer `true`.
+fn breakout_prefix_possible(prefix: &[u8]) -> bool {
+    let mut operand_before = false;
+    let mut joined = true;
+    let mut i = 0;
+    while i < prefix.len() {
+        let c = prefix[i];
+        if matches!(c, b'\'' | b'"' | b'`' | b'#' | b'@')
+            || prefix[i..].starts_with(b"--")
+            || prefix[i..].starts_with(b"/*")
         {
             return true;
         }
-        prev = c;
+        if is_word(c) {
+            let st = i;
+            while i < prefix.len() && is_word(prefix[i]) {
+                i += 1;
+            }
+            if prefix[st..i].eq_ignore_ascii_case(b"not") {
+                return true;
+            }
+            if operand_before && !joined {
+                return false;
+            }
+            operand_before = true;
+            joined = false;
+            continue;
+        }
+        if matches!(
+            c,
+            b'=' | b'<' | b'>' | b'!' | b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'|' | b'&' | b'~' | b':' | b','
+        ) {
+            joined = true;
+        }
+        i += 1;
     }
-    kw
+    true
+}
+
+/// Whether the first operand could be a number (`1`, `.5`, `-1`, `true`, `null`): the only bare
+/// value that a trailing comment alone turns into a finding.
+fn numeric_first(b: &[u8]) -> bool {
+    let Some(st) = b.iter().position(|c| is_word(*c)) else { return false };
+    let c = b[st];
+    if c.is_ascii_digit() || c == b'.' {
+        return true;
+    }
+    let end = b[st..].iter().position(|c| !is_word(*c)).map_or(b.len(), |p| st + p);
+    let w = &b[st..end];
+    [&b"true"[..], b"false", b"null", b"unknown", b"not"].iter().any(|k| w.eq_ignore_ascii_case(k))
 }
 
 fn detect_inner(s: &str, skip_inert: bool) -> Option<Fingerprint> {
+    detect_words(s, skip_inert.then(|| (words(s.as_bytes()), features::of(s))))
+}
+
+/// Character classes holding every [`OPERATOR_BYTE`] (`!`, `~`, `^` share a class with `?`).
+const OPERATOR_CLASSES: u64 = features::EQ
+    | features::LT
+    | features::GT
+    | features::OTHER_OP
+    | features::PLUS
+    | features::MINUS
+    | features::STAR
+    | features::SLASH
+    | features::PCT
+    | features::PIPE
+    | features::AMP
+    | features::SEMI
+    | features::PAREN
+    | features::HASH
+    | features::AT;
+
+/// [`detect_inner`] with the value's [`words`] and [`features::of`] already known (`None`: skip
+/// no context).
+fn detect_words(s: &str, words: Option<(u8, u64)>) -> Option<Fingerprint> {
     let b = s.as_bytes();
+    let skip_inert = words.is_some();
     // Word scans once for the whole value; each quote context's tail is a suffix of it.
-    let (kw, ow) = if skip_inert {
-        let w = sql_words(b);
-        (w & KW != 0, w & OW != 0)
-    } else {
-        (true, true)
-    };
-    // An inert value is inert in every context.
-    if skip_inert && tail_is_inert_with(b, kw, ow) {
+    let (kw, ow, f) = words.map_or((true, true, u64::MAX), |(w, f)| (w & KW != 0, w & OW != 0, f));
+    // An inert value is inert in every context: no operator byte and no SQL word.
+    if skip_inert && !kw && !ow && f & OPERATOR_CLASSES == 0 {
         return None;
     }
-    let mut best = if skip_inert && !bare_context_possible(b, kw) { None } else { fingerprint_of(Context::None, s) };
+    let mut best =
+        if skip_inert && !bare_context_possible(b, kw, ow, f) { None } else { fingerprint_of(Context::None, s) };
     for (q, ctx) in [(b'\'', Context::SingleQuote), (b'"', Context::DoubleQuote)] {
         if best.as_ref().is_some_and(|f| f.rule_id != "sqli-breakout-concat" && f.rule_id != "sqli-number-comment") {
             break;
@@ -1095,8 +1267,24 @@ mod tests {
             "like", "is", "in", "between", "div", "true", "null", "not", "collate", "table", "drop", "limit", ")",
             "values", "exec", "declare", "@@version", "@v", "1union", "0x7e", "<", ">", "!", "where", "xp_cmdshell",
             "version", "group", "offset", "intersect", "é", ".", "$", "`",
+            "not", "true", "null", "6pm", "I work", "#4411", "xp_x", "sp_y", "ascii", "mod", "div", ":", "?", "[",
+            "x.sleep", "pg_catalog.pg_sleep", "@", "?", "xp_", "sp_", "\\", "{", "0x1f", ".5", "9-5", "1e5", "0b1", "1.e5", "0x", "(I", "\n", "~", "^", "count", "left",
         ]), 0..16).prop_map(|v| v.concat())) {
             prop_assert_eq!(detect_inner(&v, true), detect_inner(&v, false));
+        }
+    }
+
+    #[test]
+    fn word_class_matches_the_lists() {
+        for w in KEYWORD_WORDS {
+            assert_eq!(word_class(w), KW, "{}", String::from_utf8_lossy(w));
+            assert_eq!(word_class(&w.to_ascii_uppercase()), KW);
+        }
+        for w in OPERATOR_WORDS {
+            assert_eq!(word_class(w), OW, "{}", String::from_utf8_lossy(w));
+        }
+        for w in [&b"from"[..], b"selects", b"o", b"an", b"unio"] {
+            assert_eq!(word_class(w), 0);
         }
     }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::header;
-use portcullis_core::{Flow, Problem, ProblemKind, RequestCtx, Stage, StageError};
+use portcullis_core::{ContractValidated, Flow, Problem, ProblemKind, RequestCtx, Stage, StageError};
 
 use crate::{Finding, Inspector, Location, Mode, Report, RequestView, Verdict};
 
@@ -111,6 +111,10 @@ fn decide(
     let method = ctx.method.as_str().to_owned();
     let segs: Vec<&str> = ctx.path.split('/').filter(|s| !s.is_empty()).collect();
     let mut view = RequestView::new(&method).with_path_segments(segs).with_query(ctx.query.as_deref());
+    // What the contract stage (which runs first) proved holds no free text is not scanned.
+    if let Some(v) = ctx.extensions.get::<ContractValidated>() {
+        view = view.with_validated(v.fields());
+    }
     for (name, value) in headers {
         view = view.with_header(name.as_str(), value.as_bytes());
     }

@@ -333,6 +333,17 @@ pub fn js_sink(s: &str) -> bool {
     false
 }
 
+/// Whether `document`, `window`, `self` or `top` (any case) stands right before a `.` or `[`:
+/// what [`js_sink`] needs to report a DOM access.
+pub(crate) fn dom_access(b: &[u8]) -> bool {
+    memchr::memchr2_iter(b'.', b'[', b).take(4096).any(|p| {
+        let before = &b[..p];
+        [&b"document"[..], b"window", b"self", b"top"]
+            .iter()
+            .any(|w| before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w))
+    })
+}
+
 /// `document.cookie`, `document["cookie"]`, `document['cookie']` → the text after the accessor.
 fn strip_access(rest: &[u8]) -> &[u8] {
     if let Some(r) = rest.strip_prefix(b".") {
@@ -362,6 +373,10 @@ fn starts_with_ci(h: &[u8], n: &[u8]) -> bool {
 /// A value that is itself a `javascript:` URI with code after the scheme.
 fn uri_value(s: &str) -> bool {
     let t = s.trim_start_matches(|c: char| c.is_whitespace() || c.is_control() || c == '"' || c == '\'');
+    // Every scheme below starts with one of these letters: skip the allocations otherwise.
+    if !t.as_bytes().first().is_some_and(|c| matches!(c.to_ascii_lowercase(), b'j' | b'v' | b'l' | b'd')) {
+        return false;
+    }
     let lower_start: String = t.chars().take(24).filter(|c| !c.is_whitespace() && !c.is_control()).collect();
     let l = lower_start.to_ascii_lowercase();
     if l.starts_with("data:text/html") || l.starts_with("data:image/svg") {
@@ -379,6 +394,12 @@ fn uri_value(s: &str) -> bool {
 /// Whether `s` would inject script into an HTML page or a JavaScript context.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
+    detect_paths(s, true)
+}
+
+/// [`detect`], with the JavaScript-sink scan of the value itself skipped when `js` is false (the
+/// caller has shown no sink can be called or read: see `inspector::run_detectors`).
+pub(crate) fn detect_paths(s: &str, js: bool) -> Option<&'static str> {
     let b = s.as_bytes();
     let has_lt = memchr::memchr(b'<', b).is_some();
     if has_lt && let Some(r) = html(s) {
@@ -394,7 +415,7 @@ pub fn detect(s: &str) -> Option<&'static str> {
         return Some("xss-uri");
     }
     let js_possible = memchr::memchr3(b'(', b'`', b'[', b).is_some() || memchr::memchr2(b'.', b'=', b).is_some();
-    if js_possible && js_sink(s) {
+    if js && js_possible && js_sink(s) {
         return Some("xss-js-sink");
     }
     if has_lt {

@@ -214,6 +214,13 @@ pub(crate) async fn handle(
     let route = &cfg.routes[route_idx];
     guard.ctx.route = Some(route.name.clone());
     guard.ctx.path_template = Some(route.path.source().clone());
+    // The OpenAPI operation, for stages with per-operation policy (`x-portcullis-*`).
+    if !route.operations.is_empty()
+        && let Some(c) = &route.contract
+        && let portcullis_contract::Lookup::Found(op, _) = c.contract.find(&guard.ctx.method, &guard.ctx.path)
+    {
+        guard.ctx.extensions.insert(portcullis_core::MatchedOperation(op.id().clone()));
+    }
     if let Some(policy) = &route.cors {
         guard.cors = Some((policy.clone(), parts.headers.get(header::ORIGIN).cloned()));
     }
@@ -317,10 +324,14 @@ pub(crate) async fn handle(
     }
 
     let out: ProxyBody = if let Some(cap) = guard.ctx.buffer_response_body {
-        let limited = http_body_util::Limited::new(resp_body, cap);
-        let mut bytes = match limited.collect().await {
-            Ok(c) => c.to_bytes(),
-            Err(_) => {
+        let mut bytes = match read_response(resp_body, cap, guard.ctx.response_body_required()).await {
+            Ok(Buffered::Whole(b)) => b,
+            Ok(Buffered::Unseen(body)) => {
+                // Over a cap no stage required: served as it comes, unseen (the stages count it).
+                guard.ctx.response_body_unseen = true;
+                return Ok(finish(guard, http::Response::from_parts(resp_parts, body)));
+            }
+            Err(()) => {
                 guard.ctx.fail("upstream-body");
                 let resp = Problem::new(ProblemKind::BadGateway).to_response(&guard.ctx.request_id).map(full);
                 return Ok(finish(guard, resp));
@@ -337,6 +348,38 @@ pub(crate) async fn handle(
         resp_body.map_err(Into::into).boxed()
     };
     Ok(finish(guard, http::Response::from_parts(resp_parts, out)))
+}
+
+/// A response body read for the stages.
+enum Buffered {
+    /// All of it, within the cap.
+    Whole(Bytes),
+    /// Past a cap no stage required: what was read, then the rest, streamed.
+    Unseen(ProxyBody),
+}
+
+/// Reads a response body up to `cap` bytes. Past the cap: an error when `required`, else the
+/// body to stream as it is (the bytes already read first). An upstream body error is an error.
+async fn read_response(mut body: Incoming, cap: usize, required: bool) -> Result<Buffered, ()> {
+    let mut buf = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|_| ())?;
+        let Ok(data) = frame.into_data() else { continue };
+        if buf.len() + data.len() > cap {
+            if required {
+                return Err(());
+            }
+            buf.extend_from_slice(&data);
+            let head = futures_util::stream::once(std::future::ready(Ok::<_, crate::body::BoxError>(
+                http_body::Frame::data(buf.freeze()),
+            )));
+            let rest = http_body_util::BodyStream::new(body.map_err(Into::<crate::body::BoxError>::into));
+            let stream = futures_util::StreamExt::chain(head, rest);
+            return Ok(Buffered::Unseen(http_body_util::StreamBody::new(stream).boxed()));
+        }
+        buf.extend_from_slice(&data);
+    }
+    Ok(Buffered::Whole(buf.freeze()))
 }
 
 /// Sets what the upstream must see and nothing it must not: hop-by-hop headers gone, forwarding

@@ -64,11 +64,25 @@ impl Runtime {
         // through the admin API without a reload).
         let exposure_routes: HashMap<Arc<str>, _> =
             config.routes.iter().filter_map(|r| Some((r.name.clone(), r.exposure.clone()?))).collect();
-        let exposure = match overrides {
-            Some(o) => Some(portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes)).with_overrides(o)),
-            None => (!exposure_routes.is_empty())
-                .then(|| portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes))),
-        };
+        // Operations whose `x-portcullis-exposure` merges into the route's settings.
+        let exposure_ops: HashMap<Arc<str>, HashMap<Arc<str>, _>> = config
+            .routes
+            .iter()
+            .map(|r| {
+                let ops = r.operations.iter().filter_map(|(id, o)| Some((id.clone(), o.exposure.clone()?))).collect();
+                (r.name.clone(), ops)
+            })
+            .filter(|(_, ops): &(_, HashMap<_, _>)| !ops.is_empty())
+            .collect();
+        let idle = exposure_routes.is_empty() && exposure_ops.is_empty();
+        let exposure = (overrides.is_some() || !idle).then(|| {
+            let stage = portcullis_exposure::ExposureStage::new(Arc::new(exposure_routes))
+                .with_operations(Arc::new(exposure_ops));
+            match overrides {
+                Some(o) => stage.with_overrides(o),
+                None => stage,
+            }
+        });
         let pipeline =
             Pipeline::new(identity, rate_limit, contract, inspect, exposure, access_log, MetricsStage::default());
         let hsts = config

@@ -39,6 +39,7 @@ paths:
                 id: { type: integer, readOnly: true }
                 name: { type: string, minLength: 1 }
                 homepage: { type: string, format: uri }
+                callback: { type: string, x-portcullis-ssrf: true }
       responses:
         "200":
           description: echo
@@ -54,6 +55,15 @@ paths:
         "200":
           description: ok
           content: { application/json: { schema: { type: object, properties: { status: { type: integer } } } } }
+  /fetch:
+    get:
+      operationId: fetch
+      x-portcullis-public: true
+      parameters:
+        - { name: url, in: query, required: true, schema: { type: string, format: uri } }
+        - { name: mirrors, in: query, schema: { type: array, items: { type: string, format: uri } } }
+        - { name: x-callback, in: header, schema: { type: string, x-portcullis-ssrf: true } }
+      responses: { "200": { description: ok, content: { application/json: { schema: { type: object } } } } }
   /admin:
     get:
       operationId: admin
@@ -114,7 +124,9 @@ async fn valid_requests_pass_and_responses_lose_undeclared_properties() {
     assert_eq!(r.json(), serde_json::json!({"method": "GET"}));
     let r = gw.request(request("POST", "/items", Some("application/json"), r#"{"name":"box"}"#)).await;
     assert_eq!(r.status, 200);
-    assert_eq!(up.hits(), 2);
+    let body = r#"{"name":"box","callback":"https://93.184.216.34/hook"}"#;
+    assert_eq!(gw.request(request("POST", "/items", Some("application/json"), body)).await.status, 200);
+    assert_eq!(up.hits(), 3);
     assert_eq!(up.requests()[1].headers["accept-encoding"], "identity");
 }
 
@@ -143,6 +155,11 @@ async fn requests_that_break_the_contract_never_reach_the_upstream() {
             request("POST", "/items", json, r#"{"name":"box","homepage":"http://169.254.169.254/latest"}"#),
             400,
             vec!["/body/homepage"],
+        ),
+        (
+            request("POST", "/items", json, r#"{"name":"box","callback":"http://[::1]:8080/hook"}"#),
+            400,
+            vec!["/body/callback"],
         ),
         (request("POST", "/items", Some("application/xml"), "<name>box</name>"), 415, vec!["/header/content-type"]),
         (request("POST", "/items", None, ""), 400, vec!["/body"]),
@@ -182,4 +199,122 @@ async fn monitor_mode_lets_violations_through() {
     // Monitor mode does not rewrite responses either.
     assert_eq!(r.json()["path"], "/m/items/7");
     assert_eq!(up.hits(), 2);
+}
+
+/// `url`, percent-encoded for a query string.
+fn q(url: &str) -> String {
+    url.replace(':', "%3A").replace('/', "%2F")
+}
+
+#[tokio::test]
+async fn url_parameters_go_through_the_ssrf_guard() {
+    let up = Upstream::start().await;
+    let gw = start(&up).await;
+    // A literal public address needs no resolution.
+    let ok = format!("/fetch?url={}", q("https://93.184.216.34/feed"));
+    assert_eq!(gw.get(&ok).await.status, 200);
+    let with_mirrors = format!("{ok}&mirrors={}", q("https://93.184.216.34/a"));
+    assert_eq!(gw.get(&with_mirrors).await.status, 200);
+    let mut cases: Vec<(http::Request<Full<Bytes>>, &str)> = Vec::new();
+    for bad in [
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:6379/",
+        "gopher://93.184.216.34/",
+        "http://0x7f000001/",
+    ] {
+        cases.push((request("GET", &format!("/fetch?url={}", q(bad)), None, ""), "/query/url"));
+    }
+    let mirror = format!("{ok}&mirrors={}&mirrors={}", q("https://93.184.216.34/a"), q("http://10.0.0.8/b"));
+    cases.push((request("GET", &mirror, None, ""), "/query/mirrors/1"));
+    let mut hdr = request("GET", &ok, None, "");
+    hdr.headers_mut().insert("x-callback", http::HeaderValue::from_static("http://localhost/hook"));
+    cases.push((hdr, "/header/x-callback"));
+    for (req, pointer) in cases {
+        let label = format!("{} {:?}", req.uri(), req.headers().get("x-callback"));
+        let r = gw.request(req).await;
+        assert_eq!(r.status, 400, "{label}: {:?}", r.json());
+        assert_eq!(pointers(&r), [pointer], "{label}");
+        assert!(r.json()["violations"][0]["reason"].as_str().unwrap().contains("SSRF"), "{label}");
+    }
+    assert_eq!(up.hits(), 2, "only the two safe requests reached the upstream");
+}
+
+/// An upstream that answers every request with a chunked JSON body (no Content-Length) of
+/// about `n` bytes, with a property the contract does not declare.
+async fn chunked_upstream(n: usize) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(k) => buf.extend_from_slice(&chunk[..k]),
+                    }
+                }
+                let body = format!(r#"{{"name":"feed","internal":"{}"}}"#, "x".repeat(n));
+                let mut out = String::from(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+                );
+                for part in body.as_bytes().chunks(40) {
+                    out.push_str(&format!("{:x}\r\n{}\r\n", part.len(), String::from_utf8_lossy(part)));
+                }
+                out.push_str("0\r\n\r\n");
+                let _ = sock.write_all(out.as_bytes()).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+const FEED_SPEC: &str = r#"
+openapi: 3.1.0
+info: { title: feed, version: "1" }
+paths:
+  /feed:
+    get:
+      operationId: feed
+      x-portcullis-public: true
+      responses:
+        "200":
+          description: ok
+          content: { application/json: { schema: { type: object, properties: { name: { type: string } } } } }
+"#;
+
+#[tokio::test]
+async fn a_chunked_response_over_the_cap_is_passed_or_refused_as_configured() {
+    let small = chunked_upstream(4).await;
+    let big = chunked_upstream(400).await;
+    let yaml = format!(
+        r#"
+listeners: [{{ name: public, bind: "127.0.0.1:0" }}]
+upstreams:
+  small: {{ targets: ["http://{small}"] }}
+  big: {{ targets: ["http://{big}"] }}
+routes:
+  - {{ name: small-pass, prefix: /small, upstream: small, policy: {{ contract: {{ specs: [feed.yaml], base_path: /small, responses: {{ max_body_bytes: 128, on_body_over_cap: pass }} }} }} }}
+  - {{ name: big-pass, prefix: /pass, upstream: big, policy: {{ contract: {{ specs: [feed.yaml], base_path: /pass, responses: {{ max_body_bytes: 128, on_body_over_cap: pass }} }} }} }}
+  - {{ name: big-reject, prefix: /reject, upstream: big, policy: {{ contract: {{ specs: [feed.yaml], base_path: /reject, responses: {{ max_body_bytes: 128 }} }} }} }}
+"#
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("feed.yaml"), FEED_SPEC).unwrap();
+    let gw = TestGateway::start_in(dir, &yaml).await;
+    // Under the cap: validated, the undeclared property removed.
+    let r = gw.get("/small/feed").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json(), serde_json::json!({"name": "feed"}));
+    // Over the cap with `pass`: served whole, unvalidated (the undeclared property stays).
+    let r = gw.get("/pass/feed").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["internal"].as_str().unwrap().len(), 400);
+    // Over the cap with `reject` (the default): a 502, none of the body.
+    let r = gw.get("/reject/feed").await;
+    assert_eq!(r.status, 502);
+    assert!(!String::from_utf8_lossy(&r.body).contains("internal"));
 }

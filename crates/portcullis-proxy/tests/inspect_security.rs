@@ -343,3 +343,98 @@ async fn gotestwaf_replayed_through_the_gateway() {
     assert!(rate(atk_blocked, atk) >= 95.0, "attacks blocked below 95 %");
     assert!(rate(ben_passed, ben) >= 99.0, "benign passed below 99 %");
 }
+
+/// A legacy API whose link target is an enum that includes `javascript:void(0)`: a value the XSS
+/// detector flags, yet one the contract proves is exactly a declared constant.
+const LINKS_SPEC: &str = r##"
+openapi: 3.1.0
+info: { title: links, version: "1" }
+paths:
+  /links/{id}:
+    post:
+      operationId: saveLink
+      x-portcullis-public: true
+      parameters:
+        - { name: id, in: path, required: true, schema: { type: integer } }
+        - { name: target, in: query, schema: { type: string, enum: [_self, "javascript:void(0)"] } }
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema:
+              type: object
+              properties:
+                href: { type: string, enum: ["#", "javascript:void(0)"] }
+                ref: { type: string, format: uuid }
+                count: { type: integer }
+                note: { type: string }
+      responses:
+        "200":
+          description: echo
+          content: { application/json: { schema: { type: object } } }
+"##;
+
+/// `/e`: contract enforced, then inspection; `/m`: contract in monitor mode, then inspection.
+async fn contract_and_inspect(up: &Upstream) -> TestGateway {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("links.yaml"), LINKS_SPEC).unwrap();
+    let yaml = format!(
+        r#"
+listeners: [{{ name: public, bind: "127.0.0.1:0" }}]
+upstreams: {{ up: {{ targets: ["http://{addr}"] }} }}
+routes:
+  - name: enforced
+    prefix: /e
+    upstream: up
+    policy: {{ contract: {{ specs: [links.yaml], base_path: /e }}, inspect: {{ mode: block }} }}
+  - name: monitored
+    prefix: /m
+    upstream: up
+    policy: {{ contract: {{ specs: [links.yaml], base_path: /m, mode: monitor }}, inspect: {{ mode: block }} }}
+"#,
+        addr = up.addr()
+    );
+    TestGateway::start_in(dir, &yaml).await
+}
+
+const LINK_BODY: &str =
+    r#"{"href": "javascript:void(0)", "ref": "0b7f5a52-3c1e-4d2a-9b8e-6f1d2c3b4a59", "count": 3, "note": "homepage"}"#;
+
+#[tokio::test]
+async fn fields_the_contract_enforced_are_not_scanned_but_free_text_is() {
+    let up = Upstream::start().await;
+    let gw = contract_and_inspect(&up).await;
+    // Enum (query and body), uuid and integer fields: validated by the enforced contract, so the
+    // inspection stage skips them; the request passes.
+    let r = gw.request(post("/e/links/7?target=javascript:void(0)", "application/json", LINK_BODY)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.hits(), 1);
+    // The same payload in the free-text `note` of the same operation is still scanned and blocked.
+    let body = LINK_BODY.replace(r#""note": "homepage""#, r#""note": "javascript:void(0)""#);
+    let r = gw.request(post("/e/links/7?target=_self", "application/json", &body)).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(gw.access_log().last().unwrap()["stage"], "inspect");
+    // A value outside the enum never reaches inspection: the contract refuses it.
+    let body = LINK_BODY.replace(r#""href": "javascript:void(0)""#, r#""href": "javascript:alert(1)""#);
+    let r = gw.request(post("/e/links/7", "application/json", &body)).await;
+    assert_eq!(r.status, 400, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.hits(), 1, "blocked requests must not reach the upstream");
+}
+
+#[tokio::test]
+async fn in_contract_monitor_mode_constrained_fields_are_still_scanned() {
+    let up = Upstream::start().await;
+    let gw = contract_and_inspect(&up).await;
+    // The body enum field.
+    let r = gw.request(post("/m/links/7", "application/json", LINK_BODY)).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(gw.access_log().last().unwrap()["stage"], "inspect");
+    // The query enum field.
+    let body = LINK_BODY.replace(r#""href": "javascript:void(0)""#, r##""href": "#""##);
+    let r = gw.request(post("/m/links/7?target=javascript:void(0)", "application/json", &body)).await;
+    assert_eq!(r.status, 403, "{}", String::from_utf8_lossy(&r.body));
+    // Without either, the request passes: the findings above came from those fields.
+    let r = gw.request(post("/m/links/7?target=_self", "application/json", &body)).await;
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    assert_eq!(up.hits(), 1);
+}

@@ -62,6 +62,10 @@ pub struct TrafficPolicy {
     pub default_plan: Option<String>,
     /// Route policies by route name.
     pub routes: HashMap<Arc<str>, Arc<RouteTraffic>>,
+    /// Per-operation policies (the route's limits plus an OpenAPI operation's
+    /// `x-portcullis-rate-limit`), by route name then operation id; used instead of the route's
+    /// when the router matched the operation ([`portcullis_core::MatchedOperation`]).
+    pub operations: HashMap<Arc<str>, HashMap<Arc<str>, Arc<RouteTraffic>>>,
     /// Meter usage, with days counted in this time zone; `None` turns metering off.
     pub usage_time_zone: Option<jiff::tz::TimeZone>,
 }
@@ -389,7 +393,14 @@ impl Stage for RateLimitStage {
             let p = Problem::new(ProblemKind::Forbidden).with_detail("The caller's plan does not include this API");
             return Ok(Self::deny(ctx, "plan-route", p));
         }
-        let route = self.policy.routes.get(&route_name).cloned();
+        let route = self
+            .policy
+            .operations
+            .get(&route_name)
+            .zip(portcullis_core::matched_operation(ctx))
+            .and_then(|(ops, id)| ops.get(id))
+            .or_else(|| self.policy.routes.get(&route_name))
+            .cloned();
         // 3. In flight per consumer (per client IP when anonymous).
         let mut consumer_slot = None;
         if let Some(limit) = route.as_ref().and_then(|r| r.concurrency_per_consumer) {
