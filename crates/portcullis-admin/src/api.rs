@@ -803,6 +803,13 @@ async fn put_policy(
     let why = reason(&b.reason)?;
     let d = b.duration.as_deref().map(|t| duration("duration", t, false)).transpose()?;
     let (route, subject) = policy_key(&s.gateway, route, &kind, name)?;
+    // A plan must be one of the configured traffic plans: a typo would store a rule that never
+    // applies. (Reading and deleting stay open, so a plan removed from config can be cleaned up.)
+    if let PolicySubject::Plan(plan) = &subject
+        && !s.gateway.config().traffic.as_ref().is_some_and(|t| t.plans.contains_key(plan))
+    {
+        return Err(ApiError::not_found("plan"));
+    }
     let shape = PolicyShape { allow: b.allow, max_items: b.max_items, max_items_everywhere: b.max_items_everywhere };
     let p = a.svc.set_shaping_policy(&a.actor, &route, subject, shape, why, d).await?;
     Ok(reply(StatusCode::OK, &p))

@@ -28,6 +28,9 @@ identity:
   store: {{ sqlite: {{ path: ids.db }} }}
   key_secret: "${{file:key.secret}}"
   {token_line}
+traffic:
+  plans:
+    gold: {{ limits: [{{ name: burst, rate: 1000, period: 1s }}] }}
 routes:
   - name: health
     path: /health
@@ -485,6 +488,9 @@ async fn shaping_policies_accept_reject_apply_and_are_audited() {
         ("/v1/policies/orders/consumer/nobody", json!({"allow": ["/a"], "reason": "x"}), 404),
         ("/v1/policies/orders/organization/nobody", json!({"allow": ["/a"], "reason": "x"}), 404),
         ("/v1/policies/orders/planet/earth", json!({"allow": ["/a"], "reason": "x"}), 400),
+        // `gold` is a configured traffic plan (accepted above); `golden` is not.
+        ("/v1/policies/orders/plan/golden", json!({"allow": ["/a"], "reason": "x"}), 404),
+        ("/v1/policies/no-such-route/plan/gold", json!({"allow": ["/a"], "reason": "x"}), 404),
         ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["no-slash"], "reason": "x"}), 400),
         ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"]}), 400),
         ("/v1/policies/orders/consumer/acme-app", json!({"allow": ["/a"], "reason": " "}), 400),
@@ -498,6 +504,11 @@ async fn shaping_policies_accept_reject_apply_and_are_audited() {
         &admin(&gw, "PUT", "/v1/policies/orders/consumer/acme-app", None, Some(json!({"reason": "x"}))).await,
         401,
     );
+    let unknown = json!({"allow": ["/a"], "reason": "x"});
+    let r = admin(&gw, "PUT", "/v1/policies/orders/plan/golden", Some(TOKEN), Some(unknown.clone())).await;
+    assert_eq!(assert_problem(&r, 404)["detail"], "plan not found");
+    let r = admin(&gw, "PUT", "/v1/policies/nowhere/plan/gold", Some(TOKEN), Some(unknown)).await;
+    assert_eq!(assert_problem(&r, 404)["detail"], "route not found");
     assert_problem(&admin(&gw, "GET", "/v1/policies/orders/plan/silver", Some(TOKEN), None).await, 404);
     assert_problem(&admin(&gw, "DELETE", "/v1/policies/no-such-route/plan/gold", Some(TOKEN), None).await, 404);
     assert_eq!(orders_body(&gw, &key).await, json!({"path": "/orders/1"}), "rejected calls changed nothing");

@@ -65,22 +65,27 @@ const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
 /// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
 type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
 
-/// Replace `start..end` of the input by `rep` (empty: delete).
+/// Replace `start..end` of the input by `rep`, a range of the walker's replacement buffer
+/// (empty: delete). One buffer for every edit: no allocation per masked value.
 struct Edit {
     start: usize,
     end: usize,
-    rep: Vec<u8>,
-}
-
-fn json_str(s: &str) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len() + 2);
-    write_json_str(&mut out, s);
-    out
+    rep: std::ops::Range<usize>,
 }
 
 enum Out {
     Kept,
     Remove,
+}
+
+/// What [`Walker::lean_scalar`] made of a value.
+enum Lean {
+    /// Walked; nothing to do.
+    Done,
+    /// An unescaped string, walked, that the detectors must see.
+    Hit(Span, Gates),
+    /// Not walked: take the full path.
+    Full,
 }
 
 enum StrResult {
@@ -105,6 +110,8 @@ struct Walker<'p, 'a> {
     /// Rewrites of the input, in order and disjoint: the output is built only when there are any,
     /// and everything else (formatting included) is copied as is.
     edits: Vec<Edit>,
+    /// The bytes every edit puts in place, back to back.
+    reps: Vec<u8>,
     path: Vec<Step<'a>>,
     findings: Vec<Finding>,
     blocked: bool,
@@ -144,28 +151,82 @@ impl Positions {
     }
 }
 
-fn write_json_str(out: &mut Vec<u8>, s: &str) {
-    out.push(b'"');
-    for c in s.chars() {
-        match c {
-            '"' => out.extend_from_slice(b"\\\""),
-            '\\' => out.extend_from_slice(b"\\\\"),
-            '\n' => out.extend_from_slice(b"\\n"),
-            '\r' => out.extend_from_slice(b"\\r"),
-            '\t' => out.extend_from_slice(b"\\t"),
-            c if (c as u32) < 0x20 => {
-                const HEX: &[u8; 16] = b"0123456789abcdef";
-                let n = c as usize;
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[n >> 4]);
-                out.push(HEX[n & 0xf]);
-            }
-            c => {
-                let mut buf = [0u8; 4];
-                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-            }
+/// A JSON string in the body: its content `start..end` (without the quotes), whether it holds
+/// escapes, and its ASCII digits (counted on the raw text: exact when `esc` is false).
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    end: usize,
+    esc: bool,
+    digits: usize,
+}
+
+const LO: u64 = 0x0101_0101_0101_0101;
+const HI: u64 = 0x8080_8080_8080_8080;
+
+/// How many bytes of `m` have their high bit set (`m` has no other bit set). A multiply sums
+/// the bytes: the release build targets CPUs without `popcnt`, where `count_ones` is a
+/// dozen instructions.
+fn bytes_set(m: u64) -> usize {
+    ((m >> 7).wrapping_mul(LO) >> 56) as usize
+}
+
+/// Offset (from `i`) of the first `"`, `\` or control byte of `src[i..]`, and the ASCII digits
+/// before it; `None` when the body ends first. Eight bytes per step (SWAR): the usual
+/// zero-byte tricks give the lowest matching byte exactly, which is all that is used.
+fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
+    let rest = src.get(i..)?;
+    let mut off = 0usize;
+    let mut digits = 0usize;
+    let mut chunks = rest.chunks_exact(8);
+    for chunk in &mut chunks {
+        let w = u64::from_le_bytes(<[u8; 8]>::try_from(chunk).ok()?);
+        let q = w ^ (LO * u64::from(b'"'));
+        let bs = w ^ (LO * u64::from(b'\\'));
+        let special = ((q.wrapping_sub(LO) & !q) | (bs.wrapping_sub(LO) & !bs) | (w.wrapping_sub(LO * 0x20) & !w)) & HI;
+        // Per byte and exact (no carry crosses a byte): high bit set for `0`..=`9`.
+        let x = w & (LO * 0x7f);
+        let dig = x.wrapping_add(LO * 0x50) & !x.wrapping_add(LO * 0x46) & !w & HI;
+        if special != 0 {
+            let k = special.trailing_zeros() / 8;
+            let before = if k == 0 { 0 } else { u64::MAX >> (64 - 8 * k) };
+            digits += bytes_set(dig & before);
+            return Some((off + k as usize, digits));
         }
+        digits += bytes_set(dig);
+        off += 8;
     }
+    for (j, &c) in chunks.remainder().iter().enumerate() {
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            return Some((off + j, digits));
+        }
+        digits += usize::from(c.is_ascii_digit());
+    }
+    None
+}
+
+fn write_json_str(out: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.reserve(s.len() + 2);
+    out.push(b'"');
+    let b = s.as_bytes();
+    let mut last = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&b[last..i]);
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            c => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[usize::from(c >> 4)], HEX[usize::from(c & 0xf)]]),
+        }
+        last = i + 1;
+    }
+    out.extend_from_slice(&b[last..]);
     out.push(b'"');
 }
 
@@ -185,6 +246,7 @@ impl CompiledPolicy {
             text,
             pos: 0,
             edits: Vec::new(),
+            reps: Vec::new(),
             path: Vec::new(),
             findings: Vec::new(),
             blocked: false,
@@ -202,7 +264,7 @@ impl CompiledPolicy {
                 e => e,
             });
         }
-        let Walker { edits, findings, blocked, .. } = w;
+        let Walker { edits, reps, findings, blocked, .. } = w;
         let changed = !edits.is_empty();
         let body = if blocked {
             Vec::new()
@@ -211,7 +273,7 @@ impl CompiledPolicy {
             let mut last = 0;
             for e in &edits {
                 out.extend_from_slice(body.get(last..e.start).ok_or(WALK_ERROR)?);
-                out.extend_from_slice(&e.rep);
+                out.extend_from_slice(reps.get(e.rep.clone()).ok_or(WALK_ERROR)?);
                 last = e.end;
             }
             out.extend_from_slice(body.get(last..).ok_or(WALK_ERROR)?);
@@ -296,10 +358,12 @@ impl CompiledPolicy {
             if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
                 return StrResult::Remove;
             }
+            if matches!(action, Action::Allow | Action::Report | Action::Block) {
+                continue;
+            }
             let value = val.get(h.start..h.end).unwrap_or("");
-            let Some(rep) = self.replacement(class, action, value) else { continue };
             out.push_str(val.get(last..h.start).unwrap_or(""));
-            out.push_str(&rep);
+            self.replace_into(&mut out, class, action, value);
             last = h.end;
             changed = true;
         }
@@ -321,22 +385,19 @@ impl CompiledPolicy {
         }
     }
 
-    /// The in-place replacement of a detected value for `Mask`/`MaskKeepLast`/`Hash`; `None` for
-    /// actions that leave it (`Allow`, `Report`).
-    fn replacement(&self, class: DataClass, action: Action, value: &str) -> Option<String> {
+    /// Appends the in-place replacement of a detected value for `Mask`/`MaskKeepLast`/`Hash`/
+    /// `Redact` to `out`; the actions that leave the value (`Allow`, `Report`, `Block`) never
+    /// get here.
+    fn replace_into(&self, out: &mut String, class: DataClass, action: Action, value: &str) {
         match action {
-            Action::Mask => Some(mask::mask_detected(class, value)),
-            Action::MaskKeepLast(n) => Some(if class.is_secret() {
-                mask::mask_chars_keep_last(value, usize::from(n))
-            } else {
-                mask::mask_alnum_keep_last(value, usize::from(n))
-            }),
-            Action::Hash => Some(match &self.tokenizer {
-                Some(t) => t.token(value),
-                None => REDACTED.to_owned(),
-            }),
-            Action::Redact => Some(REDACTED.to_owned()),
-            Action::Allow | Action::Report | Action::Block => None,
+            Action::Mask => mask::mask_detected_into(out, class, value),
+            Action::MaskKeepLast(n) if class.is_secret() => mask::mask_chars_keep_last_into(out, value, usize::from(n)),
+            Action::MaskKeepLast(n) => mask::mask_alnum_keep_last_into(out, value, usize::from(n)),
+            Action::Hash => match &self.tokenizer {
+                Some(t) => out.push_str(&t.token(value)),
+                None => out.push_str(REDACTED),
+            },
+            Action::Redact | Action::Allow | Action::Report | Action::Block => out.push_str(REDACTED),
         }
     }
 }
@@ -361,30 +422,41 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    /// At a `"`: returns the content range and whether it holds escapes; leaves `pos` after it.
-    /// Refuses control characters and malformed escapes (as any JSON parser does).
-    fn string_span(&mut self) -> Result<(usize, usize, bool), ApplyError> {
+    /// At a `"`: returns the content range, whether it holds escapes and how many ASCII digits
+    /// it holds (exact when it holds no escape); leaves `pos` after it. Refuses control
+    /// characters and malformed escapes (as any JSON parser does).
+    fn string_span(&mut self) -> Result<Span, ApplyError> {
         self.expect(b'"')?;
         let start = self.pos;
         let mut i = start;
         let mut esc = false;
+        let mut digits = 0usize;
         loop {
-            let rest = self.src.get(i..).ok_or(WALK_ERROR)?;
-            let Some(k) = memchr::memchr2(b'"', b'\\', rest) else {
+            // Eight bytes at a time: most strings (ids, names, dates) end within one or two words,
+            // where a memchr call would cost more than the whole scan.
+            let (k, d) = match special_in_words(self.src, i) {
+                Some((k, d)) => (k, d),
+                None => {
+                    self.pos = self.src.len();
+                    return Err(WALK_ERROR);
+                }
+            };
+            digits += d;
+            let at = i + k;
+            let Some(&c) = self.src.get(at) else {
                 self.pos = self.src.len();
                 return Err(WALK_ERROR);
             };
-            // `min` vectorises; the common case is one pass over the span.
-            if rest[..k].iter().copied().min().is_some_and(|c| c < 0x20) {
-                self.pos = i + rest[..k].iter().position(|&c| c < 0x20).unwrap_or(0);
+            if c == b'"' {
+                self.pos = at + 1;
+                return Ok(Span { start, end: at, esc, digits });
+            }
+            if c != b'\\' {
+                self.pos = at;
                 return Err(WALK_ERROR);
             }
-            if rest[k] == b'"' {
-                self.pos = i + k + 1;
-                return Ok((start, i + k, esc));
-            }
             esc = true;
-            let j = i + k + 1;
+            let j = at + 1;
             i = match self.src.get(j) {
                 Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j + 1,
                 Some(b'u') if self.src.get(j + 1..j + 5).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => j + 5,
@@ -461,10 +533,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         if !ctx.proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
             self.skip_value(0)?;
             self.edits.clear();
-            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+            self.push_edit(root_start, self.pos, b"null");
         } else if let Out::Remove = self.value(ctx, 0)? {
             self.edits.clear();
-            self.edits.push(Edit { start: root_start, end: self.pos, rep: b"null".to_vec() });
+            self.push_edit(root_start, self.pos, b"null");
         }
         self.ws();
         if self.pos == self.src.len() { Ok(()) } else { Err(WALK_ERROR) }
@@ -554,6 +626,86 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
+    /// The gates of a string (decoded `val`, at `sp` in the body) when the detectors can find
+    /// something in it ([`crate::detect::Scanner::may_hit`]); `None` for most strings.
+    fn str_may_hit(&mut self, val: &str, sp: Span) -> Option<Gates> {
+        let sc = &self.p.scanner;
+        if sp.esc {
+            let gates = sc.gates_for(val);
+            return sc.may_hit(val, gates).then_some(gates);
+        }
+        let gates = Gates { has_at: self.at.any_in(sp.start, sp.end), has_prefix: self.pre.any_in(sp.start, sp.end) };
+        sc.may_hit_counted(val, gates, sp.digits).then_some(gates)
+    }
+
+    /// Whether the members or elements of a container at `depth` can take the lean path: no
+    /// shape, no pointer rule, no field rule in force above, and room for one more level.
+    fn lean(&self, ctx: Ctx<'p>, depth: usize) -> bool {
+        self.shape.is_none()
+            && self.p.pointer_rules.is_empty()
+            && ctx.forced.is_none()
+            && !ctx.allow
+            && depth < self.p.max_depth
+    }
+
+    /// Whether the detectors can skip the unescaped string at `sp` ([`Self::str_may_hit`] is
+    /// `None`), from the body-wide `@` and prefix positions and the digits counted in the span.
+    fn quick_skip(&mut self, sp: Span) -> bool {
+        !sp.esc && self.raw_may_hit(sp).is_none()
+    }
+
+    /// [`Self::str_may_hit`] for an unescaped string, from its bytes in the body.
+    fn raw_may_hit(&mut self, sp: Span) -> Option<Gates> {
+        let gates = Gates { has_at: self.at.any_in(sp.start, sp.end), has_prefix: self.pre.any_in(sp.start, sp.end) };
+        let b = self.src.get(sp.start..sp.end)?;
+        self.p.scanner.may_hit_bytes(b, gates, sp.digits).then_some(gates)
+    }
+
+    /// The lean path for a value in a container that [`Self::lean`] allows: a scalar that needs
+    /// nothing (a literal, a number that cannot be a card, a string the detectors skip) is
+    /// validated and passed; a string the detectors must see is handed back with its gates, to
+    /// be pushed onto the path and processed ([`Self::string_hit`]); for anything else `pos` is
+    /// left at the value for the full path.
+    fn lean_scalar(&mut self) -> Result<Lean, ApplyError> {
+        let at = self.pos;
+        match self.peek() {
+            Some(b'"') => {
+                let sp = self.string_span()?;
+                if !sp.esc {
+                    return Ok(match self.raw_may_hit(sp) {
+                        None => Lean::Done,
+                        Some(gates) => Lean::Hit(sp, gates),
+                    });
+                }
+            }
+            Some(b'-' | b'0'..=b'9') => {
+                self.number_span()?;
+                if !(12..=19).contains(&(self.pos - at)) || !self.p.scanner.enabled(DataClass::CardNumber) {
+                    return Ok(Lean::Done);
+                }
+            }
+            Some(b't' | b'f' | b'n') => {
+                self.literal()?;
+                return Ok(Lean::Done);
+            }
+            _ => {}
+        }
+        self.pos = at;
+        Ok(Lean::Full)
+    }
+
+    /// An unescaped string at `sp` (already walked) that the detectors must see, with no field
+    /// rule in force: detection and actions, as [`Self::string_value`] does.
+    fn string_hit(&mut self, sp: Span, gates: Gates) -> Result<Out, ApplyError> {
+        let val = self.str_at(sp.start, sp.end)?;
+        match self.process_str(val, gates)? {
+            StrResult::Unchanged => {}
+            StrResult::Replaced(new) => self.push_str_edit(sp.start - 1, sp.end + 1, &new),
+            StrResult::Remove => return Ok(Out::Remove),
+        }
+        Ok(Out::Kept)
+    }
+
     /// The rule for the child reached by `step` from the current path, if any.
     fn rule_for(&mut self, step: &Step<'_>) -> Option<&'p Forced> {
         let p = self.p;
@@ -569,6 +721,21 @@ impl<'p, 'a> Walker<'p, 'a> {
             }
         }
         let Step::Key(k) = step else { return None };
+        self.name_rule(k)
+    }
+
+    /// The rule a member's name selects (name rules and sensitive names), if any.
+    fn name_rule(&mut self, k: &str) -> Option<&'p Forced> {
+        let p = self.p;
+        if let (Some(&first), Some(&last)) = (k.as_bytes().first(), k.as_bytes().last())
+            && first.is_ascii_alphanumeric()
+            && last.is_ascii_alphanumeric()
+            && p.name_sigs[crate::policy::name_sig(first.to_ascii_lowercase(), last.to_ascii_lowercase())] == 0
+        {
+            // The normalised name starts and ends with these bytes (lowercased), whatever lies
+            // between them, and no configured name does.
+            return None;
+        }
         if p.names.is_empty() || k.len() > p.max_name_len * 3 + 8 {
             return None;
         }
@@ -618,12 +785,26 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
+    /// Adds an edit replacing `start..end` by `bytes`.
+    fn push_edit(&mut self, start: usize, end: usize, bytes: &[u8]) {
+        let at = self.reps.len();
+        self.reps.extend_from_slice(bytes);
+        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
+    }
+
+    /// Adds an edit replacing `start..end` by the JSON string `s`.
+    fn push_str_edit(&mut self, start: usize, end: usize, s: &str) {
+        let at = self.reps.len();
+        write_json_str(&mut self.reps, s);
+        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
+    }
+
     /// Drops edits inside `from..` (the enclosing range is being replaced) and adds one.
     fn replace_range(&mut self, from: usize, to: usize, rep: &[u8]) {
         while self.edits.last().is_some_and(|e| e.start >= from) {
             self.edits.pop();
         }
-        self.edits.push(Edit { start: from, end: to, rep: rep.to_vec() });
+        self.push_edit(from, to, rep);
     }
 
     /// Removes member/element `start..end` with the comma before it (if any). The first member
@@ -637,12 +818,13 @@ impl<'p, 'a> Walker<'p, 'a> {
         if kept_before == 0
             && let Some(c) = comma
         {
-            self.edits.insert(edits_at, Edit { start: c, end: start, rep: Vec::new() });
+            self.edits.insert(edits_at, Edit { start: c, end: start, rep: 0..0 });
         }
     }
 
     fn object(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'{')?;
+        let lean = self.lean(ctx, depth);
         let mut kept = 0usize;
         let mut first = true;
         loop {
@@ -664,11 +846,41 @@ impl<'p, 'a> Walker<'p, 'a> {
             first = false;
             let start = self.pos;
             let edits_at = self.edits.len();
-            let (ks, ke, kesc) = self.string_span()?;
+            let ksp = self.string_span()?;
+            let (ks, ke, kesc) = (ksp.start, ksp.end, ksp.esc);
             let key = self.decode(ks, ke, kesc)?;
             self.ws();
             self.expect(b':')?;
             self.ws();
+
+            // Lean path: a plain key (no rule, nothing to detect in it) over a scalar the detectors
+            // can skip, or over a container walked the same way; everything else below.
+            let plain_key = lean && !kesc && self.name_rule(&key).is_none() && self.quick_skip(ksp);
+            if plain_key {
+                let r = match self.lean_scalar()? {
+                    Lean::Done => Ok(Out::Kept),
+                    Lean::Hit(sp, gates) => {
+                        self.path.push(Step::Key(key));
+                        let r = self.string_hit(sp, gates);
+                        self.path.pop();
+                        r
+                    }
+                    Lean::Full => {
+                        self.path.push(Step::Key(key));
+                        let r = self.value(ctx, depth);
+                        self.path.pop();
+                        r
+                    }
+                };
+                match r? {
+                    Out::Kept => {
+                        self.kept(kept, comma, start, edits_at);
+                        kept += 1;
+                    }
+                    Out::Remove => self.remove(comma, start, self.pos),
+                }
+                continue;
+            }
 
             let mut step = Step::Key(key);
             let proj = match self.shape {
@@ -686,14 +898,10 @@ impl<'p, 'a> Walker<'p, 'a> {
             // Detection on the key itself (maps keyed by e-mail address and the like).
             if !child.allow
                 && let Step::Key(k) = &step
+                && let Some(gates) = self.str_may_hit(k, ksp)
             {
                 let k: Cow<'a, str> = k.clone();
-                let gates = if kesc {
-                    self.p.scanner.gates_for(&k)
-                } else {
-                    Gates { has_at: self.at.any_in(ks, ke), has_prefix: self.pre.any_in(ks, ke) }
-                };
-                if self.p.scanner.may_hit(&k, gates) {
+                {
                     let before = self.findings.len();
                     let result = self.process_str(&k, gates)?;
                     // A key finding points at the member under its masked name; when the key is
@@ -708,7 +916,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                     match result {
                         StrResult::Unchanged => {}
                         StrResult::Replaced(new) => {
-                            self.edits.push(Edit { start: ks - 1, end: ke + 1, rep: json_str(&new) });
+                            self.push_str_edit(ks - 1, ke + 1, &new);
                             step = Step::Key(Cow::Owned(new));
                         }
                         StrResult::Remove => {
@@ -748,6 +956,7 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn array(&mut self, ctx: Ctx<'p>, depth: usize) -> Result<Out, ApplyError> {
         self.expect(b'[')?;
         let cap = self.shape.and_then(|s| s.cap(&self.path));
+        let lean = self.lean(ctx, depth) && self.p.pointer_rules.is_empty();
         let mut index = 0usize;
         let mut kept = 0usize;
         loop {
@@ -770,6 +979,26 @@ impl<'p, 'a> Walker<'p, 'a> {
             let edits_at = self.edits.len();
             let step = Step::Index(index);
             index += 1;
+            if lean {
+                let r = match self.lean_scalar()? {
+                    Lean::Done => Some(Out::Kept),
+                    Lean::Hit(sp, gates) => {
+                        self.path.push(Step::Index(index - 1));
+                        let r = self.string_hit(sp, gates);
+                        self.path.pop();
+                        Some(r?)
+                    }
+                    Lean::Full => None,
+                };
+                if let Some(r) = r {
+                    if let Out::Remove = r {
+                        self.replace_range(start, self.pos, b"null");
+                    }
+                    self.kept(kept, comma, start, edits_at);
+                    kept += 1;
+                    continue;
+                }
+            }
             let proj = match self.shape {
                 Some(sh) => sh.child(ctx.proj, self.path.len(), &step),
                 None => Some(ProjState::ALL),
@@ -802,25 +1031,22 @@ impl<'p, 'a> Walker<'p, 'a> {
     }
 
     fn string_value(&mut self, ctx: Ctx<'p>) -> Result<Out, ApplyError> {
-        let (s, e, esc) = self.string_span()?;
+        let sp = self.string_span()?;
+        let (s, e) = (sp.start, sp.end);
         if ctx.allow && ctx.forced.is_none() {
             return Ok(Out::Kept);
         }
-        let val = self.decode(s, e, esc)?;
+        let val = self.decode(s, e, sp.esc)?;
         let result = match ctx.forced {
             Some(f) => self.forced(f, &val)?,
-            None => {
-                let gates = if esc {
-                    self.p.scanner.gates_for(&val)
-                } else {
-                    Gates { has_at: self.at.any_in(s, e), has_prefix: self.pre.any_in(s, e) }
-                };
-                if !self.p.scanner.may_hit(&val, gates) { StrResult::Unchanged } else { self.process_str(&val, gates)? }
-            }
+            None => match self.str_may_hit(&val, sp) {
+                None => StrResult::Unchanged,
+                Some(gates) => self.process_str(&val, gates)?,
+            },
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.edits.push(Edit { start: s - 1, end: e + 1, rep: json_str(&new) }),
+            StrResult::Replaced(new) => self.push_str_edit(s - 1, e + 1, &new),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -857,7 +1083,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.edits.push(Edit { start, end: self.pos, rep: json_str(&new) }),
+            StrResult::Replaced(new) => self.push_str_edit(start, self.pos, &new),
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -867,12 +1093,11 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
         let p = self.p;
         let path = &self.path;
-        let mut location: Option<String> = None;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
         Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
-            let location = Location::Pointer(location.get_or_insert_with(|| pointer::render(path)).clone());
+            let location = Location::Pointer(pointer::render(path));
             findings.push(Finding { class, detector: detector.clone(), location, action });
         }))
     }
@@ -919,5 +1144,44 @@ impl<'p, 'a> Walker<'p, 'a> {
             }
             None => StrResult::Unchanged,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The byte-at-a-time reference for [`special_in_words`].
+    fn naive(src: &[u8], i: usize) -> Option<(usize, usize)> {
+        let rest = src.get(i..)?;
+        let k = rest.iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+        Some((k, rest[..k].iter().filter(|c| c.is_ascii_digit()).count()))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// Every byte value in every lane of a word, and every tail length.
+        #[test]
+        fn word_scan_matches_byte_scan(
+            src in proptest::collection::vec(
+                prop_oneof![any::<u8>(), b'0'..=b'9', Just(b'"'), Just(b'\\'), Just(0x1f), Just(0x7f), Just(0xb0), Just(0xba)],
+                0..40,
+            ),
+            from in 0usize..8,
+        ) {
+            prop_assert_eq!(special_in_words(&src, from), naive(&src, from));
+        }
+    }
+
+    #[test]
+    fn word_scan_finds_the_first_special_byte_and_counts_digits_before_it() {
+        assert_eq!(special_in_words(b"ab12cd34ef\"56", 0), Some((10, 4)));
+        assert_eq!(special_in_words(b"12345678\x01", 0), Some((8, 8)));
+        assert_eq!(special_in_words(b"x\\", 0), Some((1, 0)));
+        assert_eq!(special_in_words(b"0123456789", 0), None);
+        // Bytes ≥ 0x80 whose low seven bits are digits are not digits.
+        assert_eq!(special_in_words(&[0xb0, 0xb9, b'1', b'"'], 0), Some((3, 1)));
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use regex::Regex;
 
 use crate::class::{Action, DataClass};
@@ -180,12 +180,18 @@ pub(crate) struct CompiledCustom {
 pub(crate) struct Scanner {
     enabled: [bool; DataClass::ALL.len()],
     pub(crate) prefixes: AhoCorasick,
+    /// The same patterns as a plain DFA without prefilter: for short strings, where setting up
+    /// the vectorised search costs more than walking the bytes.
+    short_prefixes: AhoCorasick,
     email: Regex,
     card: Regex,
     phone: Regex,
     iban: Regex,
     pub(crate) customs: Vec<CompiledCustom>,
 }
+
+/// Below this length, [`Scanner::gates_for`] walks the prefix DFA byte by byte.
+const SHORT: usize = 64;
 
 /// Errors building the built-in detectors; only possible through a bug, kept as an error anyway.
 #[derive(Debug, thiserror::Error)]
@@ -201,6 +207,11 @@ impl Scanner {
         Ok(Scanner {
             enabled,
             prefixes: prefix_automaton()?,
+            short_prefixes: AhoCorasickBuilder::new()
+                .match_kind(MatchKind::LeftmostFirst)
+                .kind(Some(AhoCorasickKind::DFA))
+                .prefilter(false)
+                .build(PREFIXES.iter().map(|(p, _)| p))?,
             email: Regex::new(
                 r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)",
             )?,
@@ -221,7 +232,8 @@ impl Scanner {
 
     /// Computes the gates from the string itself (text bodies, JSON strings with escapes).
     pub(crate) fn gates_for(&self, s: &str) -> Gates {
-        Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix: self.prefixes.is_match(s) }
+        let has_prefix = if s.len() < SHORT { self.short_prefixes.is_match(s) } else { self.prefixes.is_match(s) };
+        Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix }
     }
 
     /// Whether [`Self::scan`] can find anything in `s`: false for most strings, after a cheap
@@ -234,6 +246,19 @@ impl Scanner {
             || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b))
     }
 
+    /// [`Self::may_hit`] for a string whose ASCII digits the caller has already counted.
+    pub(crate) fn may_hit_counted(&self, s: &str, gates: Gates, digits: usize) -> bool {
+        self.may_hit_bytes(s.as_bytes(), gates, digits)
+    }
+
+    /// [`Self::may_hit_counted`] on the raw bytes.
+    pub(crate) fn may_hit_bytes(&self, b: &[u8], gates: Gates, digits: usize) -> bool {
+        gates.has_prefix
+            || !self.customs.is_empty()
+            || (gates.has_at && email_trigger(b))
+            || (b.len() >= 9 && digits >= 8 && numeric_may_hit(b))
+    }
+
     /// Appends the hits in `s`, sorted by start, without overlaps (secrets win over the rest).
     pub(crate) fn scan(&self, s: &str, gates: Gates, out: &mut Vec<Hit>) {
         let base = out.len();
@@ -242,7 +267,7 @@ impl Scanner {
             self.scan_prefixes(b, base, out);
         }
         if gates.has_at && self.enabled(DataClass::Email) && email_trigger(b) {
-            for m in self.email.find_iter(s) {
+            for m in matches(&self.email, s) {
                 if email_ok(m.as_str()) {
                     push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Email));
                 }
@@ -253,14 +278,14 @@ impl Scanner {
         if b.len() >= 9 && digit_count(b) >= 8 {
             let t = NumericTriggers::of(b);
             if t.card && self.enabled(DataClass::CardNumber) {
-                for m in self.card.find_iter(s) {
+                for m in matches(&self.card, s) {
                     if card_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::CardNumber));
                     }
                 }
             }
             if t.iban && self.enabled(DataClass::Iban) {
-                for m in self.iban.find_iter(s) {
+                for m in matches(&self.iban, s) {
                     if let Some(end) = iban_end(b, m.start(), m.end()) {
                         push(out, base, m.start(), end, DetId::Builtin(DataClass::Iban));
                     }
@@ -278,7 +303,7 @@ impl Scanner {
                 }
             }
             if t.phone && self.enabled(DataClass::Phone) {
-                for m in self.phone.find_iter(s) {
+                for m in matches(&self.phone, s) {
                     if phone_ok(b, m.start(), m.end()) {
                         push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
                     }
@@ -318,6 +343,24 @@ impl Scanner {
     }
 }
 
+/// `re.find_iter(s)` for a built-in regex (none matches the empty string), without the search
+/// that `find_iter` runs after a match that ends the string (most hits are a whole value).
+fn matches<'s>(re: &Regex, s: &'s str) -> impl Iterator<Item = regex::Match<'s>> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        if at >= s.len() {
+            return None;
+        }
+        let m = re.find_at(s, at)?;
+        // An empty match cannot happen; stopping there keeps the loop finite regardless.
+        if m.is_empty() {
+            return None;
+        }
+        at = m.end();
+        Some(m)
+    })
+}
+
 /// One pass over a string that tells which numeric detectors can possibly match, so that ids,
 /// UUIDs, timestamps and prices do not reach the regexes. Each trigger is a necessary condition
 /// of its detector (regex, edge checks and validator together), never a guess: a string that
@@ -336,29 +379,91 @@ struct NumericTriggers {
 }
 
 /// Whether a numeric detector can match: a run of digits and ` .-()+` (the only bytes card,
-/// SSN and phone matches are made of) with 9 digits (8 when it holds a `+`), or a word-initial
-/// IBAN start. Dates and times (`2024-01-15T10:30:00Z`: 8 digits at most per run) stop here.
+/// SSN and phone matches are made of) with 9 digits (8 from a `+`) counted from the first place
+/// in the run where a match can start (after a byte that is not a word byte nor one of
+/// `-./+$#`: the union of the start checks of [`card_start_ok`], [`ssn_at`] and
+/// [`phone_start_ok`]), or a word-initial IBAN start. Dates and times (`2024-01-15T10:30:00Z`:
+/// 8 digits at most per run) and UUIDs (every digit group follows a letter or a `-`) stop here.
 fn numeric_may_hit(b: &[u8]) -> bool {
-    let (mut run, mut plus, mut prev) = (0usize, false, 0u8);
+    // Digits since the first possible start in the current run; `NONE`: no start yet.
+    const NONE: u32 = u32::MAX;
+    let (mut run, mut plus) = (NONE, false);
+    // The previous byte's flags; the start of the string allows a start and is not a word.
+    let mut prev = 0u8;
     for (i, &c) in b.iter().enumerate() {
-        if c.is_ascii_digit() {
+        let f = BYTE_FLAGS[usize::from(c)];
+        if f & F_DIGIT != 0 {
+            if run == NONE {
+                if prev & F_NO_START_AFTER != 0 {
+                    prev = f;
+                    continue;
+                }
+                run = 0;
+            }
             run += 1;
             if run >= 9 || (plus && run >= 8) {
                 return true;
             }
-        } else if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
-            plus |= c == b'+';
+        } else if f & F_RUN != 0 {
+            if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
+                if run == NONE {
+                    run = 0;
+                }
+                plus |= c == b'+';
+            }
         } else {
-            run = 0;
+            run = NONE;
             plus = false;
-            if c.is_ascii_uppercase() && !is_word(prev) && iban_start(b, i) {
+            if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
                 return true;
             }
         }
-        prev = c;
+        prev = f;
     }
     false
 }
+
+const F_DIGIT: u8 = 1;
+/// Digits and ` .-()+`: the bytes card, SSN and phone matches are made of.
+const F_RUN: u8 = 2;
+/// Word bytes and `-./+$#`: no card, SSN or phone match starts after one.
+const F_NO_START_AFTER: u8 = 4;
+const F_WORD: u8 = 8;
+const F_UPPER: u8 = 16;
+/// `(` and `+`: a phone match can start at one.
+const F_OPENER: u8 = 32;
+
+/// The classes of [`numeric_may_hit`], one table lookup per byte.
+static BYTE_FLAGS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        let word = c.is_ascii_alphanumeric() || c == b'_';
+        let mut f = 0;
+        if c.is_ascii_digit() {
+            f |= F_DIGIT | F_RUN;
+        }
+        if matches!(c, b' ' | b'.' | b'-' | b'(' | b')' | b'+') {
+            f |= F_RUN;
+        }
+        if matches!(c, b'(' | b'+') {
+            f |= F_OPENER;
+        }
+        if word || matches!(c, b'-' | b'.' | b'/' | b'+' | b'$' | b'#') {
+            f |= F_NO_START_AFTER;
+        }
+        if word {
+            f |= F_WORD;
+        }
+        if c.is_ascii_uppercase() {
+            f |= F_UPPER;
+        }
+        t[i] = f;
+        i += 1;
+    }
+    t
+};
 
 /// ASCII digits in `b` (vectorised).
 fn digit_count(b: &[u8]) -> usize {
@@ -558,9 +663,9 @@ fn phone_ok(b: &[u8], start: usize, end: usize) -> bool {
 }
 
 fn email_ok(m: &str) -> bool {
-    let tld = m.rsplit('.').next().unwrap_or("").to_ascii_lowercase();
+    let tld = m.rsplit('.').next().unwrap_or("");
     // `icon@2x.png` and friends are asset names, not addresses.
-    !matches!(tld.as_str(), "png" | "jpg" | "jpeg" | "gif" | "svg" | "webp" | "css" | "js" | "ico" | "map")
+    !["png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ico", "map"].iter().any(|a| tld.eq_ignore_ascii_case(a))
 }
 
 /// Finds where a valid IBAN starting at `start` ends (the regex may run on into the next word).
@@ -828,10 +933,27 @@ mod tests {
         let t = NumericTriggers::of(b"call +1 415 555 2671, card 4242 4242 4242 4242, DE89370400440532013000");
         assert!(t.card && t.phone && t.iban);
         assert!(!email_trigger(b"j***@example.com") && email_trigger(b"mail jane@example.com"));
-        for s in ["2024-06-01T08:00:00.123Z", "7f9c2ba4-e88f-11ee-a506-0a0000003e8b", "Widget 123456"] {
+        // A run counts from where a match can start: not after a word byte nor `-./+$#`.
+        for s in [
+            "2024-06-01T08:00:00.123Z",
+            "7f9c2ba4-e88f-11ee-a506-0a0000003e8b",
+            "7f9c2ba4-e88f-11ee-a506-000000000001",
+            "Widget 123456",
+            "ORD-4242424242424242",
+            "v1.4242424242424242",
+            "x+14155552671",
+        ] {
             assert!(!numeric_may_hit(s.as_bytes()), "{s}");
         }
-        for s in ["536-22-6789", "+1 415 5550", "x DE89370400440532013000"] {
+        for s in [
+            "536-22-6789",
+            "+1 415 5550",
+            "x DE89370400440532013000",
+            "ab12 4242424242424242",
+            "(415) 555-2671",
+            "tel:+14155552671",
+            "id 7f9c2ba4 000000000001",
+        ] {
             assert!(numeric_may_hit(s.as_bytes()), "{s}");
         }
     }

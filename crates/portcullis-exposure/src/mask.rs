@@ -12,51 +12,66 @@ pub(crate) const REDACTED: &str = "[redacted]";
 pub(crate) const FIELD_MASK: &str = "********";
 
 /// Class-aware mask of a detected value.
+#[cfg(test)]
 pub(crate) fn mask_detected(class: DataClass, v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    mask_detected_into(&mut out, class, v);
+    out
+}
+
+/// [`mask_detected`], appended to `out`.
+pub(crate) fn mask_detected_into(out: &mut String, class: DataClass, v: &str) {
     match class {
         DataClass::CardNumber | DataClass::Iban => {
-            let kept: Vec<char> = v.chars().filter(char::is_ascii_alphanumeric).collect();
-            let n = kept.len();
-            let mut out = "*".repeat(n.saturating_sub(4));
-            out.extend(kept.iter().skip(n.saturating_sub(4)));
-            out
+            let n = v.bytes().filter(u8::is_ascii_alphanumeric).count();
+            out.extend(std::iter::repeat_n('*', n.saturating_sub(4)));
+            out.extend(v.bytes().filter(u8::is_ascii_alphanumeric).skip(n.saturating_sub(4)).map(char::from));
         }
         DataClass::Email => match v.split_once('@') {
             Some((local, domain)) => {
-                let mut out = String::with_capacity(domain.len() + 8);
                 out.push(local.chars().next().unwrap_or('*'));
                 out.push_str("***@");
                 out.push_str(domain);
-                out
             }
-            None => mask_alnum_keep_last(v, 0),
+            None => mask_alnum_keep_last_into(out, v, 0),
         },
-        DataClass::Ssn | DataClass::Phone | DataClass::NationalId => mask_alnum_keep_last(v, 4),
-        DataClass::SensitiveField => FIELD_MASK.to_owned(),
-        _ => mask_chars_keep_last(v, 4),
+        DataClass::Ssn | DataClass::Phone | DataClass::NationalId => mask_alnum_keep_last_into(out, v, 4),
+        DataClass::SensitiveField => out.push_str(FIELD_MASK),
+        _ => mask_chars_keep_last_into(out, v, 4),
     }
 }
 
 /// Replaces every ASCII alphanumeric but the last `keep` of them by `*`; separators stay.
-pub(crate) fn mask_alnum_keep_last(v: &str, keep: usize) -> String {
-    let total = v.chars().filter(char::is_ascii_alphanumeric).count();
-    let mut seen = 0usize;
-    v.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                seen += 1;
-                if seen + keep <= total { '*' } else { c }
-            } else {
-                c
-            }
-        })
-        .collect()
+/// Appended to `out`.
+pub(crate) fn mask_alnum_keep_last_into(out: &mut String, v: &str, keep: usize) {
+    let mut to_mask = v.bytes().filter(u8::is_ascii_alphanumeric).count().saturating_sub(keep);
+    // Copy runs between the masked bytes: they are ASCII, so every cut is a char boundary.
+    let mut last = 0;
+    for (i, c) in v.bytes().enumerate() {
+        if to_mask == 0 {
+            break;
+        }
+        if c.is_ascii_alphanumeric() {
+            out.push_str(v.get(last..i).unwrap_or(""));
+            out.push('*');
+            last = i + 1;
+            to_mask -= 1;
+        }
+    }
+    out.push_str(v.get(last..).unwrap_or(""));
 }
 
 /// Replaces every character but the last `keep` by `*`, keeping the length in characters.
 pub(crate) fn mask_chars_keep_last(v: &str, keep: usize) -> String {
+    let mut out = String::with_capacity(v.len());
+    mask_chars_keep_last_into(&mut out, v, keep);
+    out
+}
+
+/// [`mask_chars_keep_last`], appended to `out`.
+pub(crate) fn mask_chars_keep_last_into(out: &mut String, v: &str, keep: usize) {
     let total = v.chars().count();
-    v.chars().enumerate().map(|(i, c)| if i + keep < total { '*' } else { c }).collect()
+    out.extend(v.chars().enumerate().map(|(i, c)| if i + keep < total { '*' } else { c }));
 }
 
 /// Generic mask of a whole field value that no detector recognised: keeps at most `keep` trailing
@@ -117,6 +132,40 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The char-by-char definitions the byte-level masks must match.
+    fn alnum_reference(v: &str, keep: usize) -> String {
+        let total = v.chars().filter(char::is_ascii_alphanumeric).count();
+        let mut seen = 0usize;
+        v.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    seen += 1;
+                    if seen + keep <= total { '*' } else { c }
+                } else {
+                    c
+                }
+            })
+            .collect()
+    }
+
+    fn card_reference(v: &str) -> String {
+        let kept: Vec<char> = v.chars().filter(char::is_ascii_alphanumeric).collect();
+        let n = kept.len();
+        let mut out = "*".repeat(n.saturating_sub(4));
+        out.extend(kept.iter().skip(n.saturating_sub(4)));
+        out
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn byte_level_masks_match_their_definitions(v in "[a-zA-Z0-9 +()é€.-]{0,24}", keep in 0usize..6) {
+            let mut out = String::new();
+            mask_alnum_keep_last_into(&mut out, &v, keep);
+            proptest::prop_assert_eq!(out, alnum_reference(&v, keep));
+            proptest::prop_assert_eq!(mask_detected(DataClass::CardNumber, &v), card_reference(&v));
+        }
+    }
 
     #[test]
     fn card_keeps_last_four() {

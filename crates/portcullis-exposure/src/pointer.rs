@@ -77,7 +77,8 @@ pub(crate) fn matches_path(pat: &[Seg], path: &[Step<'_>]) -> bool {
 /// Appends `/key` (escaped) to a pointer.
 pub(crate) fn push_key(out: &mut String, key: &str) {
     out.push('/');
-    if memchr::memchr2(b'~', b'/', key.as_bytes()).is_none() {
+    // Keys are short: a plain scan beats a memchr call.
+    if !key.bytes().any(|c| c == b'~' || c == b'/') {
         out.push_str(key);
         return;
     }
@@ -107,7 +108,8 @@ fn push_index(out: &mut String, mut i: usize) {
 
 /// Renders a path as a JSON pointer.
 pub(crate) fn render(path: &[Step<'_>]) -> String {
-    let mut out = String::with_capacity(path.len() * 8);
+    let len: usize = path.iter().map(|s| 1 + if let Step::Key(k) = s { k.len() } else { 20 }).sum();
+    let mut out = String::with_capacity(len);
     for step in path {
         match step {
             Step::Key(k) => push_key(&mut out, k),

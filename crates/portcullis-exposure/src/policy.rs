@@ -244,8 +244,8 @@ pub struct CompiledPolicy {
     pub(crate) names: NameMap,
     pub(crate) max_name_len: usize,
     /// A filter over the names: entry [`name_sig`]`(first, last)` has bit n set when some
-    /// normalised name of n bytes (n < 64) starts and ends with those bytes. Most keys skip the
-    /// lookup; names of 64 bytes or more set `long_names` instead.
+    /// normalised name of n bytes (n < 64) starts and ends with those bytes, and bit 0 when one
+    /// of 64 bytes or more does (those also set `long_names`). Most keys skip the lookup.
     pub(crate) name_sigs: Box<[u64]>,
     pub(crate) long_names: bool,
     pub(crate) class_names: [Arc<str>; DataClass::ALL.len()],
@@ -388,8 +388,9 @@ impl ExposurePolicy {
             name_sigs: {
                 let mut sigs = vec![0u64; 1024].into_boxed_slice();
                 for k in names.keys() {
-                    if let (Some(&first), Some(&last), true) = (k.first(), k.last(), k.len() < 64) {
-                        sigs[name_sig(first, last)] |= 1u64 << k.len();
+                    if let (Some(&first), Some(&last)) = (k.first(), k.last()) {
+                        // Bit 0 (no name is empty) stands for every length from 64 on.
+                        sigs[name_sig(first, last)] |= 1u64 << if k.len() < 64 { k.len() } else { 0 };
                     }
                 }
                 sigs

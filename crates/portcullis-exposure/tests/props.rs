@@ -117,8 +117,86 @@ fn mixed() -> CompiledPolicy {
     .unwrap()
 }
 
+/// `policy` with a pointer rule that matches nothing the generators produce: pointer rules turn
+/// the walker's lean path off, so this is the same policy walked the full way.
+fn full_walk(policy: ExposurePolicy) -> (CompiledPolicy, CompiledPolicy) {
+    let lean = policy.compile().unwrap();
+    let mut full = policy;
+    full.field_rules.push(FieldRule { target: FieldTarget::Pointer("/\u{1}never/*".into()), action: Action::Report });
+    (lean, full.compile().unwrap())
+}
+
+static LEAN_AND_FULL: LazyLock<Vec<(CompiledPolicy, CompiledPolicy)>> = LazyLock::new(|| {
+    let every = |action| ExposurePolicy {
+        class_actions: DataClass::ALL.iter().map(|&c| (c, action)).collect(),
+        hash_key: key(),
+        ..Default::default()
+    };
+    vec![
+        full_walk(ExposurePolicy::default()),
+        full_walk(every(Action::Mask)),
+        full_walk(every(Action::Redact)),
+        full_walk(every(Action::Hash)),
+        full_walk(every(Action::Report)),
+        full_walk(ExposurePolicy { named_detectors: vec![NamedDetector::uk_nino()], ..Default::default() }),
+    ]
+});
+
+/// Spellings of a sensitive name, or of a near miss, the way APIs write field names.
+fn field_name() -> impl Strategy<Value = String> {
+    let base = prop_oneof![
+        proptest::sample::select(portcullis_exposure::DEFAULT_SENSITIVE_FIELDS).prop_map(str::to_owned),
+        proptest::sample::select(KEYS).prop_map(str::to_owned),
+        "[a-zA-Z0-9_ .-]{0,12}",
+    ];
+    (base, any::<u64>(), "[a-z0-9]{0,2}", "[a-z0-9]{0,2}").prop_map(|(name, bits, pre, post)| {
+        let mut out = String::new();
+        if bits & 1 != 0 {
+            out.push_str(&pre);
+        }
+        for (i, c) in name.chars().enumerate() {
+            let b = bits >> (i % 60 + 2);
+            match c {
+                '_' if b & 1 != 0 => out.push(['-', '.', ' ', '_'][usize::try_from((b >> 1) & 3).unwrap()]),
+                '_' if b & 2 != 0 => {}
+                c if b & 1 != 0 => out.extend(c.to_uppercase()),
+                c => out.push(c),
+            }
+        }
+        if bits & 2 != 0 {
+            out.push_str(&post);
+        }
+        out
+    })
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// The lean path (no shape, no pointer rule) gives what the full walk gives: same body,
+    /// same findings in the same order, same flags, same errors.
+    #[test]
+    fn lean_path_matches_full_walk(v in json_value(), pretty in any::<bool>(), cut in any::<proptest::sample::Index>()) {
+        let body = if pretty { serde_json::to_vec_pretty(&v).unwrap() } else { serde_json::to_vec(&v).unwrap() };
+        // A cut body too: the lean path must refuse exactly where the full walk does.
+        let cut = &body[..cut.index(body.len() + 1)];
+        for (lean, full) in LEAN_AND_FULL.iter() {
+            prop_assert_eq!(lean.apply_json(&body, None), full.apply_json(&body, None));
+            prop_assert_eq!(lean.apply_json(cut, None), full.apply_json(cut, None));
+        }
+    }
+
+    /// The field-name filter drops no sensitive name, whatever its case and separators.
+    #[test]
+    fn name_filter_loses_no_sensitive_name(name in field_name()) {
+        let body = serde_json::to_vec(&serde_json::json!({ &name: "v", "k": 1 })).unwrap();
+        let out = LEAN_AND_FULL[0].0.apply_json(&body, None).unwrap();
+        let norm = portcullis_exposure::normalize_field_name(&name);
+        let sensitive = portcullis_exposure::DEFAULT_SENSITIVE_FIELDS
+            .iter()
+            .any(|n| portcullis_exposure::normalize_field_name(n) == norm);
+        prop_assert_eq!(out.changed, sensitive, "{:?} -> {:?}", name, String::from_utf8_lossy(&out.body));
+    }
 
     #[test]
     fn json_masking_is_idempotent_and_valid(v in json_value(), pretty in any::<bool>()) {

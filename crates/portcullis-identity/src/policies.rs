@@ -57,7 +57,7 @@ pub fn compile_overrides(list: &[ShapingPolicy]) -> ShapingOverrides {
 impl IdentityService {
     /// Sets the shaping policy of a subject on a route (replacing the one it had), with a reason
     /// and an optional duration. Consumers and organizations must exist; the caller checks the
-    /// route. Applies on every node within a second.
+    /// route and the plan (against the configured traffic plans). Applies on every node within a second.
     pub async fn set_shaping_policy(
         &self,
         actor: &str,

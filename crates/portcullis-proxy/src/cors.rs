@@ -5,7 +5,8 @@
 //! - A preflight (`OPTIONS` with `Origin` and `Access-Control-Request-Method`) on a route with a
 //!   CORS policy is answered here, before authentication (browsers send preflights without
 //!   credentials): 204 with the allowed methods and headers when the origin, the method and
-//!   every requested header are allowed, otherwise 403 with no CORS header at all.
+//!   every requested header are allowed, otherwise 403 with no CORS header at all; also 403 when
+//!   the route at that place does not serve the method asked about (not routing's 405).
 //! - Any other response on such a route loses the upstream's `Access-Control-*` headers; an
 //!   allowed origin gets `Access-Control-Allow-Origin` (its own value, or `*` for a policy open
 //!   to any origin without credentials), credentials and expose headers as configured. A
@@ -41,6 +42,15 @@ impl PreflightRefusal {
             PreflightRefusal::Method => "cors-method",
             PreflightRefusal::Headers => "cors-headers",
         }
+    }
+}
+
+/// Why a preflight for a method that no route at its place serves is refused: its origin, when
+/// the policy does not allow it (as [`preflight`] checks first), else the method.
+pub(crate) fn unrouted(policy: &CorsPolicy, req: &HeaderMap) -> PreflightRefusal {
+    match req.get(header::ORIGIN) {
+        Some(o) if policy.allows_origin(o.as_bytes()) => PreflightRefusal::Method,
+        _ => PreflightRefusal::Origin,
     }
 }
 

@@ -166,14 +166,25 @@ pub(crate) async fn handle(
 
     let host = router::request_host(&parts);
     // A CORS preflight on a route with a CORS policy is the gateway's to answer: route it by the
-    // method it asks about, before any stage (browsers send preflights without credentials).
-    if let Some(method) = crate::cors::preflight_method(&parts)
-        && let RouteMatch::Found(i) = router::find(&cfg.routes, host.as_deref(), &guard.ctx.path, &method)
-        && let Some(policy) = cfg.routes[i].cors.clone()
-    {
+    // method it asks about, before any stage (browsers send preflights without credentials). A
+    // method no route at that place serves is refused like any other preflight (403, no CORS
+    // header) when a route there has a CORS policy, not sent on to routing's 405.
+    let preflight = crate::cors::preflight_method(&parts).and_then(|method| {
+        match router::find(&cfg.routes, host.as_deref(), &guard.ctx.path, &method) {
+            RouteMatch::Found(i) => cfg.routes[i].cors.clone().map(|p| (i, p, Some(method))),
+            RouteMatch::MethodNotAllowed(_) => router::matching_place(&cfg.routes, host.as_deref(), &guard.ctx.path)
+                .find_map(|i| cfg.routes[i].cors.clone().map(|p| (i, p, None))),
+            RouteMatch::NotFound => None,
+        }
+    });
+    if let Some((i, policy, routed)) = preflight {
         guard.ctx.route = Some(cfg.routes[i].name.clone());
         guard.ctx.path_template = Some(cfg.routes[i].path.source().clone());
-        return Ok(match crate::cors::preflight(&policy, &parts.headers, &method) {
+        let answer = match &routed {
+            Some(method) => crate::cors::preflight(&policy, &parts.headers, method),
+            None => Err(crate::cors::unrouted(&policy, &parts.headers)),
+        };
+        return Ok(match answer {
             Ok((status, headers)) => {
                 let mut resp = http::Response::new(full(Bytes::new()));
                 *resp.status_mut() = status;

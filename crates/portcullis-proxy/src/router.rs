@@ -13,11 +13,25 @@ pub(crate) enum RouteMatch {
     NotFound,
 }
 
+/// Whether a route matches host and path (whatever the method).
+fn matches_place(r: &RouteConfig, host: Option<&str>, path: &str) -> bool {
+    let host_ok = r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|m| m.matches(h)));
+    host_ok && r.path.matches(path)
+}
+
+/// The routes that match host and path, whatever the method, in config order.
+pub(crate) fn matching_place<'r>(
+    routes: &'r [RouteConfig],
+    host: Option<&'r str>,
+    path: &'r str,
+) -> impl Iterator<Item = usize> + 'r {
+    routes.iter().enumerate().filter(move |(_, r)| matches_place(r, host, path)).map(|(i, _)| i)
+}
+
 pub(crate) fn find(routes: &[RouteConfig], host: Option<&str>, path: &str, method: &http::Method) -> RouteMatch {
     let mut allowed: Vec<http::Method> = Vec::new();
     for (i, r) in routes.iter().enumerate() {
-        let host_ok = r.hosts.is_empty() || host.is_some_and(|h| r.hosts.iter().any(|m| m.matches(h)));
-        if !host_ok || !r.path.matches(path) {
+        if !matches_place(r, host, path) {
             continue;
         }
         if r.methods.is_empty()

@@ -71,6 +71,14 @@ routes:
         max_age: 10m
         allow_credentials: true
       cookies: {{ secure: true, http_only: true, same_site: strict }}
+  - name: orders
+    prefix: /orders
+    methods: [GET, PUT]
+    upstream: up
+    policy:
+      cors:
+        allow_origins: [https://app.example.com]
+        allow_methods: [GET, PUT, DELETE]
   - name: public
     prefix: /public
     upstream: up
@@ -150,6 +158,38 @@ async fn preflights_are_answered_by_the_gateway_and_refused_without_cors_headers
     assert_eq!(any.status, 204);
     assert_eq!(any.header("access-control-allow-origin"), Some("*"));
     assert_eq!(any.header("access-control-allow-credentials"), None);
+}
+
+#[tokio::test]
+async fn preflights_for_methods_the_route_does_not_serve_are_refused_not_routed() {
+    let up = leaky_upstream().await;
+    let gw = gateway(&up).await;
+    // `/orders` serves GET and PUT; its CORS policy would allow DELETE, the route does not.
+    let ok = call(&gw, "OPTIONS", "/orders/7", &[("origin", GOOD), ("access-control-request-method", "PUT")]).await;
+    assert_eq!(ok.status, 204);
+    assert_eq!(ok.header("access-control-allow-origin"), Some(GOOD));
+    assert_eq!(ok.header("access-control-allow-methods"), Some("GET, PUT, DELETE"));
+
+    for (origin, method, reason) in [
+        (GOOD, "DELETE", "cors-method"),
+        (GOOD, "PATCH", "cors-method"),
+        ("https://evil.example.com", "DELETE", "cors-origin"),
+    ] {
+        let r =
+            call(&gw, "OPTIONS", "/orders/7", &[("origin", origin), ("access-control-request-method", method)]).await;
+        assert_eq!(r.status, 403, "{origin} {method}");
+        assert!(cors_headers(&r).is_empty(), "{origin} {method}: {:?}", cors_headers(&r));
+        assert_eq!(r.header("allow"), None);
+        let log = gw.access_log();
+        assert!(
+            log.iter().any(|l| l["reason"] == reason && l["stage"] == "cors" && l["route"] == "orders"),
+            "{reason}: {log:?}"
+        );
+    }
+    assert_eq!(up.hits.load(Ordering::Relaxed), 0, "a preflight never reaches the upstream");
+    // An ordinary request with that method still gets routing's 405.
+    let r = call(&gw, "DELETE", "/orders/7", &[("origin", GOOD)]).await;
+    assert_eq!(r.status, 405);
 }
 
 #[tokio::test]

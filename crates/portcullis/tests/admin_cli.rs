@@ -72,6 +72,11 @@ async fn new_token() -> (String, String) {
 }
 
 async fn gateway(up: &Upstream, sha: &str) -> TestGateway {
+    gateway_with(up, sha, "").await
+}
+
+/// [`gateway`] with `extra` top-level YAML (e.g. a `traffic:` section).
+async fn gateway_with(up: &Upstream, sha: &str, extra: &str) -> TestGateway {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("key.secret"), "an-identity-test-secret-of-32-bytes-or-more").unwrap();
     let yaml = format!(
@@ -82,6 +87,7 @@ identity:
   store: {{ sqlite: {{ path: ids.db }} }}
   key_secret: "${{file:key.secret}}"
   admin_token_sha256: "{sha}"
+{extra}
 routes:
   - name: orders
     prefix: /orders
@@ -447,7 +453,8 @@ async fn eventually_body(gw: &TestGateway, key: &str, want: &Value, within: Dura
 async fn policies_set_show_list_and_delete_with_the_cli() {
     let up = Upstream::start().await;
     let (token, sha) = new_token().await;
-    let gw = gateway(&up, &sha).await;
+    let plans = "traffic:\n  plans:\n    free: { limits: [{ name: burst, rate: 1000, period: 1s }] }";
+    let gw = gateway_with(&up, &sha, plans).await;
     let admin = format!("http://{}", gw.admin_addr());
     let env = [("PORTCULLIS_ADMIN_TOKEN", token.as_str()), ("PORTCULLIS_ADMIN", admin.as_str())];
     let ok = |out: Out| {
@@ -488,10 +495,16 @@ async fn policies_set_show_list_and_delete_with_the_cli() {
         &["policies", "set", "orders", "--consumer", "nobody", "--reason", "x"],
         &["policies", "set", "orders", "--consumer", "acme-app", "--allow", "no-slash", "--reason", "x"],
         &["policies", "show", "orders", "--plan", "free"],
+        &["policies", "set", "orders", "--plan", "golden", "--allow", "/path", "--reason", "x"],
     ] {
         let out = cli(args, &env).await;
         assert_eq!(out.code, 1, "{args:?}: {}", out.stderr);
     }
+    let out = cli(&["policies", "set", "orders", "--plan", "golden", "--allow", "/path", "--reason", "x"], &env).await;
+    assert!(out.stderr.contains("plan not found"), "{}", out.stderr);
+    // A configured traffic plan is accepted.
+    ok(cli(&["policies", "set", "orders", "--plan", "free", "--allow", "/path", "--reason", "x"], &env).await);
+    ok(cli(&["policies", "delete", "orders", "--plan", "free"], &env).await);
     assert_eq!(orders_body(&gw, &key).await, serde_json::json!({"path": "/orders/1"}));
 
     let out = ok(cli(&["policies", "delete", "orders", "--consumer", "acme-app", "--reason", "resolved"], &env).await);
