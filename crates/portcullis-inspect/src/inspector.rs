@@ -183,7 +183,7 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // ``alert`1` ``, `(alert)(1)`, `alert?.(1)`), assigned to a handler (`=`) or read
     // (`document.cookie`, `self['location']`).
     let js = has(F::CALLPAREN | F::BACKTICK | F::EQ) || has(F::DOT | F::BRACKET) && xss::dom_access(b);
-    set(1, has(F::LT | F::EQ | F::COLON) || js, &|s| xss::detect_paths(s, js));
+    set(1, has(F::LT | F::EQ | F::COLON) || js, &|s| xss::detect_classes(s, js, f));
     // cmdi: a command position needs a separator, a backtick or `$(`; shellshock `()`, SSI `<!`.
     // Without them only a command at the start with a path argument (`/`) is left.
     let cmd_full =
@@ -305,7 +305,7 @@ impl Scan<'_> {
                 run_detectors(v, features::of(v), kind, &mut found);
             }
         }
-        for r in found.into_iter().flatten() {
+        for r in found.iter().flatten() {
             self.report(r, loc);
         }
     }
