@@ -188,7 +188,7 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // Without them only a command at the start with a path argument (`/`) is left.
     let cmd_full =
         has(F::SEMI | F::PIPE | F::AMP | F::NL | F::BACKTICK | F::DOLLARPAREN | F::EMPTYPAREN | F::LTSPECIAL);
-    set(2, cmd_full || has(F::SLASH | F::BSLASH), &|s| cmdi::detect_paths(s, cmd_full));
+    set(2, cmd_full || has(F::SLASH | F::BSLASH), &|s| cmdi::detect_classes(s, cmd_full, f));
     // code: deserialisation tags (`!!python/`, `!RUBY/`, `rO0AB`, `O:8:"stdClass"`), PHP openers
     // (`<?`, `${@`), else a call (`system(`) or a dotted object (`WScript.Shell`) and a `(`.
     let code = has(F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)

@@ -41,7 +41,12 @@ fn squash(s: &str) -> String {
 }
 
 fn dangerous_uri(value: &str) -> bool {
-    let v = squash(&normalize::html_decode(value));
+    let decoded = normalize::html_decode(value);
+    // Every scheme below ends in `:`, and squashing only removes and lower-cases characters.
+    if !decoded.contains(':') {
+        return false;
+    }
+    let v = squash(&decoded);
     let v = v.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     v.starts_with("javascript:")
         || v.starts_with("vbscript:")
@@ -252,6 +257,39 @@ fn attribute_breakout(s: &str) -> Option<&'static str> {
     None
 }
 
+/// The names [`js_sink`] looks for (lower-case).
+const SINK_WORDS: &[&str] = &[
+    "alert",
+    "prompt",
+    "confirm",
+    "eval",
+    "settimeout",
+    "setinterval",
+    "execscript",
+    "fromcharcode",
+    "importscripts",
+    "atob",
+    "fetch",
+    "document",
+    "window",
+    "self",
+    "top",
+    "innerhtml",
+    "outerhtml",
+];
+
+/// For each first letter, the lengths (as bits) of the [`SINK_WORDS`] starting with it.
+static SINK_CANDIDATES: [u16; 26] = {
+    let mut t = [0u16; 26];
+    let mut i = 0;
+    while i < SINK_WORDS.len() {
+        let w = SINK_WORDS[i].as_bytes();
+        t[(w[0] - b'a') as usize] |= 1 << w.len();
+        i += 1;
+    }
+    t
+};
+
 /// A JavaScript sink is called (`alert(1)`, ``alert`1` ``, `(alert)(1)`, `alert.call(…)`,
 /// `alert?.(…)`), assigned to a handler, or `document.cookie` is read.
 #[must_use]
@@ -274,6 +312,11 @@ pub fn js_sink(s: &str) -> bool {
         }
         let word = &s[st..i];
         if word.len() > 13 || word.len() < 3 {
+            continue;
+        }
+        // First letter and length of a listed name, before lower-casing and comparing.
+        let first = word.as_bytes()[0] | 0x20;
+        if !first.is_ascii_lowercase() || SINK_CANDIDATES[usize::from(first - b'a')] & (1 << word.len()) == 0 {
             continue;
         }
         let mut buf = [0u8; 13];
@@ -404,17 +447,12 @@ fn uri_value(s: &str) -> bool {
 /// Whether `s` would inject script into an HTML page or a JavaScript context.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
-    detect_paths(s, true)
+    detect_classes(s, true, crate::features::of(s))
 }
 
 /// [`detect`], with the JavaScript-sink scan of the value itself skipped when `js` is false (the
-/// caller has shown no sink can be called or read: see `inspector::run_detectors`).
-pub(crate) fn detect_paths(s: &str, js: bool) -> Option<&'static str> {
-    detect_classes(s, js, crate::features::of(s))
-}
-
-/// [`detect_paths`] for a caller that holds `s`'s [`crate::features::of`] (`f`): its `<`, `=`
-/// and `:` classes stand in for searching the bytes.
+/// caller has shown no sink can be called or read: see `inspector::run_detectors`). `f`: `s`'s
+/// [`crate::features::of`]; its `<`, `=` and `:` classes stand in for searching the bytes.
 pub(crate) fn detect_classes(s: &str, js: bool, f: u64) -> Option<&'static str> {
     use crate::features as F;
     let has_lt = f & F::LT != 0;
@@ -564,6 +602,29 @@ mod tests {
                 prop_assert!(s.contains(':') || s.contains('&'));
             }
         }
+    }
+
+    /// The candidate table admits every name the sink match lists.
+    #[test]
+    fn sink_candidates_cover_the_names() {
+        for w in SINK_WORDS {
+            let upper = w.to_ascii_uppercase();
+            let (a, b) = (format!("{w}(1)"), format!("{upper}(1)"));
+            if SINKS.contains(w) {
+                assert!(js_sink(&a) && js_sink(&b), "{w}");
+            }
+        }
+        for s in [
+            "document.cookie",
+            "WINDOW.location",
+            "self['location']",
+            "top.location",
+            "x.innerHTML=1",
+            "y.OuterHtml = 2",
+        ] {
+            assert!(js_sink(s), "{s}");
+        }
+        assert!(!js_sink("alerts(1)") && !js_sink("documents.cookie"));
     }
 
     #[test]
