@@ -224,7 +224,9 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
         || has(F::PAREN) && (has(F::BRACKET) || sqli::has_keyword(words));
     set(8, xpath, &xpath::detect);
     set(9, has(F::LT), &xxe::detect);
-    set(10, has(F::NL | F::NONASCII), &|s| crlf::detect(s, kind.strict_lines));
+    // crlf: a CR or LF, or a character whose low byte is one (UTF-8 ends it with 0x8A or 0x8D).
+    let crlf = has(F::NL) || has(F::NONASCII) && memchr::memchr2(0x8A, 0x8D, b).is_some();
+    set(10, crlf, &|s| crlf::detect(s, kind.strict_lines));
     set(11, has(F::DOLLARBRACE), &log4shell::detect);
     set(12, has(F::UNDERSCORE | F::DOT | F::BRACKET), &proto::detect);
     set(13, has(F::DOT), &scanner::oast);
@@ -707,6 +709,11 @@ mod tests {
             "Tab",
             "\t",
             "é",
+            "嘍",
+            "Ċ",
+            "\u{2028}",
+            "\u{85}",
+            "Ｓet-Cookie",
         ]);
         prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
     }
