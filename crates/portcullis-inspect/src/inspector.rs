@@ -193,7 +193,9 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // (`<?`, `${@`), else a call (`system(`) or a dotted object (`WScript.Shell`) and a `(`.
     let code = has(F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)
         || has(F::COLON) && has(F::QUOTE)
-        || has(F::UPPER) && has(F::DIGIT) && b.windows(5).any(|w| w == b"rO0AB")
+        || has(F::UPPER)
+            && has(F::DIGIT)
+            && b.iter().enumerate().any(|(i, &c)| c == b'r' && b[i..].starts_with(b"rO0AB"))
         || has(F::PAREN)
             && (has(F::CALLPAREN)
                 || has(F::DOT) && F::word_before(b, b'.', &[b"wscript", b"runtime", b"subprocess", b"response"]));
