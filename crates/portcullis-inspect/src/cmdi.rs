@@ -310,25 +310,28 @@ fn markdown_fence(b: &[u8], i: usize) -> Option<usize> {
 /// Shell command injection.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
-    detect_paths(s, true)
+    detect_classes(s, true, crate::features::of(s))
 }
 
 /// [`detect`]; with `full` false only the command at the very start is checked (the caller has
 /// shown the value has no separator, backtick, `$(`, `()` or `<!`, without which nothing else can
-/// match).
-pub(crate) fn detect_paths(s: &str, full: bool) -> Option<&'static str> {
+/// match). `f`: `s`'s [`crate::features::of`]; its two-byte classes `()`, `<!` and `$(` stand in
+/// for searching for the constructs that hold them.
+pub(crate) fn detect_classes(s: &str, full: bool, f: u64) -> Option<&'static str> {
+    use crate::features as F;
     let b = s.as_bytes();
     if !full {
         return start_command(b);
     }
-    let paren = memchr::memchr(b'(', b).is_some();
-    if paren
+    // `() {` and `(){` hold `()`.
+    if f & F::EMPTYPAREN != 0
         && (memchr::memmem::find(b, b"() {").is_some() || memchr::memmem::find(b, b"(){").is_some())
         && (s.contains(":;") || s.contains("; }") || s.contains(":; }"))
     {
         return Some("cmdi-shellshock");
     }
-    if memchr::memchr(b'<', b).is_some() && memchr::memmem::find(b, b"<!--#").is_some() {
+    // `<!--#` holds `<!`.
+    if f & F::LTSPECIAL != 0 && memchr::memmem::find(b, b"<!--#").is_some() {
         let l = s.to_ascii_lowercase();
         if ["<!--#exec", "<!--#include", "<!--#echo", "<!--#config", "<!--#printenv", "<!--#set", "<!--#fsize"]
             .iter()
@@ -337,7 +340,8 @@ pub(crate) fn detect_paths(s: &str, full: bool) -> Option<&'static str> {
             return Some("cmdi-ssi");
         }
     }
-    if paren && memchr::memmem::find(b, b"$((").is_some() {
+    // `$((` holds `$(`.
+    if f & F::DOLLARPAREN != 0 && memchr::memmem::find(b, b"$((").is_some() {
         return Some("cmdi-subst");
     }
     // Command positions.

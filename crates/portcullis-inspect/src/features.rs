@@ -326,6 +326,8 @@ mod tests {
             assert_ne!(of(s) & f, 0, "{s}");
         }
         assert_eq!(of("10:05 - 1/2 ! a_b") & (DASHDASH | SCHEME | BANGWORD | UNDERUNDER | SLASHSLASH), 0);
+        assert!(word_before(b"x = Date (1)", b'(', &[b"date"]) && !word_before(b"update(1)", b'(', &[b"dat"]));
+        assert!(word_after(b"a; return x", b';', &[b"return"]) && !word_after(b"a; ret", b';', &[b"return"]));
         assert_eq!(
             of("Invoice #4411 (paid) costs $1 { ok }")
                 & (TEMPLATE_OPEN | HASHWORD | BRACEWORD | CALLPAREN | DOLLARPAREN | EMPTYPAREN),

@@ -183,17 +183,19 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // ``alert`1` ``, `(alert)(1)`, `alert?.(1)`), assigned to a handler (`=`) or read
     // (`document.cookie`, `self['location']`).
     let js = has(F::CALLPAREN | F::BACKTICK | F::EQ) || has(F::DOT | F::BRACKET) && xss::dom_access(b);
-    set(1, has(F::LT | F::EQ | F::COLON) || js, &|s| xss::detect_paths(s, js));
+    set(1, has(F::LT | F::EQ | F::COLON) || js, &|s| xss::detect_classes(s, js, f));
     // cmdi: a command position needs a separator, a backtick or `$(`; shellshock `()`, SSI `<!`.
     // Without them only a command at the start with a path argument (`/`) is left.
     let cmd_full =
         has(F::SEMI | F::PIPE | F::AMP | F::NL | F::BACKTICK | F::DOLLARPAREN | F::EMPTYPAREN | F::LTSPECIAL);
-    set(2, cmd_full || has(F::SLASH | F::BSLASH), &|s| cmdi::detect_paths(s, cmd_full));
+    set(2, cmd_full || has(F::SLASH | F::BSLASH), &|s| cmdi::detect_classes(s, cmd_full, f));
     // code: deserialisation tags (`!!python/`, `!RUBY/`, `rO0AB`, `O:8:"stdClass"`), PHP openers
     // (`<?`, `${@`), else a call (`system(`) or a dotted object (`WScript.Shell`) and a `(`.
     let code = has(F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)
         || has(F::COLON) && has(F::QUOTE)
-        || has(F::UPPER) && has(F::DIGIT) && b.windows(5).any(|w| w == b"rO0AB")
+        || has(F::UPPER)
+            && has(F::DIGIT)
+            && b.iter().enumerate().any(|(i, &c)| c == b'r' && b[i..].starts_with(b"rO0AB"))
         || has(F::PAREN)
             && (has(F::CALLPAREN)
                 || has(F::DOT) && F::word_before(b, b'.', &[b"wscript", b"runtime", b"subprocess", b"response"]));
@@ -224,7 +226,9 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
         || has(F::PAREN) && (has(F::BRACKET) || sqli::has_keyword(words));
     set(8, xpath, &xpath::detect);
     set(9, has(F::LT), &xxe::detect);
-    set(10, has(F::NL | F::NONASCII), &|s| crlf::detect(s, kind.strict_lines));
+    // crlf: a CR or LF, or a character whose low byte is one (UTF-8 ends it with 0x8A or 0x8D).
+    let crlf = has(F::NL) || has(F::NONASCII) && memchr::memchr2(0x8A, 0x8D, b).is_some();
+    set(10, crlf, &|s| crlf::detect(s, kind.strict_lines));
     set(11, has(F::DOLLARBRACE), &log4shell::detect);
     set(12, has(F::UNDERSCORE | F::DOT | F::BRACKET), &proto::detect);
     set(13, has(F::DOT), &scanner::oast);
@@ -305,7 +309,7 @@ impl Scan<'_> {
                 run_detectors(v, features::of(v), kind, &mut found);
             }
         }
-        for r in found.into_iter().flatten() {
+        for r in found.iter().flatten() {
             self.report(r, loc);
         }
     }
@@ -707,6 +711,11 @@ mod tests {
             "Tab",
             "\t",
             "é",
+            "嘍",
+            "Ċ",
+            "\u{2028}",
+            "\u{85}",
+            "Ｓet-Cookie",
         ]);
         prop::collection::vec(atoms, 0..24).prop_map(|v| v.concat())
     }

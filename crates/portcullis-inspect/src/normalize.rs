@@ -449,8 +449,13 @@ pub fn normalize(value: &str, transport_decoded: bool) -> Normalized<'_> {
     }
     n.overlong = flags.1;
     let trimmed = value.trim();
+    // Base64 (even with `+` read as a space) has only these bytes: anything else, no copy.
+    let b64_bytes =
+        trimmed.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=' | b' '));
     // `+` in base64 became a space when the container decoded it as a form value.
-    let b64 = if trimmed.contains(' ') && !trimmed.contains("  ") {
+    let b64 = if !b64_bytes {
+        None
+    } else if trimmed.contains(' ') && !trimmed.contains("  ") {
         base64_text(&trimmed.replace(' ', "+"))
     } else {
         base64_text(trimmed)
@@ -473,7 +478,27 @@ fn push_variant<'a>(v: &mut Vec<Cow<'a, str>>, s: String) {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        /// The byte precheck in [`normalize`] never skips a value [`base64_text`] would decode
+        /// (as is, or with spaces read as `+`).
+        #[test]
+        fn base64_needs_its_alphabet(v in prop::collection::vec(prop::sample::select(vec![
+            "QUJD", "YWJj", "ZGVm", "PHNjcmlwdD4", "=", "==", " ", "+", "/", "-", "_", "é", ".", "!", "\u{3000}",
+            "\t", "a", "Z", "9", "%", "&",
+        ]), 0..12)) {
+            let s = v.concat();
+            let t = s.trim();
+            if base64_text(t).is_some() || base64_text(&t.replace(' ', "+")).is_some() {
+                prop_assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=' | b' ')));
+            }
+        }
+    }
 
     #[test]
     fn url_decoding() {

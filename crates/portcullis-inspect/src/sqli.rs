@@ -1012,6 +1012,11 @@ fn sql_words(b: &[u8]) -> u8 {
         while i < b.len() && word(b[i]) {
             i += 1;
         }
+        // Every keyword and operator word is letters only and ends its run (reading a number
+        // first only moves the start): a run ending in a digit or `_` holds none.
+        if !b[i - 1].is_ascii_alphabetic() {
+            continue;
+        }
         // The lexer reads a number first (`0x1f`, `0b1`, `1e5`, the `e5` of `1.e5`), then the
         // rest of the word on its own.
         let after_dot_number = s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit();
@@ -1256,8 +1261,47 @@ mod tests {
 
     use super::*;
 
+    /// The byte-at-a-time definition of [`sql_words`], without its shortcuts.
+    fn sql_words_reference(b: &[u8]) -> u8 {
+        let mut out = 0;
+        let mut i = 0;
+        while i < b.len() {
+            if !WORD_BYTE[usize::from(b[i])] {
+                i += 1;
+                continue;
+            }
+            let mut s = i;
+            while i < b.len() && WORD_BYTE[usize::from(b[i])] {
+                i += 1;
+            }
+            let after_dot_number = s >= 2 && b[s - 1] == b'.' && b[s - 2].is_ascii_digit();
+            if b[s].is_ascii_digit() || after_dot_number {
+                s += number_len(&b[s..i], after_dot_number);
+            }
+            if (2..=9).contains(&(i - s)) {
+                out |= word_class(&b[s..i]);
+            }
+        }
+        out
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn sql_words_equals_reference(s in "\\PC{0,80}") {
+            prop_assert_eq!(sql_words(s.as_bytes()), sql_words_reference(s.as_bytes()));
+        }
+
+        #[test]
+        fn sql_words_equals_reference_sqlish(v in prop::collection::vec(prop::sample::select(vec![
+            "union", "UNION", "or", "by", "1", "0x1", "0b1", "1e5", ".", "e5", "E5", "_", " ", "is", "in",
+            "like", "between", "select", "a", "-", "'", "é", "dbcc", "execute", "9", "0", "x", "ab", "2024",
+            "T10", "Z", "0xor", "1.e5or", "9or", "1union",
+        ]), 0..24)) {
+            let s = v.concat();
+            prop_assert_eq!(sql_words(s.as_bytes()), sql_words_reference(s.as_bytes()));
+        }
 
         /// Skipping inert quote contexts and impossible bare contexts never changes a verdict.
         #[test]

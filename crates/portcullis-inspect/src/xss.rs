@@ -41,7 +41,12 @@ fn squash(s: &str) -> String {
 }
 
 fn dangerous_uri(value: &str) -> bool {
-    let v = squash(&normalize::html_decode(value));
+    let decoded = normalize::html_decode(value);
+    // Every scheme below ends in `:`, and squashing only removes and lower-cases characters.
+    if !decoded.contains(':') {
+        return false;
+    }
+    let v = squash(&decoded);
     let v = v.trim_start_matches(|c: char| !c.is_ascii_alphanumeric());
     v.starts_with("javascript:")
         || v.starts_with("vbscript:")
@@ -98,12 +103,14 @@ fn dangerous_style(value: &str) -> bool {
         || v.contains("binding:")
 }
 
+/// `on` and at least three more ASCII letters, any case, and not an English `on…` word. No
+/// allocation: every word of prose goes through here.
 fn is_handler(name: &str) -> bool {
-    let l = name.to_ascii_lowercase();
-    l.len() >= 5
-        && l.starts_with("on")
-        && l.bytes().all(|c| c.is_ascii_lowercase())
-        && !NOT_HANDLERS.contains(&l.as_str())
+    let b = name.as_bytes();
+    b.len() >= 5
+        && b[..2].eq_ignore_ascii_case(b"on")
+        && b.iter().all(u8::is_ascii_alphabetic)
+        && !NOT_HANDLERS.iter().any(|w| w.as_bytes().eq_ignore_ascii_case(b))
 }
 
 /// JS-looking handler value: a call, a template, an assignment or a sink name.
@@ -163,14 +170,15 @@ fn attributes(s: &str, mut i: usize, in_tag: bool) -> (Option<&'static str>, usi
                 return (Some("xss-attr-breakout"), i);
             }
         }
-        if !value.is_empty() && dangerous_uri(value) {
+        // Every dangerous scheme has a `:`, literal or an entity (`&colon;`, `&#58;`): without
+        // either, decoding and squashing cannot make one.
+        if value.as_bytes().iter().any(|c| matches!(c, b':' | b'&')) && dangerous_uri(value) {
             return (Some("xss-uri"), i);
         }
-        let lname = name.to_ascii_lowercase();
-        if lname == "style" && dangerous_style(value) {
+        if name.eq_ignore_ascii_case("style") && dangerous_style(value) {
             return (Some("xss-style"), i);
         }
-        if in_tag && DANGEROUS_ATTRS.contains(&lname.as_str()) {
+        if in_tag && DANGEROUS_ATTRS.iter().any(|a| a.eq_ignore_ascii_case(name)) {
             return (Some("xss-tag"), i);
         }
     }
@@ -249,6 +257,39 @@ fn attribute_breakout(s: &str) -> Option<&'static str> {
     None
 }
 
+/// The names [`js_sink`] looks for (lower-case).
+const SINK_WORDS: &[&str] = &[
+    "alert",
+    "prompt",
+    "confirm",
+    "eval",
+    "settimeout",
+    "setinterval",
+    "execscript",
+    "fromcharcode",
+    "importscripts",
+    "atob",
+    "fetch",
+    "document",
+    "window",
+    "self",
+    "top",
+    "innerhtml",
+    "outerhtml",
+];
+
+/// For each first letter, the lengths (as bits) of the [`SINK_WORDS`] starting with it.
+static SINK_CANDIDATES: [u16; 26] = {
+    let mut t = [0u16; 26];
+    let mut i = 0;
+    while i < SINK_WORDS.len() {
+        let w = SINK_WORDS[i].as_bytes();
+        t[(w[0] - b'a') as usize] |= 1 << w.len();
+        i += 1;
+    }
+    t
+};
+
 /// A JavaScript sink is called (`alert(1)`, ``alert`1` ``, `(alert)(1)`, `alert.call(…)`,
 /// `alert?.(…)`), assigned to a handler, or `document.cookie` is read.
 #[must_use]
@@ -271,6 +312,11 @@ pub fn js_sink(s: &str) -> bool {
         }
         let word = &s[st..i];
         if word.len() > 13 || word.len() < 3 {
+            continue;
+        }
+        // First letter and length of a listed name, before lower-casing and comparing.
+        let first = word.as_bytes()[0] | 0x20;
+        if !first.is_ascii_lowercase() || SINK_CANDIDATES[usize::from(first - b'a')] & (1 << word.len()) == 0 {
             continue;
         }
         let mut buf = [0u8; 13];
@@ -336,12 +382,19 @@ pub fn js_sink(s: &str) -> bool {
 /// Whether `document`, `window`, `self` or `top` (any case) stands right before a `.` or `[`:
 /// what [`js_sink`] needs to report a DOM access.
 pub(crate) fn dom_access(b: &[u8]) -> bool {
-    memchr::memchr2_iter(b'.', b'[', b).take(4096).any(|p| {
+    // The last letter of the four names first: most dots (e-mail addresses, prices) stop there.
+    let at = |p: usize| {
         let before = &b[..p];
-        [&b"document"[..], b"window", b"self", b"top"]
-            .iter()
-            .any(|w| before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w))
-    })
+        matches!(before.last().map(|c| c | 0x20), Some(b't' | b'w' | b'f' | b'p'))
+            && [&b"document"[..], b"window", b"self", b"top"]
+                .iter()
+                .any(|w| before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w))
+    };
+    // A plain loop for short values (memchr's set-up costs more there).
+    if b.len() <= 32 {
+        return b.iter().enumerate().filter(|(_, c)| matches!(c, b'.' | b'[')).any(|(p, _)| at(p));
+    }
+    memchr::memchr2_iter(b'.', b'[', b).take(4096).any(at)
 }
 
 /// `document.cookie`, `document["cookie"]`, `document['cookie']` → the text after the accessor.
@@ -394,28 +447,29 @@ fn uri_value(s: &str) -> bool {
 /// Whether `s` would inject script into an HTML page or a JavaScript context.
 #[must_use]
 pub fn detect(s: &str) -> Option<&'static str> {
-    detect_paths(s, true)
+    detect_classes(s, true, crate::features::of(s))
 }
 
 /// [`detect`], with the JavaScript-sink scan of the value itself skipped when `js` is false (the
-/// caller has shown no sink can be called or read: see `inspector::run_detectors`).
-pub(crate) fn detect_paths(s: &str, js: bool) -> Option<&'static str> {
-    let b = s.as_bytes();
-    let has_lt = memchr::memchr(b'<', b).is_some();
+/// caller has shown no sink can be called or read: see `inspector::run_detectors`). `f`: `s`'s
+/// [`crate::features::of`]; its `<`, `=` and `:` classes stand in for searching the bytes.
+pub(crate) fn detect_classes(s: &str, js: bool, f: u64) -> Option<&'static str> {
+    use crate::features as F;
+    let has_lt = f & F::LT != 0;
     if has_lt && let Some(r) = html(s) {
         return Some(r);
     }
     // Every attribute-level hit (handler, URI, style) needs `name=value`.
-    if memchr::memchr(b'=', b).is_some()
+    if f & F::EQ != 0
         && let Some(r) = attribute_breakout(s)
     {
         return Some(r);
     }
-    if memchr::memchr(b':', b).is_some() && uri_value(s) {
+    if f & F::COLON != 0 && uri_value(s) {
         return Some("xss-uri");
     }
-    let js_possible = memchr::memchr3(b'(', b'`', b'[', b).is_some() || memchr::memchr2(b'.', b'=', b).is_some();
-    if js && js_possible && js_sink(s) {
+    // `js_sink` needs one of `(`, `` ` ``, `[`, `.`, `=` (the classes are a superset: a prefilter).
+    if js && f & (F::PAREN | F::BACKTICK | F::BRACKET | F::DOT | F::EQ) != 0 && js_sink(s) {
         return Some("xss-js-sink");
     }
     if has_lt {
@@ -464,7 +518,114 @@ fn strip_empty_tags(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
+
+    /// The allocating definition [`is_handler`] replaced.
+    fn is_handler_reference(name: &str) -> bool {
+        let l = name.to_ascii_lowercase();
+        l.len() >= 5
+            && l.starts_with("on")
+            && l.bytes().all(|c| c.is_ascii_lowercase())
+            && !NOT_HANDLERS.contains(&l.as_str())
+    }
+
+    fn attribute_text() -> impl Strategy<Value = String> {
+        let atoms = prop::sample::select(vec![
+            "on",
+            "ON",
+            "error",
+            "load",
+            "only",
+            "Onion",
+            "ONWARDS",
+            "onto",
+            "x",
+            "é",
+            "1",
+            ":",
+            "&",
+            "&colon;",
+            "&#58;",
+            "&#x3a;",
+            "javascript",
+            "JaVa",
+            "script",
+            "data",
+            "text/html",
+            "vbscript",
+            " ",
+            "\t",
+            "=",
+            "\"",
+            "'",
+            "style",
+            "STYLE",
+            "srcdoc",
+            "DataSrc",
+            "expression(",
+            "url(",
+            "alert(1)",
+            "<",
+            ">",
+            "/",
+            "\u{0}",
+        ]);
+        prop::collection::vec(atoms, 0..12).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn is_handler_equals_reference(s in attribute_text()) {
+            prop_assert_eq!(is_handler(&s), is_handler_reference(&s));
+        }
+
+        #[test]
+        fn is_handler_equals_reference_any(s in "\\PC{0,12}") {
+            prop_assert_eq!(is_handler(&s), is_handler_reference(&s));
+        }
+
+        /// The `:` / `&` precheck in [`attributes`] never hides a dangerous URI.
+        #[test]
+        fn dangerous_uri_needs_colon_or_entity(s in attribute_text()) {
+            if dangerous_uri(&s) {
+                prop_assert!(s.contains(':') || s.contains('&'));
+            }
+        }
+
+        #[test]
+        fn dangerous_uri_needs_colon_or_entity_any(s in "\\PC{0,24}") {
+            if dangerous_uri(&s) {
+                prop_assert!(s.contains(':') || s.contains('&'));
+            }
+        }
+    }
+
+    /// The candidate table admits every name the sink match lists.
+    #[test]
+    fn sink_candidates_cover_the_names() {
+        for w in SINK_WORDS {
+            let upper = w.to_ascii_uppercase();
+            let (a, b) = (format!("{w}(1)"), format!("{upper}(1)"));
+            if SINKS.contains(w) {
+                assert!(js_sink(&a) && js_sink(&b), "{w}");
+            }
+        }
+        for s in [
+            "document.cookie",
+            "WINDOW.location",
+            "self['location']",
+            "top.location",
+            "x.innerHTML=1",
+            "y.OuterHtml = 2",
+        ] {
+            assert!(js_sink(s), "{s}");
+        }
+        assert!(!js_sink("alerts(1)") && !js_sink("documents.cookie"));
+    }
 
     #[test]
     fn attacks() {
