@@ -174,6 +174,7 @@ fn bytes_set(m: u64) -> usize {
 /// Offset (from `i`) of the first `"`, `\` or control byte of `src[i..]`, and the ASCII digits
 /// before it; `None` when the body ends first. Eight bytes per step (SWAR): the usual
 /// zero-byte tricks give the lowest matching byte exactly, which is all that is used.
+#[inline(always)]
 fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
     let rest = src.get(i..)?;
     let mut off = 0usize;
@@ -205,16 +206,17 @@ fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// Appends `s` as a JSON string; the runs between the bytes to escape are found a word at a
+/// time ([`special_in_words`]) and copied whole.
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push(b'"');
     let b = s.as_bytes();
     let mut last = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c >= 0x20 && c != b'"' && c != b'\\' {
-            continue;
-        }
+    while let Some((k, _)) = special_in_words(b, last) {
+        let i = last + k;
+        let Some(&c) = b.get(i) else { break };
         out.extend_from_slice(&b[last..i]);
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -321,7 +323,16 @@ impl CompiledPolicy {
         for round in 0..=ROUNDS {
             let text = cur.as_deref().unwrap_or(val);
             hits.clear();
-            let g = if round == 0 { gates } else { self.scanner.gates_for(text) };
+            // A masked value is scanned again only if the detectors can find something in it
+            // (`may_hit` false: `scan` finds nothing, `triggers_lose_no_detection`).
+            let g = if round == 0 {
+                gates
+            } else {
+                match self.scanner.gates_if_may_hit(text) {
+                    Some(g) => g,
+                    None => break,
+                }
+            };
             self.scanner.scan(text, g, &mut hits);
             if hits.is_empty() {
                 break;
@@ -344,8 +355,11 @@ impl CompiledPolicy {
     /// One pass of [`Self::rewrite`] over sorted, disjoint hits. Report and allow hits are recorded
     /// in the first round only.
     fn rewrite_once(&self, val: &str, hits: &[Hit], json: bool, first: bool, record: &mut Recorder<'_>) -> StrResult {
-        let trimmed = val.trim();
-        let lead = val.len() - val.trim_start().len();
+        // Whether a hit is the whole value but for surrounding whitespace.
+        let whole = |h: &Hit| {
+            let lead = val.len() - val.trim_start().len();
+            h.start == lead && h.end == lead + val.trim().len()
+        };
         let mut out = String::with_capacity(val.len());
         let mut last = 0;
         let mut changed = false;
@@ -355,7 +369,7 @@ impl CompiledPolicy {
                 continue;
             }
             record(class, detector, action, h.start, h.end);
-            if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
+            if json && action == Action::Redact && whole(h) {
                 return StrResult::Remove;
             }
             if matches!(action, Action::Allow | Action::Report | Action::Block) {
@@ -1173,6 +1187,46 @@ mod tests {
         ) {
             prop_assert_eq!(special_in_words(&src, from), naive(&src, from));
         }
+    }
+
+    proptest! {
+        /// The string writer's output reads back as the string, byte for byte as the byte loop
+        /// wrote it.
+        #[test]
+        fn json_strings_read_back(s in "[a-z\"\\\\\n\r\t\x00-\x1f\x7fé€0-9 ]{0,40}") {
+            let mut out = Vec::new();
+            write_json_str(&mut out, &s);
+            prop_assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s.clone());
+            prop_assert_eq!(out, bytewise_json_str(&s));
+        }
+    }
+
+    /// The byte-at-a-time writer [`write_json_str`] replaced: the output must not change.
+    fn bytewise_json_str(s: &str) -> Vec<u8> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = vec![b'"'];
+        for &c in s.as_bytes() {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                c if c < 0x20 => {
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(c >> 4)],
+                        HEX[usize::from(c & 0xf)],
+                    ]);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push(b'"');
+        out
     }
 
     #[test]

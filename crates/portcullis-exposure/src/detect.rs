@@ -147,47 +147,42 @@ const PREFIXES: &[(&str, Kind)] = &[
     ("pbkdf2_sha", Kind::Pbkdf2Django),
 ];
 
-/// The first two bytes of the prefixes: for each first byte, a slot (0: no prefix starts with
-/// it) whose 256-bit set holds the second bytes.
-struct PrefixPairs {
-    slot: [u8; 256],
-    second: [[u64; 4]; 16],
-}
-
-static PREFIX_PAIRS: PrefixPairs = {
-    let mut slot = [0u8; 256];
-    let mut second = [[0u64; 4]; 16];
-    let mut next = 1u8;
+/// The first two bytes of every prefix, as a set of 65,536 bits (byte pairs, first byte high).
+static PREFIX_PAIRS: [u64; 1024] = {
+    let mut bits = [0u64; 1024];
     let mut i = 0;
     while i < PREFIXES.len() {
         let p = PREFIXES[i].0.as_bytes();
         assert!(p.len() >= 2, "every prefix has two bytes at least");
-        let f = p[0] as usize;
-        if slot[f] == 0 {
-            assert!((next as usize) < 16, "room for every first byte");
-            slot[f] = next;
-            next += 1;
-        }
-        let c = p[1];
-        second[slot[f] as usize][(c >> 6) as usize] |= 1u64 << (c & 63);
+        let pair = (p[0] as usize) << 8 | p[1] as usize;
+        bits[pair >> 6] |= 1u64 << (pair & 63);
         i += 1;
     }
-    PrefixPairs { slot, second }
+    bits
 };
 
+/// Whether the two bytes of `w` start a prefix.
+fn prefix_pair(w: &[u8]) -> bool {
+    match w {
+        &[a, b, ..] => {
+            let pair = usize::from(a) << 8 | usize::from(b);
+            PREFIX_PAIRS[pair >> 6] >> (pair & 63) & 1 != 0
+        }
+        _ => false,
+    }
+}
+
 /// Whether a secret prefix occurs in `b` (what `prefix_automaton().is_match(b)` says), for short
-/// strings: one table lookup per byte, a second one where a prefix's first byte is, and the
-/// patterns compared only where the first two bytes of one are. No search setup, which costs
-/// more than the whole walk on a masked 20-byte value. `has_prefix_short_is_the_automaton`
-/// (tests) compares the two.
+/// strings: one bit test per byte pair, branch-free, and the patterns compared only where the
+/// first two bytes of one are. No search setup, which costs more than the whole walk on a masked
+/// 20-byte value. `has_prefix_short_is_the_automaton` (tests) compares the two.
 fn has_prefix_short(b: &[u8]) -> bool {
-    let pairs = &PREFIX_PAIRS;
-    b.windows(2).enumerate().any(|(i, w)| {
-        let slot = usize::from(pairs.slot[usize::from(w[0])]);
-        slot != 0
-            && pairs.second[slot][usize::from(w[1] >> 6)] >> (w[1] & 63) & 1 != 0
-            && PREFIXES.iter().any(|(p, _)| b[i..].starts_with(p.as_bytes()))
-    })
+    b.windows(2).fold(false, |any, w| any | prefix_pair(w)) && (0..b.len()).any(|i| prefix_at(b, i))
+}
+
+/// Whether a secret prefix starts at `i`.
+fn prefix_at(b: &[u8], i: usize) -> bool {
+    b.get(i..).is_some_and(|rest| prefix_pair(rest) && PREFIXES.iter().any(|(p, _)| rest.starts_with(p.as_bytes())))
 }
 
 const fn kind_class(k: Kind) -> DataClass {
@@ -269,6 +264,23 @@ impl Scanner {
             || !self.customs.is_empty()
             || (gates.has_at && email_trigger(b))
             || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b))
+    }
+
+    /// The gates of `s` ([`Self::gates_for`]) when [`Self::may_hit`] says the detectors can find
+    /// something in it, `None` otherwise. For the re-scan of a masked value: a short string
+    /// skips the searches' setup (see [`has_prefix_short`]).
+    /// `gates_if_may_hit_is_gates_for_and_may_hit` (tests) compares it with the two.
+    pub(crate) fn gates_if_may_hit(&self, s: &str) -> Option<Gates> {
+        let b = s.as_bytes();
+        if b.len() >= SHORT || !self.customs.is_empty() {
+            let gates = self.gates_for(s);
+            return self.may_hit(s, gates).then_some(gates);
+        }
+        let has_prefix = has_prefix_short(b);
+        let has_at = b.contains(&b'@');
+        let gates = Gates { has_at, has_prefix };
+        (has_prefix || (has_at && email_trigger(b)) || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b)))
+            .then_some(gates)
     }
 
     /// [`Self::may_hit`] for a string whose ASCII digits the caller has already counted.
@@ -598,11 +610,14 @@ fn iban_start(b: &[u8], i: usize) -> bool {
 /// An `@` that an e-mail address can surround: a local-part character before it and a letter or
 /// digit after it (so `j***@example.com`, a masked address, does not run the regex again).
 fn email_trigger(b: &[u8]) -> bool {
-    memchr::memchr_iter(b'@', b).any(|i| {
-        i > 0
-            && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b'_' | b'%' | b'+' | b'-'))
-            && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
-    })
+    memchr::memchr_iter(b'@', b).any(|i| email_trigger_at(b, i))
+}
+
+/// [`email_trigger`] for the `@` at `i`.
+fn email_trigger_at(b: &[u8], i: usize) -> bool {
+    i > 0
+        && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b'_' | b'%' | b'+' | b'-'))
+        && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// A card regex match: its digits (without separators) in an issued range with Luhn, and edges
@@ -1171,6 +1186,13 @@ mod tests {
         }
 
         #[test]
+        fn gates_if_may_hit_is_gates_for_and_may_hit(s in prop_oneof![prefix_text(), email_text(), phone_text(), text()]) {
+            let g = SCANNER.gates_for(&s);
+            let old = SCANNER.may_hit(&s, g).then_some((g.has_at, g.has_prefix));
+            prop_assert_eq!(SCANNER.gates_if_may_hit(&s).map(|g| (g.has_at, g.has_prefix)), old, "{:?}", s);
+        }
+
+        #[test]
         fn phone_find_is_the_regex(s in phone_text(), at in 0usize..8) {
             let at = (0..=at.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
             prop_assert_eq!(hand_matches(phone_find, &s, at), regex_matches(&PHONE, &s, at), "{:?} from {}", s, at);
@@ -1215,6 +1237,9 @@ mod tests {
         );
         for s in &corpus {
             assert_eq!(has_prefix_short(s.as_bytes()), SCANNER.prefixes.is_match(s), "{s}");
+            let g = SCANNER.gates_for(s);
+            let old = SCANNER.may_hit(s, g).then_some((g.has_at, g.has_prefix));
+            assert_eq!(SCANNER.gates_if_may_hit(s).map(|g| (g.has_at, g.has_prefix)), old, "{s}");
             assert_eq!(hand_matches(email_find, s, 0), regex_matches(&EMAIL, s, 0), "{s}");
             assert_eq!(hand_matches(phone_find, s, 0), regex_matches(&PHONE, s, 0), "{s}");
         }
