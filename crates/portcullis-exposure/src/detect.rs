@@ -431,21 +431,18 @@ fn numeric_may_hit(b: &[u8]) -> bool {
     let (mut run, mut plus) = (NONE, false);
     // The previous byte's flags; the start of the string allows a start and is not a word.
     let mut prev = 0u8;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
         let f = BYTE_FLAGS[usize::from(c)];
-        if f & F_DIGIT != 0 {
+        if f & F_DIGIT != 0 && (run != NONE || prev & F_NO_START_AFTER == 0) {
             if run == NONE {
-                if prev & F_NO_START_AFTER != 0 {
-                    prev = f;
-                    continue;
-                }
                 run = 0;
             }
             run += 1;
             if run >= 9 || (plus && run >= 8) {
                 return true;
             }
-        } else if f & F_RUN != 0 {
+        } else if f & (F_DIGIT | F_RUN) == F_RUN {
             if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
                 if run == NONE {
                     run = 0;
@@ -453,13 +450,23 @@ fn numeric_may_hit(b: &[u8]) -> bool {
                 plus |= c == b'+';
             }
         } else {
-            run = NONE;
-            plus = false;
-            if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
-                return true;
+            if f & F_DIGIT == 0 {
+                run = NONE;
+                plus = false;
+                if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
+                    return true;
+                }
+            }
+            // No run here (a digit gets here only without one). After a word byte nothing
+            // starts and the state stays as it is until the next byte that is not a word byte.
+            if f & F_WORD != 0 {
+                while b.get(i + 1).is_some_and(|&d| BYTE_FLAGS[usize::from(d)] & F_WORD != 0) {
+                    i += 1;
+                }
             }
         }
         prev = f;
+        i += 1;
     }
     false
 }
@@ -1118,6 +1125,46 @@ mod tests {
         out
     }
 
+    /// The byte-at-a-time [`numeric_may_hit`] (before it skipped words): the reference.
+    fn numeric_may_hit_bytewise(b: &[u8]) -> bool {
+        // Digits since the first possible start in the current run; `NONE`: no start yet.
+        const NONE: u32 = u32::MAX;
+        let (mut run, mut plus) = (NONE, false);
+        // The previous byte's flags; the start of the string allows a start and is not a word.
+        let mut prev = 0u8;
+        for (i, &c) in b.iter().enumerate() {
+            let f = BYTE_FLAGS[usize::from(c)];
+            if f & F_DIGIT != 0 {
+                if run == NONE {
+                    if prev & F_NO_START_AFTER != 0 {
+                        prev = f;
+                        continue;
+                    }
+                    run = 0;
+                }
+                run += 1;
+                if run >= 9 || (plus && run >= 8) {
+                    return true;
+                }
+            } else if f & F_RUN != 0 {
+                if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
+                    if run == NONE {
+                        run = 0;
+                    }
+                    plus |= c == b'+';
+                }
+            } else {
+                run = NONE;
+                plus = false;
+                if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
+                    return true;
+                }
+            }
+            prev = f;
+        }
+        false
+    }
+
     /// A hand-written matcher: the first match at or after a position.
     type Find = fn(&[u8], usize) -> Option<(usize, usize)>;
 
@@ -1190,6 +1237,11 @@ mod tests {
             let g = SCANNER.gates_for(&s);
             let old = SCANNER.may_hit(&s, g).then_some((g.has_at, g.has_prefix));
             prop_assert_eq!(SCANNER.gates_if_may_hit(&s).map(|g| (g.has_at, g.has_prefix)), old, "{:?}", s);
+        }
+
+        #[test]
+        fn numeric_may_hit_skips_words_exactly(s in prop_oneof![text(), phone_text(), "[0-9A-Za-z_ .()+$#:,/-]{0,40}"]) {
+            prop_assert_eq!(numeric_may_hit(s.as_bytes()), numeric_may_hit_bytewise(s.as_bytes()), "{:?}", s);
         }
 
         #[test]
