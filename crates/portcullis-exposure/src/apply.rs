@@ -119,6 +119,15 @@ struct Walker<'p, 'a> {
     at: Positions,
     pre: Positions,
     name_buf: Vec<u8>,
+    scratch: Scratch,
+}
+
+/// Buffers [`CompiledPolicy::rewrite`] reuses from one string to the next: the hits, and a
+/// string to write a rewritten value into (given back after the edit is recorded).
+#[derive(Default)]
+struct Scratch {
+    hits: Vec<Hit>,
+    spare: String,
 }
 
 /// The error for invalid JSON at byte `pos`: 1-based line and column (in bytes), never a piece of
@@ -255,6 +264,7 @@ impl CompiledPolicy {
             at: Positions::new(at),
             pre: Positions::new(pre),
             name_buf: Vec::new(),
+            scratch: Scratch::default(),
         };
         let proj = shape.map_or(ProjState::ALL, Shape::root);
         let ctx = Ctx { forced: None, allow: false, proj };
@@ -296,15 +306,22 @@ impl CompiledPolicy {
         }
         let mut findings = Vec::new();
         let mut blocked = false;
-        let result = self.rewrite(text, self.scanner.gates_for(text), false, &mut |class, detector, action, s, e| {
-            blocked |= action == Action::Block;
-            findings.push(Finding {
-                class,
-                detector: detector.clone(),
-                location: Location::Text { start: s, end: e },
-                action,
-            });
-        });
+        let mut scratch = Scratch::default();
+        let result = self.rewrite(
+            text,
+            self.scanner.gates_for(text),
+            false,
+            &mut scratch,
+            &mut |class, detector, action, s, e| {
+                blocked |= action == Action::Block;
+                findings.push(Finding {
+                    class,
+                    detector: detector.clone(),
+                    location: Location::Text { start: s, end: e },
+                    action,
+                });
+            },
+        );
         let (body, changed) = match result {
             _ if blocked => (Vec::new(), true),
             StrResult::Replaced(out) => (out.into_bytes(), true),
@@ -316,9 +333,16 @@ impl CompiledPolicy {
     /// Scans `val` and applies the class actions until nothing acted on is left: replacing one
     /// value can expose a neighbour that its context hid (`4242…4242+1 415 555 2671`), and the
     /// output must be a fixed point. After a few rounds, the whole string is redacted (fail closed).
-    fn rewrite(&self, val: &str, gates: Gates, json: bool, record: &mut Recorder<'_>) -> StrResult {
+    fn rewrite(
+        &self,
+        val: &str,
+        gates: Gates,
+        json: bool,
+        scratch: &mut Scratch,
+        record: &mut Recorder<'_>,
+    ) -> StrResult {
         const ROUNDS: usize = 4;
-        let mut hits = Vec::new();
+        let Scratch { hits, spare } = scratch;
         let mut cur: Option<String> = None;
         for round in 0..=ROUNDS {
             let text = cur.as_deref().unwrap_or(val);
@@ -333,17 +357,21 @@ impl CompiledPolicy {
                     None => break,
                 }
             };
-            self.scanner.scan(text, g, &mut hits);
+            self.scanner.scan(text, g, hits);
             if hits.is_empty() {
                 break;
             }
             if round == ROUNDS {
                 return if json { StrResult::Remove } else { StrResult::Replaced(REDACTED.to_owned()) };
             }
-            match self.rewrite_once(text, &hits, json, round == 0, record) {
+            match self.rewrite_once(text, hits, json, round == 0, spare, record) {
                 StrResult::Unchanged => break,
                 StrResult::Remove => return StrResult::Remove,
-                StrResult::Replaced(next) => cur = Some(next),
+                StrResult::Replaced(next) => {
+                    if let Some(old) = cur.replace(next) {
+                        *spare = old;
+                    }
+                }
             }
         }
         match cur {
@@ -353,14 +381,25 @@ impl CompiledPolicy {
     }
 
     /// One pass of [`Self::rewrite`] over sorted, disjoint hits. Report and allow hits are recorded
-    /// in the first round only.
-    fn rewrite_once(&self, val: &str, hits: &[Hit], json: bool, first: bool, record: &mut Recorder<'_>) -> StrResult {
+    /// in the first round only. The output is written into `spare`'s buffer (given back unless
+    /// it is the result).
+    fn rewrite_once(
+        &self,
+        val: &str,
+        hits: &[Hit],
+        json: bool,
+        first: bool,
+        spare: &mut String,
+        record: &mut Recorder<'_>,
+    ) -> StrResult {
         // Whether a hit is the whole value but for surrounding whitespace.
         let whole = |h: &Hit| {
             let lead = val.len() - val.trim_start().len();
             h.start == lead && h.end == lead + val.trim().len()
         };
-        let mut out = String::with_capacity(val.len());
+        let mut out = std::mem::take(spare);
+        out.clear();
+        out.reserve(val.len());
         let mut last = 0;
         let mut changed = false;
         for h in hits {
@@ -370,6 +409,7 @@ impl CompiledPolicy {
             }
             record(class, detector, action, h.start, h.end);
             if json && action == Action::Redact && whole(h) {
+                *spare = out;
                 return StrResult::Remove;
             }
             if matches!(action, Action::Allow | Action::Report | Action::Block) {
@@ -382,6 +422,7 @@ impl CompiledPolicy {
             changed = true;
         }
         if !changed {
+            *spare = out;
             return StrResult::Unchanged;
         }
         out.push_str(val.get(last..).unwrap_or(""));
@@ -714,7 +755,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         let val = self.str_at(sp.start, sp.end)?;
         match self.process_str(val, gates)? {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.push_str_edit(sp.start - 1, sp.end + 1, &new),
+            StrResult::Replaced(new) => {
+                self.push_str_edit(sp.start - 1, sp.end + 1, &new);
+                self.scratch.spare = new;
+            }
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1060,7 +1104,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.push_str_edit(s - 1, e + 1, &new),
+            StrResult::Replaced(new) => {
+                self.push_str_edit(s - 1, e + 1, &new);
+                self.scratch.spare = new;
+            }
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1083,7 +1130,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             let location = pointer::render(&self.path);
             let findings = &mut self.findings;
             let blocked = &mut self.blocked;
-            p.rewrite_once(raw, &hit, true, true, &mut |class, detector, action, _, _| {
+            p.rewrite_once(raw, &hit, true, true, &mut self.scratch.spare, &mut |class, detector, action, _, _| {
                 *blocked |= action == Action::Block;
                 findings.push(Finding {
                     class,
@@ -1109,7 +1156,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         let path = &self.path;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
-        Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
+        Ok(p.rewrite(val, gates, true, &mut self.scratch, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
             let location = Location::Pointer(pointer::render(path));
             findings.push(Finding { class, detector: detector.clone(), location, action });
