@@ -119,6 +119,15 @@ struct Walker<'p, 'a> {
     at: Positions,
     pre: Positions,
     name_buf: Vec<u8>,
+    scratch: Scratch,
+}
+
+/// Buffers [`CompiledPolicy::rewrite`] reuses from one string to the next: the hits, and a
+/// string to write a rewritten value into (given back after the edit is recorded).
+#[derive(Default)]
+struct Scratch {
+    hits: Vec<Hit>,
+    spare: String,
 }
 
 /// The error for invalid JSON at byte `pos`: 1-based line and column (in bytes), never a piece of
@@ -174,6 +183,7 @@ fn bytes_set(m: u64) -> usize {
 /// Offset (from `i`) of the first `"`, `\` or control byte of `src[i..]`, and the ASCII digits
 /// before it; `None` when the body ends first. Eight bytes per step (SWAR): the usual
 /// zero-byte tricks give the lowest matching byte exactly, which is all that is used.
+#[inline(always)]
 fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
     let rest = src.get(i..)?;
     let mut off = 0usize;
@@ -205,16 +215,17 @@ fn special_in_words(src: &[u8], i: usize) -> Option<(usize, usize)> {
     None
 }
 
+/// Appends `s` as a JSON string; the runs between the bytes to escape are found a word at a
+/// time ([`special_in_words`]) and copied whole.
 fn write_json_str(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.reserve(s.len() + 2);
     out.push(b'"');
     let b = s.as_bytes();
     let mut last = 0;
-    for (i, &c) in b.iter().enumerate() {
-        if c >= 0x20 && c != b'"' && c != b'\\' {
-            continue;
-        }
+    while let Some((k, _)) = special_in_words(b, last) {
+        let i = last + k;
+        let Some(&c) = b.get(i) else { break };
         out.extend_from_slice(&b[last..i]);
         match c {
             b'"' => out.extend_from_slice(b"\\\""),
@@ -253,6 +264,7 @@ impl CompiledPolicy {
             at: Positions::new(at),
             pre: Positions::new(pre),
             name_buf: Vec::new(),
+            scratch: Scratch::default(),
         };
         let proj = shape.map_or(ProjState::ALL, Shape::root);
         let ctx = Ctx { forced: None, allow: false, proj };
@@ -294,15 +306,22 @@ impl CompiledPolicy {
         }
         let mut findings = Vec::new();
         let mut blocked = false;
-        let result = self.rewrite(text, self.scanner.gates_for(text), false, &mut |class, detector, action, s, e| {
-            blocked |= action == Action::Block;
-            findings.push(Finding {
-                class,
-                detector: detector.clone(),
-                location: Location::Text { start: s, end: e },
-                action,
-            });
-        });
+        let mut scratch = Scratch::default();
+        let result = self.rewrite(
+            text,
+            self.scanner.gates_for(text),
+            false,
+            &mut scratch,
+            &mut |class, detector, action, s, e| {
+                blocked |= action == Action::Block;
+                findings.push(Finding {
+                    class,
+                    detector: detector.clone(),
+                    location: Location::Text { start: s, end: e },
+                    action,
+                });
+            },
+        );
         let (body, changed) = match result {
             _ if blocked => (Vec::new(), true),
             StrResult::Replaced(out) => (out.into_bytes(), true),
@@ -314,25 +333,45 @@ impl CompiledPolicy {
     /// Scans `val` and applies the class actions until nothing acted on is left: replacing one
     /// value can expose a neighbour that its context hid (`4242…4242+1 415 555 2671`), and the
     /// output must be a fixed point. After a few rounds, the whole string is redacted (fail closed).
-    fn rewrite(&self, val: &str, gates: Gates, json: bool, record: &mut Recorder<'_>) -> StrResult {
+    fn rewrite(
+        &self,
+        val: &str,
+        gates: Gates,
+        json: bool,
+        scratch: &mut Scratch,
+        record: &mut Recorder<'_>,
+    ) -> StrResult {
         const ROUNDS: usize = 4;
-        let mut hits = Vec::new();
+        let Scratch { hits, spare } = scratch;
         let mut cur: Option<String> = None;
         for round in 0..=ROUNDS {
             let text = cur.as_deref().unwrap_or(val);
             hits.clear();
-            let g = if round == 0 { gates } else { self.scanner.gates_for(text) };
-            self.scanner.scan(text, g, &mut hits);
+            // A masked value is scanned again only if the detectors can find something in it
+            // (`may_hit` false: `scan` finds nothing, `triggers_lose_no_detection`).
+            let g = if round == 0 {
+                gates
+            } else {
+                match self.scanner.gates_if_may_hit(text) {
+                    Some(g) => g,
+                    None => break,
+                }
+            };
+            self.scanner.scan(text, g, hits);
             if hits.is_empty() {
                 break;
             }
             if round == ROUNDS {
                 return if json { StrResult::Remove } else { StrResult::Replaced(REDACTED.to_owned()) };
             }
-            match self.rewrite_once(text, &hits, json, round == 0, record) {
+            match self.rewrite_once(text, hits, json, round == 0, spare, record) {
                 StrResult::Unchanged => break,
                 StrResult::Remove => return StrResult::Remove,
-                StrResult::Replaced(next) => cur = Some(next),
+                StrResult::Replaced(next) => {
+                    if let Some(old) = cur.replace(next) {
+                        *spare = old;
+                    }
+                }
             }
         }
         match cur {
@@ -342,11 +381,25 @@ impl CompiledPolicy {
     }
 
     /// One pass of [`Self::rewrite`] over sorted, disjoint hits. Report and allow hits are recorded
-    /// in the first round only.
-    fn rewrite_once(&self, val: &str, hits: &[Hit], json: bool, first: bool, record: &mut Recorder<'_>) -> StrResult {
-        let trimmed = val.trim();
-        let lead = val.len() - val.trim_start().len();
-        let mut out = String::with_capacity(val.len());
+    /// in the first round only. The output is written into `spare`'s buffer (given back unless
+    /// it is the result).
+    fn rewrite_once(
+        &self,
+        val: &str,
+        hits: &[Hit],
+        json: bool,
+        first: bool,
+        spare: &mut String,
+        record: &mut Recorder<'_>,
+    ) -> StrResult {
+        // Whether a hit is the whole value but for surrounding whitespace.
+        let whole = |h: &Hit| {
+            let lead = val.len() - val.trim_start().len();
+            h.start == lead && h.end == lead + val.trim().len()
+        };
+        let mut out = std::mem::take(spare);
+        out.clear();
+        out.reserve(val.len());
         let mut last = 0;
         let mut changed = false;
         for h in hits {
@@ -355,7 +408,8 @@ impl CompiledPolicy {
                 continue;
             }
             record(class, detector, action, h.start, h.end);
-            if json && action == Action::Redact && h.start == lead && h.end == lead + trimmed.len() {
+            if json && action == Action::Redact && whole(h) {
+                *spare = out;
                 return StrResult::Remove;
             }
             if matches!(action, Action::Allow | Action::Report | Action::Block) {
@@ -368,6 +422,7 @@ impl CompiledPolicy {
             changed = true;
         }
         if !changed {
+            *spare = out;
             return StrResult::Unchanged;
         }
         out.push_str(val.get(last..).unwrap_or(""));
@@ -700,7 +755,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         let val = self.str_at(sp.start, sp.end)?;
         match self.process_str(val, gates)? {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.push_str_edit(sp.start - 1, sp.end + 1, &new),
+            StrResult::Replaced(new) => {
+                self.push_str_edit(sp.start - 1, sp.end + 1, &new);
+                self.scratch.spare = new;
+            }
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1046,7 +1104,10 @@ impl<'p, 'a> Walker<'p, 'a> {
         };
         match result {
             StrResult::Unchanged => {}
-            StrResult::Replaced(new) => self.push_str_edit(s - 1, e + 1, &new),
+            StrResult::Replaced(new) => {
+                self.push_str_edit(s - 1, e + 1, &new);
+                self.scratch.spare = new;
+            }
             StrResult::Remove => return Ok(Out::Remove),
         }
         Ok(Out::Kept)
@@ -1069,7 +1130,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             let location = pointer::render(&self.path);
             let findings = &mut self.findings;
             let blocked = &mut self.blocked;
-            p.rewrite_once(raw, &hit, true, true, &mut |class, detector, action, _, _| {
+            p.rewrite_once(raw, &hit, true, true, &mut self.scratch.spare, &mut |class, detector, action, _, _| {
                 *blocked |= action == Action::Block;
                 findings.push(Finding {
                     class,
@@ -1095,7 +1156,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         let path = &self.path;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
-        Ok(p.rewrite(val, gates, true, &mut |class, detector, action, _, _| {
+        Ok(p.rewrite(val, gates, true, &mut self.scratch, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
             let location = Location::Pointer(pointer::render(path));
             findings.push(Finding { class, detector: detector.clone(), location, action });
@@ -1173,6 +1234,46 @@ mod tests {
         ) {
             prop_assert_eq!(special_in_words(&src, from), naive(&src, from));
         }
+    }
+
+    proptest! {
+        /// The string writer's output reads back as the string, byte for byte as the byte loop
+        /// wrote it.
+        #[test]
+        fn json_strings_read_back(s in "[a-z\"\\\\\n\r\t\x00-\x1f\x7fé€0-9 ]{0,40}") {
+            let mut out = Vec::new();
+            write_json_str(&mut out, &s);
+            prop_assert_eq!(serde_json::from_slice::<String>(&out).unwrap(), s.clone());
+            prop_assert_eq!(out, bytewise_json_str(&s));
+        }
+    }
+
+    /// The byte-at-a-time writer [`write_json_str`] replaced: the output must not change.
+    fn bytewise_json_str(s: &str) -> Vec<u8> {
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        let mut out = vec![b'"'];
+        for &c in s.as_bytes() {
+            match c {
+                b'"' => out.extend_from_slice(b"\\\""),
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.extend_from_slice(b"\\t"),
+                c if c < 0x20 => {
+                    out.extend_from_slice(&[
+                        b'\\',
+                        b'u',
+                        b'0',
+                        b'0',
+                        HEX[usize::from(c >> 4)],
+                        HEX[usize::from(c & 0xf)],
+                    ]);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push(b'"');
+        out
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use regex::Regex;
 
 use crate::class::{Action, DataClass};
@@ -147,6 +147,44 @@ const PREFIXES: &[(&str, Kind)] = &[
     ("pbkdf2_sha", Kind::Pbkdf2Django),
 ];
 
+/// The first two bytes of every prefix, as a set of 65,536 bits (byte pairs, first byte high).
+static PREFIX_PAIRS: [u64; 1024] = {
+    let mut bits = [0u64; 1024];
+    let mut i = 0;
+    while i < PREFIXES.len() {
+        let p = PREFIXES[i].0.as_bytes();
+        assert!(p.len() >= 2, "every prefix has two bytes at least");
+        let pair = (p[0] as usize) << 8 | p[1] as usize;
+        bits[pair >> 6] |= 1u64 << (pair & 63);
+        i += 1;
+    }
+    bits
+};
+
+/// Whether the two bytes of `w` start a prefix.
+fn prefix_pair(w: &[u8]) -> bool {
+    match w {
+        &[a, b, ..] => {
+            let pair = usize::from(a) << 8 | usize::from(b);
+            PREFIX_PAIRS[pair >> 6] >> (pair & 63) & 1 != 0
+        }
+        _ => false,
+    }
+}
+
+/// Whether a secret prefix occurs in `b` (what `prefix_automaton().is_match(b)` says), for short
+/// strings: one bit test per byte pair, branch-free, and the patterns compared only where the
+/// first two bytes of one are. No search setup, which costs more than the whole walk on a masked
+/// 20-byte value. `has_prefix_short_is_the_automaton` (tests) compares the two.
+fn has_prefix_short(b: &[u8]) -> bool {
+    b.windows(2).fold(false, |any, w| any | prefix_pair(w)) && (0..b.len()).any(|i| prefix_at(b, i))
+}
+
+/// Whether a secret prefix starts at `i`.
+fn prefix_at(b: &[u8], i: usize) -> bool {
+    b.get(i..).is_some_and(|rest| prefix_pair(rest) && PREFIXES.iter().any(|(p, _)| rest.starts_with(p.as_bytes())))
+}
+
 const fn kind_class(k: Kind) -> DataClass {
     match k {
         Kind::Pem => DataClass::PrivateKey,
@@ -180,17 +218,12 @@ pub(crate) struct CompiledCustom {
 pub(crate) struct Scanner {
     enabled: [bool; DataClass::ALL.len()],
     pub(crate) prefixes: AhoCorasick,
-    /// The same patterns as a plain DFA without prefilter: for short strings, where setting up
-    /// the vectorised search costs more than walking the bytes.
-    short_prefixes: AhoCorasick,
-    email: Regex,
     card: Regex,
-    phone: Regex,
     iban: Regex,
     pub(crate) customs: Vec<CompiledCustom>,
 }
 
-/// Below this length, [`Scanner::gates_for`] walks the prefix DFA byte by byte.
+/// Below this length, [`Scanner::gates_for`] looks for the prefixes with [`has_prefix_short`].
 const SHORT: usize = 64;
 
 /// Errors building the built-in detectors; only possible through a bug, kept as an error anyway.
@@ -207,20 +240,7 @@ impl Scanner {
         Ok(Scanner {
             enabled,
             prefixes: prefix_automaton()?,
-            short_prefixes: AhoCorasickBuilder::new()
-                .match_kind(MatchKind::LeftmostFirst)
-                .kind(Some(AhoCorasickKind::DFA))
-                .prefilter(false)
-                .build(PREFIXES.iter().map(|(p, _)| p))?,
-            email: Regex::new(
-                r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)",
-            )?,
             card: Regex::new(r"(?-u:\b)[0-9](?:[ \-]?[0-9]){11,18}(?-u:\b)")?,
-            phone: Regex::new(concat!(
-                r"\+[1-9](?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9])){7,14}",
-                r"|(?:\([2-9][0-9]{2}\)\x20?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}",
-                r"|0[1-9][0-9]{0,4}(?:[ \-][0-9]{2,6}){1,4}",
-            ))?,
             iban: Regex::new(r"(?-u:\b)[A-Z]{2}[0-9]{2}(?:\x20?[A-Z0-9]){11,32}")?,
             customs,
         })
@@ -232,7 +252,7 @@ impl Scanner {
 
     /// Computes the gates from the string itself (text bodies, JSON strings with escapes).
     pub(crate) fn gates_for(&self, s: &str) -> Gates {
-        let has_prefix = if s.len() < SHORT { self.short_prefixes.is_match(s) } else { self.prefixes.is_match(s) };
+        let has_prefix = if s.len() < SHORT { has_prefix_short(s.as_bytes()) } else { self.prefixes.is_match(s) };
         Gates { has_at: memchr::memchr(b'@', s.as_bytes()).is_some(), has_prefix }
     }
 
@@ -244,6 +264,23 @@ impl Scanner {
             || !self.customs.is_empty()
             || (gates.has_at && email_trigger(b))
             || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b))
+    }
+
+    /// The gates of `s` ([`Self::gates_for`]) when [`Self::may_hit`] says the detectors can find
+    /// something in it, `None` otherwise. For the re-scan of a masked value: a short string
+    /// skips the searches' setup (see [`has_prefix_short`]).
+    /// `gates_if_may_hit_is_gates_for_and_may_hit` (tests) compares it with the two.
+    pub(crate) fn gates_if_may_hit(&self, s: &str) -> Option<Gates> {
+        let b = s.as_bytes();
+        if b.len() >= SHORT || !self.customs.is_empty() {
+            let gates = self.gates_for(s);
+            return self.may_hit(s, gates).then_some(gates);
+        }
+        let has_prefix = has_prefix_short(b);
+        let has_at = b.contains(&b'@');
+        let gates = Gates { has_at, has_prefix };
+        (has_prefix || (has_at && email_trigger(b)) || (b.len() >= 9 && digit_count(b) >= 8 && numeric_may_hit(b)))
+            .then_some(gates)
     }
 
     /// [`Self::may_hit`] for a string whose ASCII digits the caller has already counted.
@@ -267,10 +304,12 @@ impl Scanner {
             self.scan_prefixes(b, base, out);
         }
         if gates.has_at && self.enabled(DataClass::Email) && email_trigger(b) {
-            for m in matches(&self.email, s) {
-                if email_ok(m.as_str()) {
-                    push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Email));
+            let mut at = 0;
+            while let Some((start, end)) = email_find(b, at) {
+                if email_ok(&b[start..end]) {
+                    push(out, base, start, end, DetId::Builtin(DataClass::Email));
                 }
+                at = end;
             }
         }
         // Every numeric detector needs at least 8 digits: most strings stop here, after one
@@ -303,10 +342,12 @@ impl Scanner {
                 }
             }
             if t.phone && self.enabled(DataClass::Phone) {
-                for m in matches(&self.phone, s) {
-                    if phone_ok(b, m.start(), m.end()) {
-                        push(out, base, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
+                let mut at = 0;
+                while let Some((start, end)) = phone_find(b, at) {
+                    if phone_ok(b, start, end) {
+                        push(out, base, start, end, DetId::Builtin(DataClass::Phone));
                     }
+                    at = end;
                 }
             }
         }
@@ -390,21 +431,18 @@ fn numeric_may_hit(b: &[u8]) -> bool {
     let (mut run, mut plus) = (NONE, false);
     // The previous byte's flags; the start of the string allows a start and is not a word.
     let mut prev = 0u8;
-    for (i, &c) in b.iter().enumerate() {
+    let mut i = 0;
+    while let Some(&c) = b.get(i) {
         let f = BYTE_FLAGS[usize::from(c)];
-        if f & F_DIGIT != 0 {
+        if f & F_DIGIT != 0 && (run != NONE || prev & F_NO_START_AFTER == 0) {
             if run == NONE {
-                if prev & F_NO_START_AFTER != 0 {
-                    prev = f;
-                    continue;
-                }
                 run = 0;
             }
             run += 1;
             if run >= 9 || (plus && run >= 8) {
                 return true;
             }
-        } else if f & F_RUN != 0 {
+        } else if f & (F_DIGIT | F_RUN) == F_RUN {
             if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
                 if run == NONE {
                     run = 0;
@@ -412,13 +450,23 @@ fn numeric_may_hit(b: &[u8]) -> bool {
                 plus |= c == b'+';
             }
         } else {
-            run = NONE;
-            plus = false;
-            if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
-                return true;
+            if f & F_DIGIT == 0 {
+                run = NONE;
+                plus = false;
+                if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
+                    return true;
+                }
+            }
+            // No run here (a digit gets here only without one). After a word byte nothing
+            // starts and the state stays as it is until the next byte that is not a word byte.
+            if f & F_WORD != 0 {
+                while b.get(i + 1).is_some_and(|&d| BYTE_FLAGS[usize::from(d)] & F_WORD != 0) {
+                    i += 1;
+                }
             }
         }
         prev = f;
+        i += 1;
     }
     false
 }
@@ -569,11 +617,14 @@ fn iban_start(b: &[u8], i: usize) -> bool {
 /// An `@` that an e-mail address can surround: a local-part character before it and a letter or
 /// digit after it (so `j***@example.com`, a masked address, does not run the regex again).
 fn email_trigger(b: &[u8]) -> bool {
-    memchr::memchr_iter(b'@', b).any(|i| {
-        i > 0
-            && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b'_' | b'%' | b'+' | b'-'))
-            && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
-    })
+    memchr::memchr_iter(b'@', b).any(|i| email_trigger_at(b, i))
+}
+
+/// [`email_trigger`] for the `@` at `i`.
+fn email_trigger_at(b: &[u8], i: usize) -> bool {
+    i > 0
+        && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b'_' | b'%' | b'+' | b'-'))
+        && b.get(i + 1).is_some_and(u8::is_ascii_alphanumeric)
 }
 
 /// A card regex match: its digits (without separators) in an issued range with Luhn, and edges
@@ -662,10 +713,157 @@ fn phone_ok(b: &[u8], start: usize, end: usize) -> bool {
     }
 }
 
-fn email_ok(m: &str) -> bool {
-    let tld = m.rsplit('.').next().unwrap_or("");
+fn email_ok(m: &[u8]) -> bool {
+    let tld = m.rsplit(|&c| c == b'.').next().unwrap_or_default();
     // `icon@2x.png` and friends are asset names, not addresses.
-    !["png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ico", "map"].iter().any(|a| tld.eq_ignore_ascii_case(a))
+    !["png", "jpg", "jpeg", "gif", "svg", "webp", "css", "js", "ico", "map"]
+        .iter()
+        .any(|a| tld.eq_ignore_ascii_case(a.as_bytes()))
+}
+
+#[cfg(test)]
+/// The e-mail regex, for the record and for the tests that hold [`email_find`] to it.
+pub(crate) const EMAIL_RE: &str = r"(?-u:\b)[A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?-u:\b)";
+
+#[cfg(test)]
+/// The phone regex, for the record and for the tests that hold [`phone_find`] to it.
+pub(crate) const PHONE_RE: &str = concat!(
+    r"\+[1-9](?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9])){7,14}",
+    r"|(?:\([2-9][0-9]{2}\)\x20?|[2-9][0-9]{2}[\-. ])[2-9][0-9]{2}[\-. ][0-9]{4}",
+    r"|0[1-9][0-9]{0,4}(?:[ \-][0-9]{2,6}){1,4}",
+);
+
+/// The first match of [`EMAIL_RE`] in `b` at or after `at` (leftmost-first, as the regex crate
+/// reports it; `\b` looks at the byte before `at`). Every match holds exactly one `@` (no part
+/// may contain one), so the `@`s are tried in order: the first whose domain matches and that has
+/// a valid local-part start gives the leftmost match. The domain does not depend on the start;
+/// its end is the greedy one: the most `.label`s (each a whole dot-separated component, 1–64
+/// bytes, alphanumeric at both ends) after which a `.` and a 2–24-letter TLD followed by a
+/// non-word byte come. `email_find_is_the_regex` (tests) compares it with the regex.
+fn email_find(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let local = |c: u8| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'%' | b'+' | b'-');
+    let mut from = at;
+    while let Some(k) = memchr::memchr(b'@', b.get(from..)?) {
+        let p = from + k;
+        from = p + 1;
+        if p == 0 || p <= at {
+            continue;
+        }
+        let Some(end) = email_domain_end(b, p + 1) else { continue };
+        // Local part: `s..p`, every byte a local-part byte, 1–64 bytes, `s` alphanumeric at a
+        // word boundary (`\b` before a word byte: start of the text or a non-word byte).
+        let lo = p.saturating_sub(64).max(at);
+        let mut r = p;
+        while r > lo && local(b[r - 1]) {
+            r -= 1;
+        }
+        let start = (r..p).find(|&s| b[s].is_ascii_alphanumeric() && (s == 0 || !is_word(b[s - 1])));
+        if let Some(s) = start {
+            return Some((s, end));
+        }
+    }
+    None
+}
+
+/// Where the domain part of [`EMAIL_RE`] starting at `q` ends, if it matches there.
+fn email_domain_end(b: &[u8], mut q: usize) -> Option<usize> {
+    let mut best = None;
+    loop {
+        let e = run(b, q, |c| c.is_ascii_alphanumeric() || c == b'-');
+        if e == q || e - q > 64 || !b[q].is_ascii_alphanumeric() || !b[e - 1].is_ascii_alphanumeric() {
+            break;
+        }
+        if b.get(e) != Some(&b'.') {
+            break;
+        }
+        let t = e + 1;
+        let tld_end = run(b, t, |c| c.is_ascii_alphabetic());
+        if (2..=24).contains(&(tld_end - t)) && b.get(tld_end).is_none_or(|&c| !is_word(c)) {
+            best = Some(tld_end);
+        }
+        q = t;
+    }
+    best
+}
+
+/// The first match of [`PHONE_RE`] in `b` at or after `at` (leftmost-first). The three
+/// alternatives start with different bytes (`+`; `(` or `2`–`9`; `0`), and every repetition in
+/// them is greedy with nothing after it that could make a shorter one succeed, so each start has
+/// at most one match, found without backtracking. `phone_find_is_the_regex` (tests) compares it
+/// with the regex.
+fn phone_find(b: &[u8], at: usize) -> Option<(usize, usize)> {
+    let digit = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let in_set = |i: usize, set: &[u8]| b.get(i).is_some_and(|c| set.contains(c));
+    let two_to_nine = |i: usize| b.get(i).is_some_and(|c| (b'2'..=b'9').contains(c));
+    // `[2-9][0-9]{2}[\-. ][0-9]{4}` at `i`.
+    let tail = |i: usize| {
+        (two_to_nine(i) && digit(i + 1) && digit(i + 2) && in_set(i + 3, b"-. ") && (i + 4..i + 8).all(digit))
+            .then_some(i + 8)
+    };
+    for s in at..b.len() {
+        let end = match b[s] {
+            b'+' => {
+                if !b.get(s + 1).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+                    continue;
+                }
+                // `(?:[ .\-]?(?:\([0-9]{1,4}\)|[0-9])){7,14}`, each unit matching one way.
+                let (mut i, mut n) = (s + 2, 0);
+                while n < 14 {
+                    let j = if in_set(i, b" .-") { i + 1 } else { i };
+                    if b.get(j) == Some(&b'(') {
+                        let d = run(b, j + 1, |c| c.is_ascii_digit());
+                        if !(1..=4).contains(&(d - j - 1)) || b.get(d) != Some(&b')') {
+                            break;
+                        }
+                        i = d + 1;
+                    } else if digit(j) {
+                        i = j + 1;
+                    } else {
+                        break;
+                    }
+                    n += 1;
+                }
+                (n >= 7).then_some(i)
+            }
+            b'(' => {
+                if !(two_to_nine(s + 1) && digit(s + 2) && digit(s + 3) && b.get(s + 4) == Some(&b')')) {
+                    continue;
+                }
+                tail(if b.get(s + 5) == Some(&b' ') { s + 6 } else { s + 5 })
+            }
+            b'2'..=b'9' => {
+                if !(digit(s + 1) && digit(s + 2) && in_set(s + 3, b"-. ")) {
+                    continue;
+                }
+                tail(s + 4)
+            }
+            b'0' => {
+                if !b.get(s + 1).is_some_and(|c| (b'1'..=b'9').contains(c)) {
+                    continue;
+                }
+                // `[0-9]{0,4}` must end where a separator comes: the whole digit run.
+                let k = run(b, s + 2, |c| c.is_ascii_digit());
+                if k - (s + 2) > 4 {
+                    continue;
+                }
+                let (mut i, mut n) = (k, 0);
+                while n < 4 && in_set(i, b" -") {
+                    let d = run(b, i + 1, |c| c.is_ascii_digit()) - (i + 1);
+                    if d < 2 {
+                        break;
+                    }
+                    i += 1 + d.min(6);
+                    n += 1;
+                }
+                (n >= 1).then_some(i)
+            }
+            _ => continue,
+        };
+        if end.is_some() {
+            return end.map(|e| (s, e));
+        }
+    }
+    None
 }
 
 /// Finds where a valid IBAN starting at `start` ends (the regex may run on into the next word).
@@ -829,6 +1027,8 @@ mod tests {
 
     static SCANNER: std::sync::LazyLock<Scanner> =
         std::sync::LazyLock::new(|| Scanner::new([true; DataClass::ALL.len()], Vec::new()).unwrap());
+    static EMAIL: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| Regex::new(EMAIL_RE).unwrap());
+    static PHONE: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| Regex::new(PHONE_RE).unwrap());
     static SSN: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
         Regex::new(r"(?-u:\b)[0-9]{3}(?:-[0-9]{2}-|\x20[0-9]{2}\x20)[0-9]{4}(?-u:\b)").unwrap()
     });
@@ -838,8 +1038,8 @@ mod tests {
         let b = s.as_bytes();
         let mut out = Vec::new();
         sc.scan_prefixes(b, 0, &mut out);
-        for m in sc.email.find_iter(s) {
-            if email_ok(m.as_str()) {
+        for m in EMAIL.find_iter(s) {
+            if email_ok(m.as_str().as_bytes()) {
                 push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Email));
             }
         }
@@ -860,7 +1060,7 @@ mod tests {
                 push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Ssn));
             }
         }
-        for m in sc.phone.find_iter(s) {
+        for m in PHONE.find_iter(s) {
             if phone_ok(b, m.start(), m.end()) {
                 push(&mut out, 0, m.start(), m.end(), DetId::Builtin(DataClass::Phone));
             }
@@ -911,6 +1111,190 @@ mod tests {
             "[0-9 ()+.-]{0,40}",
             "[A-Z0-9 @a-z.+-]{0,40}",
         ]
+    }
+
+    /// Every match of `re` from `at` on, as `find_at` gives them one after the other.
+    fn regex_matches(re: &Regex, s: &str, at: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = at;
+        while at <= s.len() {
+            let Some(m) = re.find_at(s, at) else { break };
+            out.push((m.start(), m.end()));
+            at = m.end().max(at + 1);
+        }
+        out
+    }
+
+    /// The byte-at-a-time [`numeric_may_hit`] (before it skipped words): the reference.
+    fn numeric_may_hit_bytewise(b: &[u8]) -> bool {
+        // Digits since the first possible start in the current run; `NONE`: no start yet.
+        const NONE: u32 = u32::MAX;
+        let (mut run, mut plus) = (NONE, false);
+        // The previous byte's flags; the start of the string allows a start and is not a word.
+        let mut prev = 0u8;
+        for (i, &c) in b.iter().enumerate() {
+            let f = BYTE_FLAGS[usize::from(c)];
+            if f & F_DIGIT != 0 {
+                if run == NONE {
+                    if prev & F_NO_START_AFTER != 0 {
+                        prev = f;
+                        continue;
+                    }
+                    run = 0;
+                }
+                run += 1;
+                if run >= 9 || (plus && run >= 8) {
+                    return true;
+                }
+            } else if f & F_RUN != 0 {
+                if f & F_OPENER != 0 && prev & F_NO_START_AFTER == 0 {
+                    if run == NONE {
+                        run = 0;
+                    }
+                    plus |= c == b'+';
+                }
+            } else {
+                run = NONE;
+                plus = false;
+                if f & F_UPPER != 0 && prev & F_WORD == 0 && iban_start(b, i) {
+                    return true;
+                }
+            }
+            prev = f;
+        }
+        false
+    }
+
+    /// A hand-written matcher: the first match at or after a position.
+    type Find = fn(&[u8], usize) -> Option<(usize, usize)>;
+
+    fn hand_matches(find: Find, s: &str, at: usize) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        let mut at = at;
+        while let Some(m) = find(s.as_bytes(), at) {
+            out.push(m);
+            at = m.1;
+        }
+        out
+    }
+
+    /// Strings made to hit the corners of the e-mail regex: local-part and label bytes, dots,
+    /// several `@`, word bytes around, labels and local parts near their length limits.
+    fn email_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[a-c0-9._%+@-]{1,6}",
+            "[A-Za-z]{1,3}",
+            Just("@".to_owned()),
+            Just(".".to_owned()),
+            Just("_".to_owned()),
+            Just("é".to_owned()),
+            "[a-z]{20,30}",
+            "[a-z0-9-]{60,66}",
+            proptest::sample::select(&["jane.doe@example.com", "icon@2x.png", "a@b.co.uk", "x@y-z.io", "é@é.fr"][..])
+                .prop_map(str::to_owned),
+        ];
+        proptest::collection::vec(piece, 0..12).prop_map(|v| v.concat())
+    }
+
+    /// Strings made to hit the corners of the phone regex.
+    fn phone_text() -> impl Strategy<Value = String> {
+        let piece = prop_oneof![
+            "[0-9 ().+-]{1,6}",
+            "[0-9]{1,8}",
+            "[a-z_:,]{1,2}",
+            proptest::sample::select(
+                &[
+                    "+1 415 555 2671",
+                    "+44 (20) 7946 0958",
+                    "(415) 555-2671",
+                    "415.555.2671",
+                    "020 7946 0958",
+                    "06 12 34 56 78",
+                    "+49(0)30-1234567"
+                ][..]
+            )
+            .prop_map(str::to_owned),
+        ];
+        proptest::collection::vec(piece, 0..10).prop_map(|v| v.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn email_find_is_the_regex(s in email_text(), at in 0usize..8) {
+            let at = (0..=at.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            prop_assert_eq!(hand_matches(email_find, &s, at), regex_matches(&EMAIL, &s, at), "{:?} from {}", s, at);
+        }
+
+        #[test]
+        fn has_prefix_short_is_the_automaton(s in prefix_text()) {
+            prop_assert_eq!(has_prefix_short(s.as_bytes()), SCANNER.prefixes.is_match(&s), "{:?}", s);
+        }
+
+        #[test]
+        fn gates_if_may_hit_is_gates_for_and_may_hit(s in prop_oneof![prefix_text(), email_text(), phone_text(), text()]) {
+            let g = SCANNER.gates_for(&s);
+            let old = SCANNER.may_hit(&s, g).then_some((g.has_at, g.has_prefix));
+            prop_assert_eq!(SCANNER.gates_if_may_hit(&s).map(|g| (g.has_at, g.has_prefix)), old, "{:?}", s);
+        }
+
+        #[test]
+        fn numeric_may_hit_skips_words_exactly(s in prop_oneof![text(), phone_text(), "[0-9A-Za-z_ .()+$#:,/-]{0,40}"]) {
+            prop_assert_eq!(numeric_may_hit(s.as_bytes()), numeric_may_hit_bytewise(s.as_bytes()), "{:?}", s);
+        }
+
+        #[test]
+        fn phone_find_is_the_regex(s in phone_text(), at in 0usize..8) {
+            let at = (0..=at.min(s.len())).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+            prop_assert_eq!(hand_matches(phone_find, &s, at), regex_matches(&PHONE, &s, at), "{:?} from {}", s, at);
+        }
+    }
+
+    /// Strings of prefix pieces (whole, cut, with a changed byte) and other bytes.
+    fn prefix_text() -> impl Strategy<Value = String> {
+        let prefix = proptest::sample::select(PREFIXES.iter().map(|(p, _)| *p).collect::<Vec<_>>());
+        let piece = prop_oneof![
+            prefix.clone().prop_map(str::to_owned),
+            (prefix.clone(), 1usize..12).prop_map(|(p, n)| p[..n.min(p.len())].to_owned()),
+            (prefix, 0usize..12, "[a-zA-Z0-9$_ -]").prop_map(|(p, n, c)| {
+                let n = n.min(p.len() - 1);
+                format!("{}{}{}", &p[..n], c, &p[n + 1..])
+            }),
+            "[a-zA-Z0-9$_ *@.é-]{0,6}",
+        ];
+        proptest::collection::vec(piece, 0..6).prop_map(|v| v.concat())
+    }
+
+    #[test]
+    fn hand_matchers_agree_with_the_regexes_on_the_corpus() {
+        let mut corpus: Vec<String> = PIECES.iter().map(|p| (*p).to_owned()).collect();
+        corpus.extend(
+            [
+                "Contact: jane.doe@example.com, +1 415 555 2671 or (415) 555-2671.",
+                "a@4242424242424242.com",
+                "x@sub.example.co.uk_y z@a.b.c.de-f",
+                "mail me@localhost or me@ex-.com or me@-ex.com or me@ex.c0m or me@ex.toolongtoolongtoolongtoolong",
+                "tel +49 (0)30 1234567 / 0049 30 123456 / 030-1234567890123",
+                "SSN 536-22-6789, order #10077, 2024-01-15T10:30:00Z",
+            ]
+            .map(str::to_owned),
+        );
+        corpus.push(format!("{}@example.com", "a".repeat(70)));
+        corpus.push(format!("user@{}.com", "b".repeat(64)));
+        corpus.push(format!("user@{}.com", "b".repeat(65)));
+        corpus.extend(PREFIXES.iter().map(|(p, _)| format!("x {p}…")));
+        corpus.extend(
+            ["c***@example.com", "+* *** *** 0012", "************4242", "$2b", "xox", "-----BEGIN"].map(str::to_owned),
+        );
+        for s in &corpus {
+            assert_eq!(has_prefix_short(s.as_bytes()), SCANNER.prefixes.is_match(s), "{s}");
+            let g = SCANNER.gates_for(s);
+            let old = SCANNER.may_hit(s, g).then_some((g.has_at, g.has_prefix));
+            assert_eq!(SCANNER.gates_if_may_hit(s).map(|g| (g.has_at, g.has_prefix)), old, "{s}");
+            assert_eq!(hand_matches(email_find, s, 0), regex_matches(&EMAIL, s, 0), "{s}");
+            assert_eq!(hand_matches(phone_find, s, 0), regex_matches(&PHONE, s, 0), "{s}");
+        }
     }
 
     proptest! {

@@ -103,7 +103,8 @@ fn push_index(out: &mut String, mut i: usize) {
             break;
         }
     }
-    out.extend(buf[n..].iter().map(|&d| char::from(d)));
+    // ASCII digits: always a valid `str`.
+    out.push_str(std::str::from_utf8(&buf[n..]).unwrap_or_default());
 }
 
 /// Renders a path as a JSON pointer.

@@ -162,3 +162,20 @@ fn ordinary_records_are_clean() {
     clean("Order 100023 shipped 2024-01-15T10:30:00Z to Berlin, total EUR 1,299.00, SKU AB-1234-XY");
     clean("id 7f9c2ba4-e88f-11ee-a506-0242ac120002 version 3.14.159 port 8080 zip 10115");
 }
+
+/// Masking one value can uncover another that its match covered (`a@4242…4242.com`: the card
+/// number is part of the address until the address is masked): the masked string is scanned
+/// again and what it uncovers is masked too. A masked value that uncovers nothing gives one
+/// finding.
+#[test]
+fn a_mask_that_uncovers_a_value_is_followed_by_its_mask() {
+    let policy = ExposurePolicy::default().compile().unwrap();
+    let out = policy.apply_json(br#"{"contact":"a@4242424242424242.com","n":1}"#, None).unwrap();
+    let body = String::from_utf8(out.body).unwrap();
+    assert_eq!(body, r#"{"contact":"a***@************4242.com","n":1}"#);
+    let classes: Vec<DataClass> = out.findings.iter().map(|f| f.class).collect();
+    assert_eq!(classes, [DataClass::Email, DataClass::CardNumber]);
+    let out = policy.apply_json(br#"{"contact":"jane@example.com","tel":"+1 415 555 2671"}"#, None).unwrap();
+    assert_eq!(String::from_utf8(out.body).unwrap(), r#"{"contact":"j***@example.com","tel":"+* *** *** 2671"}"#);
+    assert_eq!(out.findings.len(), 2);
+}
