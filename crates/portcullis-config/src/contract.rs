@@ -383,23 +383,10 @@ impl Builder<'_> {
             let mut policy = OperationPolicy::default();
             if let Some(v) = op.policy_extension("x-portcullis-owner") {
                 let at = format!("{}/x-portcullis-owner", op.source());
-                policy.auth = self.operation_owner(&at, v, op, route, identity);
-                policy.path = match crate::pattern::PathPattern::parse(op.path_template(), false) {
-                    Ok(pp) => Some(pp),
-                    Err(e) => {
-                        let uses_path = policy.auth.as_ref().is_some_and(|a| {
-                            a.owner.iter().any(|r| matches!(r.source, crate::identity::OwnerSource::OperationParam(_)))
-                        });
-                        if uses_path {
-                            self.c.error(
-                                &at,
-                                format!("the operation's path cannot be read for path_param rules: {e}"),
-                                "read the owner from the query or the body",
-                            );
-                        }
-                        None
-                    }
-                };
+                if let Some((auth, path)) = self.operation_owner(&at, v, op, route, identity) {
+                    policy.auth = Some(auth);
+                    policy.path = path;
+                }
             }
             if let Some(v) = op.policy_extension("x-portcullis-rate-limit") {
                 let at = format!("{}/x-portcullis-rate-limit", op.source());
@@ -427,7 +414,7 @@ impl Builder<'_> {
         op: &portcullis_contract::Operation,
         route: &crate::RouteConfig,
         identity: bool,
-    ) -> Option<crate::identity::RouteAuth> {
+    ) -> Option<(crate::identity::RouteAuth, Option<crate::pattern::PathPattern>)> {
         let rules: Vec<crate::identity::FileOwnerRule> = match parse_ext(v) {
             Ok(r) => r,
             Err(e) => {
@@ -443,11 +430,21 @@ impl Builder<'_> {
             );
             return None;
         }
-        let pattern = crate::pattern::PathPattern::parse(op.path_template(), false).ok();
-        let rules = self.owner_rules(at, &rules, pattern.as_ref(), true);
+        // The operation's template, which its `path_param` rules read.
+        let pattern = crate::pattern::PathPattern::parse(op.path_template(), false);
+        let rules = self.owner_rules(at, &rules, pattern.as_ref().ok(), true);
+        if let Err(e) = &pattern
+            && rules.iter().any(|r| matches!(r.source, crate::identity::OwnerSource::OperationParam(_)))
+        {
+            self.c.error(
+                at,
+                format!("the operation's path cannot be read for path_param rules: {e}"),
+                "read the owner from the query or the body",
+            );
+        }
         let mut auth = route.auth.clone();
         auth.owner.extend(rules);
-        Some(auth)
+        Some((auth, pattern.ok()))
     }
 
     fn operation_rate_limit(
