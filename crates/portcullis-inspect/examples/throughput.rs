@@ -64,5 +64,17 @@ fn main() {
             mbps,
             secs * 1e6 / n as f64
         );
+        // Yardstick on the same machine, same run: parsing the body into a serde_json::Value.
+        let t0 = cpu_ns();
+        let mut m = 0u64;
+        while cpu_ns() - t0 < 1_000_000_000 {
+            for _ in 0..50 {
+                let v: serde_json::Value = serde_json::from_slice(std::hint::black_box(b.as_bytes())).unwrap();
+                std::hint::black_box(v);
+            }
+            m += 50;
+        }
+        let secs = (cpu_ns() - t0) as f64 / 1e9;
+        println!("  serde_json::Value parse: {:>8.1} MB per CPU-second", (b.len() as u64 * m) as f64 / secs / 1e6);
     }
 }

@@ -138,7 +138,7 @@ pub struct JsonError;
 /// # Errors
 /// Malformed JSON, or nesting deeper than [`MAX_DEPTH`].
 pub fn walk_json<'a, V: JsonVisitor<'a>>(s: &'a str, v: &mut V) -> Result<(), JsonError> {
-    let mut p = JsonParser { s, b: s.as_bytes(), i: 0, path: Vec::new() };
+    let mut p = JsonParser { s, b: s.as_bytes(), i: 0, path: Vec::with_capacity(8) };
     p.ws();
     p.value(v, 0)?;
     p.ws();

@@ -260,11 +260,21 @@ pub(crate) fn of(s: &str) -> u64 {
     acc
 }
 
+/// Whether `f` holds at some position of `c` in `b` (the first 4096 of them): a plain loop for
+/// short values (most API values), where memchr's set-up per call costs more than the search, and
+/// memchr for long ones.
+pub(crate) fn any_at(b: &[u8], c: u8, mut f: impl FnMut(usize) -> bool) -> bool {
+    if b.len() <= 64 {
+        return b.iter().enumerate().any(|(i, x)| *x == c && f(i));
+    }
+    memchr::memchr_iter(c, b).take(4096).any(f)
+}
+
 /// Whether some `at` byte in `b` follows one of `words` (lower-case ASCII, any case in `b`), with
 /// blanks allowed between (as a pattern's `\s*` allows). For the few gates that need a word on
 /// top of the character classes.
 pub(crate) fn word_before(b: &[u8], at: u8, words: &[&[u8]]) -> bool {
-    memchr::memchr_iter(at, b).take(4096).any(|p| {
+    any_at(b, at, |p| {
         let before = b[..p].trim_ascii_end();
         words.iter().any(|w| before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w))
     })
@@ -272,7 +282,7 @@ pub(crate) fn word_before(b: &[u8], at: u8, words: &[&[u8]]) -> bool {
 
 /// Whether some `at` byte in `b` is followed, after blanks, by one of `words` (lower-case ASCII).
 pub(crate) fn word_after(b: &[u8], at: u8, words: &[&[u8]]) -> bool {
-    memchr::memchr_iter(at, b).take(4096).any(|p| {
+    any_at(b, at, |p| {
         let after = b[p + 1..].trim_ascii_start();
         words.iter().any(|w| after.len() >= w.len() && after[..w.len()].eq_ignore_ascii_case(w))
     })
@@ -284,6 +294,22 @@ pub(crate) const SQLI: u64 = QUOTE | SEMI | PAREN | HASH | DASHDASH | SLASHSTAR 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// [`any_at`] visits what memchr finds, on both sides of its short/long cut.
+    #[test]
+    fn any_at_matches_memchr() {
+        for len in [0, 1, 63, 64, 65, 200] {
+            let b: Vec<u8> = (0..len).map(|i| if i % 7 == 3 || i == len - 1 { b'.' } else { b'a' }).collect();
+            let want: Vec<usize> = memchr::memchr_iter(b'.', &b).collect();
+            let mut got = Vec::new();
+            assert!(!any_at(&b, b'.', |p| {
+                got.push(p);
+                false
+            }));
+            assert_eq!(got, want, "len {len}");
+            assert_eq!(any_at(&b, b'.', |_| true), !want.is_empty());
+        }
+    }
 
     /// The table-driven pass agrees with the obvious definition.
     #[test]

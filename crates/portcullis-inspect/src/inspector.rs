@@ -192,7 +192,7 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // code: deserialisation tags (`!!python/`, `!RUBY/`, `rO0AB`, `O:8:"stdClass"`), PHP openers
     // (`<?`, `${@`), else a call (`system(`) or a dotted object (`WScript.Shell`) and a `(`.
     let code = has(F::BANGWORD | F::LTSPECIAL | F::DOLLARBRACE)
-        || has(F::COLON) && has(F::QUOTE)
+        || has(F::COLON) && has(F::QUOTE) && memchr::memchr(b'"', b).is_some()
         || has(F::UPPER)
             && has(F::DIGIT)
             && b.iter().enumerate().any(|(i, &c)| c == b'r' && b[i..].starts_with(b"rO0AB"))
@@ -200,12 +200,17 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
             && (has(F::CALLPAREN)
                 || has(F::DOT) && F::word_before(b, b'.', &[b"wscript", b"runtime", b"subprocess", b"response"]));
     set(3, code, &cmdi::code::detect);
-    set(4, has(F::DOTDOT | F::SCHEME | F::SLASHSLASH | F::BSLASH) || b.first() == Some(&b'/'), &traversal::detect);
+    // traversal: `..`, a UNC or rooted path, a wrapper (`file:/`, `php://`; without a slash only
+    // `netdoc:`, `jar:file` and `zlib:`).
+    let traversal = has(F::DOTDOT | F::SLASHSLASH | F::BSLASH)
+        || b.first() == Some(&b'/')
+        || has(F::SCHEME) && (has(F::SLASH) || F::word_before(b, b':', &[b"netdoc", b"jar", b"zlib"]));
+    set(4, traversal, &traversal::detect);
     // nosql: an operator in text is `$op:`; server-side JavaScript needs a brace, `this.x ==`,
     // `return` after `;`, or a call of `db.…`, `while`, `Date`, `.match`, `sleep`.
     let nosql = has(F::DOLLAR) && has(F::COLON)
         || has(F::BRACE)
-        || has(F::DOT) && has(F::EQ)
+        || has(F::DOT) && has(F::EQ) && F::word_before(b, b'.', &[b"this"])
         || has(F::PAREN)
             && (F::word_before(b, b'(', &[b"while", b"date", b"match", b"sleep"])
                 || has(F::DOT) && F::word_before(b, b'.', &[b"db"]))
@@ -222,7 +227,8 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     set(7, has(F::FILTER | F::COLONEQ), &ldap::detect);
     // xpath: an axis `::`, a node test `()`, a union `|`, a leading `//`; a function in a
     // predicate needs `(` after `[`, `|`, `or` or `and`.
-    let xpath = has(F::COLONCOLON | F::EMPTYPAREN | F::PIPE | F::SLASHSLASH)
+    let xpath = has(F::COLONCOLON | F::EMPTYPAREN | F::PIPE)
+        || has(F::SLASHSLASH) && v.trim_start().starts_with("//")
         || has(F::PAREN) && (has(F::BRACKET) || sqli::has_keyword(words));
     set(8, xpath, &xpath::detect);
     set(9, has(F::LT), &xxe::detect);
@@ -291,8 +297,15 @@ impl Scan<'_> {
         }
         let f = features::of(value);
         let b64_shape = f & features::NOT_B64 == 0 && f & features::UPPER != 0 && f & features::LOWER != 0;
-        let fast = f & (features::PCT | features::AMP | features::BSLASH | features::NONASCII | features::CTRL) == 0
-            && !(b64_shape && normalize::base64_candidate(value));
+        let fast = if f & (features::PCT | features::AMP | features::BSLASH | features::CTRL) != 0 {
+            false
+        } else if f & features::NONASCII != 0 {
+            // Accented letters and typographic punctuation: only folding could give another view
+            // (and base64 once Unicode blanks are trimmed).
+            !normalize::fold_possible(value.as_bytes()) && !normalize::base64_candidate(value)
+        } else {
+            !(b64_shape && normalize::base64_candidate(value))
+        };
         let mut found: [Option<&'static str>; DETECTORS] = [None; DETECTORS];
         if fast {
             // Nothing to decode: the value is its only view.
@@ -393,8 +406,10 @@ impl XmlVisitor for XmlScan<'_, '_> {
     }
 }
 
-fn media_type(ct: &str) -> String {
-    ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase()
+fn media_type(ct: &str) -> std::borrow::Cow<'_, str> {
+    let end = ct.bytes().position(|c| c == b';').unwrap_or(ct.len());
+    let t = ct[..end].trim_ascii();
+    if t.bytes().any(|c| c.is_ascii_uppercase()) { t.to_ascii_lowercase().into() } else { t.into() }
 }
 
 impl Inspector {
@@ -491,6 +506,7 @@ impl Inspector {
             Err(_) => String::from_utf8_lossy(raw),
         };
         let mt = req.content_type.map(media_type).unwrap_or_default();
+        let mt = mt.as_ref();
         if mt == "application/json" || mt.ends_with("+json") {
             let mut v = JsonScan { scan: s };
             if extract::walk_json(&text, &mut v).is_ok() {
@@ -937,6 +953,20 @@ mod tests {
             "a;cat /etc/passwd",
             "{php}x{/php}",
             "x.match(/a/)",
+            "netdoc:x",
+            "a jar:file:x!/y",
+            "zlib:x",
+            "this.a == 1",
+            "this .a != 'b'",
+            "this.x.match(/a/)",
+            "O:8:\"stdClass\":1:{}",
+            "//*",
+            "  //user",
+            "see https://a.example/b//c?x=1&y=2 (ok)",
+            "Gift wrap please: it's for my mum's 60th :)",
+            "José Ñúñez",
+            "ＡＢ＜script＞",
+            "a\u{00AD}lert(1)",
         ] {
             same_as_ungated(v);
         }

@@ -160,7 +160,8 @@ pub fn html_decode(s: &str) -> Cow<'_, str> {
         return Cow::Borrowed(s);
     }
     let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
+    // Allocated at the first reference: most `&` in API values are query strings, not entities.
+    let mut out = String::new();
     let mut last = 0;
     let mut i = 0;
     while i < b.len() {
@@ -169,6 +170,9 @@ pub fn html_decode(s: &str) -> Cow<'_, str> {
             continue;
         }
         if let Some((ch, len)) = entity_at(&b[i..]) {
+            if out.capacity() == 0 {
+                out.reserve(s.len());
+            }
             out.push_str(&s[last..i]);
             out.push(ch);
             i += len;
@@ -218,14 +222,14 @@ fn entity_at(b: &[u8]) -> Option<(char, usize)> {
         return None;
     }
     let semi = b.get(i) == Some(&b';');
-    let (_, ch) = NAMED_ENTITIES.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))?;
-    if semi {
-        Some((*ch, i + 1))
-    } else if matches!(name.to_ascii_lowercase().as_slice(), b"lt" | b"gt" | b"amp" | b"quot") {
-        Some((*ch, i))
-    } else {
-        None
+    // Without `;` only the four legacy names count: decide that before searching the table
+    // (`?id=1&tab=x` is a query string, not a reference).
+    let legacy = || [&b"lt"[..], b"gt", b"amp", b"quot"].iter().any(|l| name.eq_ignore_ascii_case(l));
+    if !semi && !legacy() {
+        return None;
     }
+    let (_, ch) = NAMED_ENTITIES.iter().find(|(n, _)| n.as_bytes().eq_ignore_ascii_case(name))?;
+    Some((*ch, if semi { i + 1 } else { i }))
 }
 
 /// Decodes JavaScript / C style escapes once: `\uXXXX`, `\u{X…}`, `\xXX`. Other backslashes stay.
@@ -285,9 +289,7 @@ fn hex_n(b: &[u8], at: usize, n: usize) -> Option<u32> {
 /// (zero-width, BOM, soft hyphen) that browsers and shells skip.
 #[must_use]
 pub fn fold_unicode(s: &str) -> Cow<'_, str> {
-    let needs = s.bytes().any(|b| b == 0 || b >= 0x80);
-    if !needs || !s.chars().any(|c| matches!(c, '\u{FF01}'..='\u{FF5E}' | '\0' | '\u{200B}'..='\u{200F}' | '\u{FEFF}' | '\u{00AD}' | '\u{2060}'))
-    {
+    if !fold_possible(s.as_bytes()) {
         return Cow::Borrowed(s);
     }
     let mut changed = false;
@@ -303,6 +305,28 @@ pub fn fold_unicode(s: &str) -> Cow<'_, str> {
         }
     }
     if changed { Cow::Owned(out) } else { Cow::Borrowed(s) }
+}
+
+/// Whether [`fold_unicode`] changes `b` (UTF-8): a NUL, or the encoding of a fullwidth form
+/// (U+FF01–U+FF5E: `EF BC 81`–`EF BD 9E`), a zero-width or direction mark (U+200B–U+200F:
+/// `E2 80 8B`–`E2 80 8F`), the word joiner (U+2060: `E2 81 A0`), the BOM (`EF BB BF`) or the soft
+/// hyphen (U+00AD: `C2 AD`). Byte tests only, so accented letters and typographic quotes cost a
+/// look at their lead byte.
+pub(crate) fn fold_possible(b: &[u8]) -> bool {
+    // A plain loop: values are short, and memchr's set-up costs more than it saves there.
+    b.iter().enumerate().any(|(i, &c)| match c {
+        0 => true,
+        0xC2 | 0xE2 | 0xEF => matches!(
+            (c, b.get(i + 1), b.get(i + 2)),
+            (0xC2, Some(0xAD), _)
+                | (0xE2, Some(0x80), Some(0x8B..=0x8F))
+                | (0xE2, Some(0x81), Some(0xA0))
+                | (0xEF, Some(0xBB), Some(0xBF))
+                | (0xEF, Some(0xBC), Some(0x81..=0xBF))
+                | (0xEF, Some(0xBD), Some(0x80..=0x9E))
+        ),
+        _ => false,
+    })
 }
 
 /// Whether `s` could be base64 (standard or URL-safe alphabet, optional padding, plausible length).
@@ -496,6 +520,44 @@ mod tests {
             let t = s.trim();
             if base64_text(t).is_some() || base64_text(&t.replace(' ', "+")).is_some() {
                 prop_assert!(t.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_' | b'=' | b' ')));
+            }
+        }
+    }
+
+    /// The byte test [`fold_possible`] agrees with folding by characters.
+    #[test]
+    fn fold_possible_is_exact() {
+        fn by_chars(s: &str) -> bool {
+            s.chars().any(|c| {
+                matches!(c, '\u{FF01}'..='\u{FF5E}' | '\0' | '\u{200B}'..='\u{200F}' | '\u{FEFF}' | '\u{00AD}' | '\u{2060}')
+            })
+        }
+        let mut all = String::new();
+        for c in (0u32..0x3_0000).filter_map(char::from_u32) {
+            let one = c.to_string();
+            assert_eq!(fold_possible(one.as_bytes()), by_chars(&one), "U+{:04X}", c as u32);
+            assert_eq!(matches!(fold_unicode(&one), Cow::Owned(_)), by_chars(&one), "U+{:04X}", c as u32);
+            all.push(c);
+            all.push('a');
+        }
+        assert!(fold_possible(all.as_bytes()));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2048, ..ProptestConfig::default() })]
+
+        /// A value with letters outside ASCII but nothing to decode or fold has no other view:
+        /// what lets the inspector skip normalising it.
+        #[test]
+        fn unfoldable_non_ascii_has_one_view(v in prop::collection::vec(prop::sample::select(vec![
+            "é", "Ñ", "ú", "’", "–", "£", "\u{a0}", "\u{3000}", "\u{2028}", "\u{ad}", "\u{200b}", "Ａ", "＜", "\u{feff}",
+            "\u{2060}", "QUJD", "PHNjcmlwdD4", "YWJj", "=", " ", "+", "/", "a", "Z", "9", "<", "'", "日本",
+        ]), 0..12)) {
+            let s = v.concat();
+            if !fold_possible(s.as_bytes()) && !base64_candidate(&s) {
+                let n = normalize(&s, false);
+                prop_assert_eq!(n.variants.len(), 1, "{:?}", n.variants);
+                prop_assert!(!n.double_encoded && !n.overlong);
             }
         }
     }

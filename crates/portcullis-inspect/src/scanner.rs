@@ -111,7 +111,7 @@ pub fn user_agent(ua: &str) -> Option<&'static str> {
 pub fn oast(s: &str) -> Option<&'static str> {
     // Cheap gate: some label right after a dot must start like one of the known services.
     let b = s.as_bytes();
-    let maybe = memchr::memchr_iter(b'.', b).take(4096).any(|p| {
+    let maybe = crate::features::any_at(b, b'.', |p| {
         let l = b.get(p + 1..).unwrap_or(&[]);
         l.len() >= 2
             && matches!(

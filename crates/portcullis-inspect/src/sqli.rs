@@ -1106,7 +1106,10 @@ fn bare_context_possible(b: &[u8], kw: bool, ow: bool, f: u64) -> bool {
         if f & F::PAREN != 0 { (memchr::memchr(b'(', b).is_some(), memchr::memchr(b')', b)) } else { (false, None) };
     // A function token (`f`) needs a function name before a `(`, or an `xp_…` / `sp_…` name
     // (a function token even without a call; skipped bytes may separate it from the `(`).
-    let xp = || b.windows(3).any(|w| w.eq_ignore_ascii_case(b"xp_") || w.eq_ignore_ascii_case(b"sp_"));
+    let xp = || {
+        f & F::UNDERSCORE != 0
+            && b.windows(3).any(|w| w[2] == b'_' && (w.eq_ignore_ascii_case(b"xp_") || w.eq_ignore_ascii_case(b"sp_")))
+    };
     if open && (call_possible(b) || xp()) {
         return true;
     }
@@ -1125,7 +1128,7 @@ fn bare_context_possible(b: &[u8], kw: bool, ow: bool, f: u64) -> bool {
 /// function token is always a whole run of word bytes that does not start like a number (a number
 /// glued to a word splits off only a keyword, never a function name).
 fn call_possible(b: &[u8]) -> bool {
-    memchr::memchr_iter(b'(', b).take(4096).any(|p| {
+    features::any_at(b, b'(', |p| {
         let mut end = p;
         while end > 0 && is_space(b[end - 1]) {
             end -= 1;
