@@ -264,7 +264,7 @@ pub(crate) fn of(s: &str) -> u64 {
 /// short values (most API values), where memchr's set-up per call costs more than the search, and
 /// memchr for long ones.
 pub(crate) fn any_at(b: &[u8], c: u8, mut f: impl FnMut(usize) -> bool) -> bool {
-    if b.len() <= 64 {
+    if b.len() <= 16 {
         return b.iter().enumerate().any(|(i, x)| *x == c && f(i));
     }
     memchr::memchr_iter(c, b).take(4096).any(f)
@@ -298,7 +298,7 @@ mod tests {
     /// [`any_at`] visits what memchr finds, on both sides of its short/long cut.
     #[test]
     fn any_at_matches_memchr() {
-        for len in [0, 1, 63, 64, 65, 200] {
+        for len in [0, 1, 15, 16, 17, 200] {
             let b: Vec<u8> = (0..len).map(|i| if i % 7 == 3 || i == len - 1 { b'.' } else { b'a' }).collect();
             let want: Vec<usize> = memchr::memchr_iter(b'.', &b).collect();
             let mut got = Vec::new();

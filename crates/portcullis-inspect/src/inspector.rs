@@ -182,7 +182,10 @@ fn run_detectors(v: &str, f: u64, kind: ValueKind, found: &mut [Option<&'static 
     // xss: a tag needs `<`, an attribute `=`, a script URI `:`; a sink is called (`alert(`,
     // ``alert`1` ``, `(alert)(1)`, `alert?.(1)`), assigned to a handler (`=`) or read
     // (`document.cookie`, `self['location']`).
-    let js = has(F::CALLPAREN | F::BACKTICK | F::EQ) || has(F::DOT | F::BRACKET) && xss::dom_access(b);
+    // Without a call, `=` only matters after a handler name (`onerror=alert`) or `innerHTML`.
+    let js = has(F::CALLPAREN | F::BACKTICK)
+        || has(F::EQ) && (xss::handler_before_eq(b) || F::word_before(b, b'=', &[b"innerhtml", b"outerhtml"]))
+        || has(F::DOT | F::BRACKET) && xss::dom_access(b);
     set(1, has(F::LT | F::EQ | F::COLON) || js, &|s| xss::detect_classes(s, js, f));
     // cmdi: a command position needs a separator, a backtick or `$(`; shellshock `()`, SSI `<!`.
     // Without them only a command at the start with a path argument (`/`) is left.
@@ -825,6 +828,12 @@ mod tests {
             "return",
             "cat",
             "id",
+            "onerror",
+            "alert",
+            "innerHTML",
+            ".",
+            "this",
+            "netdoc",
         ]);
         prop::collection::vec(atoms, 0..24).prop_map(|v| v.join(""))
     }
@@ -956,6 +965,12 @@ mod tests {
             "netdoc:x",
             "a jar:file:x!/y",
             "zlib:x",
+            "x onerror=alert",
+            "x\" onMouseOver =prompt",
+            "a.innerHTML = x",
+            "y.outerHTML=1",
+            "' ONLOAD= confirm",
+            "onerror\t=\teval",
             "this.a == 1",
             "this .a != 'b'",
             "this.x.match(/a/)",

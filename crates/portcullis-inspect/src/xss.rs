@@ -397,6 +397,17 @@ pub(crate) fn dom_access(b: &[u8]) -> bool {
     memchr::memchr2_iter(b'.', b'[', b).take(4096).any(at)
 }
 
+/// Whether some `=` follows (after blanks) a run of letters that starts with `on` and has at least
+/// five letters: what [`assigned_to_handler`] and a handler attribute need (a superset: `==`,
+/// `!=` and the names that are not handlers are left to them).
+pub(crate) fn handler_before_eq(b: &[u8]) -> bool {
+    crate::features::any_at(b, b'=', |p| {
+        let t = b[..p].trim_ascii_end();
+        let st = t.iter().rposition(|c| !c.is_ascii_alphabetic()).map_or(0, |x| x + 1);
+        t.len() - st >= 5 && t[st..st + 2].eq_ignore_ascii_case(b"on")
+    })
+}
+
 /// `document.cookie`, `document["cookie"]`, `document['cookie']` → the text after the accessor.
 fn strip_access(rest: &[u8]) -> &[u8] {
     if let Some(r) = rest.strip_prefix(b".") {
