@@ -164,11 +164,8 @@ pub fn html_decode(s: &str) -> Cow<'_, str> {
     let mut out = String::new();
     let mut last = 0;
     let mut i = 0;
-    while i < b.len() {
-        if b[i] != b'&' {
-            i += 1;
-            continue;
-        }
+    while let Some(p) = memchr::memchr(b'&', &b[i..]) {
+        i += p;
         if let Some((ch, len)) = entity_at(&b[i..]) {
             if out.capacity() == 0 {
                 out.reserve(s.len());
@@ -313,7 +310,10 @@ pub fn fold_unicode(s: &str) -> Cow<'_, str> {
 /// hyphen (U+00AD: `C2 AD`). Byte tests only, so accented letters and typographic quotes cost a
 /// look at their lead byte.
 pub(crate) fn fold_possible(b: &[u8]) -> bool {
-    // A plain loop: values are short, and memchr's set-up costs more than it saves there.
+    // Most values are ASCII without NUL: one branch-free pass rules them out.
+    if !b.iter().fold(false, |acc, &c| acc | (c == 0) | (c >= 0xC2)) {
+        return false;
+    }
     b.iter().enumerate().any(|(i, &c)| match c {
         0 => true,
         0xC2 | 0xE2 | 0xEF => matches!(
