@@ -926,16 +926,18 @@ const OPERATOR_WORDS: &[&[u8]] = &[
 const KW: u8 = 1;
 const OW: u8 = 2;
 
-/// For each first letter, the lengths (as bits) of the keyword and operator words starting with it:
-/// most words of prose are rejected on this alone, before any comparison.
-static WORD_CANDIDATES: [u16; 26] = {
-    let mut t = [0u16; 26];
+/// For each first and last letter, the lengths (as bits) of the keyword and operator words
+/// starting and ending with them: most words of prose are rejected on this alone, before any
+/// comparison.
+static WORD_CANDIDATES: [[u16; 26]; 26] = {
+    let mut t = [[0u16; 26]; 26];
     let mut l = 0;
     while l < 2 {
         let list = if l == 0 { KEYWORD_WORDS } else { OPERATOR_WORDS };
         let mut i = 0;
         while i < list.len() {
-            t[(list[i][0] - b'a') as usize] |= 1 << list[i].len();
+            let w = list[i];
+            t[(w[0] - b'a') as usize][(w[w.len() - 1] - b'a') as usize] |= 1 << w.len();
             i += 1;
         }
         l += 1;
@@ -1026,7 +1028,10 @@ fn sql_words(b: &[u8]) -> u8 {
         let len = i - s;
         if (2..=9).contains(&len) {
             let c = b[s] | 0x20;
-            if c.is_ascii_lowercase() && WORD_CANDIDATES[usize::from(c - b'a')] & (1 << len) != 0 {
+            // The run ends in a letter (checked above).
+            let e = b[i - 1] | 0x20;
+            if c.is_ascii_lowercase() && WORD_CANDIDATES[usize::from(c - b'a')][usize::from(e - b'a')] & (1 << len) != 0
+            {
                 out |= word_class(&b[s..i]);
                 if out == KW | OW {
                     break;
