@@ -903,11 +903,18 @@ impl<'p, 'a> Walker<'p, 'a> {
 
     /// A member/element at `start` (begun at `mark`) is kept: if every one before it was
     /// removed, its comma (and the whitespace up to it) goes.
+    #[inline(always)]
     fn kept(&mut self, kept_before: usize, comma: Option<usize>, start: usize, mark: Mark) {
-        if kept_before != 0 {
-            return;
+        if kept_before == 0
+            && let Some(c) = comma
+        {
+            self.drop_comma(c, start, mark);
         }
-        let Some(c) = comma else { return };
+    }
+
+    /// [`Self::kept`] for the first member kept after removed ones: its comma at `c` goes.
+    #[inline(never)]
+    fn drop_comma(&mut self, c: usize, start: usize, mark: Mark) {
         if self.out.len() == mark.out && self.copied == mark.copied {
             self.push_edit(c, start, b"");
             return;

@@ -103,8 +103,8 @@ fn push_index(out: &mut String, mut i: usize) {
             break;
         }
     }
-    // ASCII digits: always a valid `str`.
-    out.push_str(std::str::from_utf8(&buf[n..]).unwrap_or_default());
+    // ASCII digits, a char each (cheaper than checking them as UTF-8).
+    out.extend(buf[n..].iter().map(|&d| char::from(d)));
 }
 
 /// Renders a path as a JSON pointer.
@@ -133,20 +133,22 @@ pub(crate) fn render_into(out: &mut String, path: &[Step<'_>]) {
 }
 
 /// The rendered pointer of a prefix of the walker's path, kept while the walk stays below it:
-/// findings under the same object or array render their parent's part once.
+/// findings under the same object or array render their parent's part once, and the next
+/// element of an array renders only its index.
 #[derive(Debug, Default)]
 pub(crate) struct PrefixCache {
-    /// `render(&path[..steps])`.
+    /// `render(&path[..ends.len()])`.
     text: String,
-    steps: usize,
+    /// The length of `text` after each step.
+    ends: Vec<usize>,
 }
 
 impl PrefixCache {
-    /// The path was cut to `len` steps: a prefix longer than that no longer holds.
+    /// The path was cut to `len` steps: the steps past it no longer hold.
     pub(crate) fn truncate(&mut self, len: usize) {
-        if self.steps > len {
-            self.steps = 0;
-            self.text.clear();
+        if self.ends.len() > len {
+            self.text.truncate(len.checked_sub(1).and_then(|i| self.ends.get(i).copied()).unwrap_or(0));
+            self.ends.truncate(len);
         }
     }
 
@@ -155,11 +157,11 @@ impl PrefixCache {
     /// call.
     pub(crate) fn render(&mut self, path: &[Step<'_>]) -> String {
         let parent = path.len().saturating_sub(1);
-        if self.steps < parent {
-            render_into(&mut self.text, path.get(self.steps..parent).unwrap_or_default());
-            self.steps = parent;
+        while let Some(step) = path.get(self.ends.len()).filter(|_| self.ends.len() < parent) {
+            render_into(&mut self.text, std::slice::from_ref(step));
+            self.ends.push(self.text.len());
         }
-        let rest = path.get(self.steps..).unwrap_or_default();
+        let rest = path.get(self.ends.len()..).unwrap_or_default();
         let mut out = String::with_capacity(self.text.len() + rendered_len(rest));
         out.push_str(&self.text);
         render_into(&mut out, rest);
@@ -184,6 +186,9 @@ mod tests {
         assert_eq!(cache.render(&path), "/items/3/a~1b");
         assert_eq!(cache.render(&path[..2]), "/items/3");
         cache.truncate(1);
+        let sibling = [Step::Key("items".into()), Step::Index(12), Step::Key("b".into())];
+        assert_eq!(cache.render(&sibling), "/items/12/b");
+        cache.truncate(0);
         let other = [Step::Key("it~ems".into()), Step::Key("x".into())];
         assert_eq!(cache.render(&other), "/it~0ems/x");
         assert!(parse("/a~2").is_err());
