@@ -1,7 +1,7 @@
 //! Applying a compiled policy to a response body: a single forward pass over the JSON text that
 //! writes the output as it goes, from the first edit on (replace a string, drop a member with its
-//! comma, null an array element), and copies the input when there is none. Everything not edited (key order, number precision,
-//! formatting, untouched strings) comes out byte for byte.
+//! comma, null an array element), and copies the input when there is none. Everything not edited
+//! (key order, number precision, formatting, untouched strings) comes out byte for byte.
 
 use std::borrow::Cow;
 use std::sync::Arc;
