@@ -1,7 +1,7 @@
 //! Applying a compiled policy to a response body: a single forward pass over the JSON text that
-//! records edits (replace a string, drop a member with its comma, null an array element) and
-//! builds the output only if there are any. Everything not edited (key order, number precision,
-//! formatting, untouched strings) comes out byte for byte.
+//! writes the output as it goes, from the first edit on (replace a string, drop a member with its
+//! comma, null an array element), and copies the input when there is none. Everything not edited
+//! (key order, number precision, formatting, untouched strings) comes out byte for byte.
 
 use std::borrow::Cow;
 use std::sync::Arc;
@@ -65,12 +65,12 @@ const WALK_ERROR: ApplyError = ApplyError::InvalidJson { line: 0, column: 0 };
 /// Called once per acted-on hit: class, detector, action, byte range in the scanned string.
 type Recorder<'r> = dyn FnMut(DataClass, &Arc<str>, Action, usize, usize) + 'r;
 
-/// Replace `start..end` of the input by `rep`, a range of the walker's replacement buffer
-/// (empty: delete). One buffer for every edit: no allocation per masked value.
-struct Edit {
-    start: usize,
-    end: usize,
-    rep: std::ops::Range<usize>,
+/// Where the output stood when a member or element began: removing it (or its comma) rolls the
+/// output back to here.
+#[derive(Clone, Copy)]
+struct Mark {
+    out: usize,
+    copied: usize,
 }
 
 enum Out {
@@ -107,12 +107,17 @@ struct Walker<'p, 'a> {
     src: &'a [u8],
     text: &'a str,
     pos: usize,
-    /// Rewrites of the input, in order and disjoint: the output is built only when there are any,
-    /// and everything else (formatting included) is copied as is.
-    edits: Vec<Edit>,
-    /// The bytes every edit puts in place, back to back.
-    reps: Vec<u8>,
+    /// The output: the input up to `copied` with every edit so far applied. Written from the first
+    /// edit on (sized once for the whole body), in document order; everything not edited
+    /// (formatting included) is copied as is. Empty while nothing changed.
+    out: Vec<u8>,
+    copied: usize,
+    changed: bool,
+    /// An edit came before the part already written (a walker bug): fail closed.
+    broken: bool,
     path: Vec<Step<'a>>,
+    /// The rendered pointer of the path's parent part, shared by the findings under it.
+    prefix: pointer::PrefixCache,
     findings: Vec<Finding>,
     blocked: bool,
     /// Positions of `@` and of the secret prefixes in the body, consumed in document order.
@@ -256,9 +261,12 @@ impl CompiledPolicy {
             src: body,
             text,
             pos: 0,
-            edits: Vec::new(),
-            reps: Vec::new(),
+            out: Vec::new(),
+            copied: 0,
+            changed: false,
+            broken: false,
             path: Vec::new(),
+            prefix: pointer::PrefixCache::default(),
             findings: Vec::new(),
             blocked: false,
             at: Positions::new(at),
@@ -276,19 +284,14 @@ impl CompiledPolicy {
                 e => e,
             });
         }
-        let Walker { edits, reps, findings, blocked, .. } = w;
-        let changed = !edits.is_empty();
+        if w.broken {
+            return Err(WALK_ERROR);
+        }
+        let Walker { mut out, copied, changed, findings, blocked, .. } = w;
         let body = if blocked {
             Vec::new()
         } else if changed {
-            let mut out = Vec::with_capacity(body.len());
-            let mut last = 0;
-            for e in &edits {
-                out.extend_from_slice(body.get(last..e.start).ok_or(WALK_ERROR)?);
-                out.extend_from_slice(reps.get(e.rep.clone()).ok_or(WALK_ERROR)?);
-                last = e.end;
-            }
-            out.extend_from_slice(body.get(last..).ok_or(WALK_ERROR)?);
+            out.extend_from_slice(body.get(copied..).ok_or(WALK_ERROR)?);
             out
         } else {
             body.to_vec()
@@ -585,13 +588,12 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn root(&mut self, ctx: Ctx<'p>) -> Result<(), ApplyError> {
         self.ws();
         let root_start = self.pos;
+        let mark = self.mark();
         if !ctx.proj.full && !matches!(self.peek(), Some(b'{' | b'[')) {
             self.skip_value(0)?;
-            self.edits.clear();
-            self.push_edit(root_start, self.pos, b"null");
+            self.replace_range(mark, root_start, self.pos, b"null");
         } else if let Out::Remove = self.value(ctx, 0)? {
-            self.edits.clear();
-            self.push_edit(root_start, self.pos, b"null");
+            self.replace_range(mark, root_start, self.pos, b"null");
         }
         self.ws();
         if self.pos == self.src.len() { Ok(()) } else { Err(WALK_ERROR) }
@@ -651,8 +653,14 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    fn location(&self) -> Location {
-        Location::Pointer(pointer::render(&self.path))
+    fn location(&mut self) -> Location {
+        Location::Pointer(self.prefix.render(&self.path))
+    }
+
+    /// Pops the last step of the path (and the cached pointer prefix if it covered it).
+    fn pop_step(&mut self) {
+        self.path.pop();
+        self.prefix.truncate(self.path.len());
     }
 
     fn record(&mut self, class: DataClass, detector: Arc<str>, action: Action) {
@@ -843,40 +851,82 @@ impl<'p, 'a> Walker<'p, 'a> {
         }
     }
 
-    /// Adds an edit replacing `start..end` by `bytes`.
-    fn push_edit(&mut self, start: usize, end: usize, bytes: &[u8]) {
-        let at = self.reps.len();
-        self.reps.extend_from_slice(bytes);
-        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
+    /// Where the output stands.
+    fn mark(&self) -> Mark {
+        Mark { out: self.out.len(), copied: self.copied }
     }
 
-    /// Adds an edit replacing `start..end` by the JSON string `s`.
-    fn push_str_edit(&mut self, start: usize, end: usize, s: &str) {
-        let at = self.reps.len();
-        write_json_str(&mut self.reps, s);
-        self.edits.push(Edit { start, end, rep: at..self.reps.len() });
-    }
-
-    /// Drops edits inside `from..` (the enclosing range is being replaced) and adds one.
-    fn replace_range(&mut self, from: usize, to: usize, rep: &[u8]) {
-        while self.edits.last().is_some_and(|e| e.start >= from) {
-            self.edits.pop();
+    /// Copies the input up to `start` (the beginning of an edit) to the output, with room for
+    /// `more` bytes after it. The first edit sizes the output for the whole body (plus some
+    /// slack), once: no doubling copies of a large buffer.
+    fn copy_to(&mut self, start: usize, more: usize) {
+        self.changed = true;
+        let Some(gap) = self.src.get(self.copied..start) else {
+            self.broken = true;
+            return;
+        };
+        let need = self.out.len() + gap.len() + more;
+        if need > self.out.capacity() {
+            let slack = self.src.len() / 64 + 64;
+            self.out.reserve_exact(need - self.out.len() + slack);
         }
+        self.out.extend_from_slice(gap);
+    }
+
+    /// Replaces `start..end` by `bytes`.
+    fn push_edit(&mut self, start: usize, end: usize, bytes: &[u8]) {
+        self.copy_to(start, bytes.len() + self.src.len().saturating_sub(end));
+        self.out.extend_from_slice(bytes);
+        self.copied = end;
+    }
+
+    /// Replaces `start..end` by the JSON string `s`.
+    fn push_str_edit(&mut self, start: usize, end: usize, s: &str) {
+        self.copy_to(start, s.len() + 2 + self.src.len().saturating_sub(end));
+        write_json_str(&mut self.out, s);
+        self.copied = end;
+    }
+
+    /// Replaces `from..to`, a member or element that began at `mark`, by `rep`: what its walk
+    /// wrote is dropped first.
+    fn replace_range(&mut self, mark: Mark, from: usize, to: usize, rep: &[u8]) {
+        self.out.truncate(mark.out);
+        self.copied = mark.copied;
         self.push_edit(from, to, rep);
     }
 
-    /// Removes member/element `start..end` with the comma before it (if any). The first member
-    /// kept after removed ones loses its comma in [`Self::kept`].
-    fn remove(&mut self, comma: Option<usize>, start: usize, end: usize) {
-        self.replace_range(comma.unwrap_or(start), end, b"");
+    /// Removes member/element `start..end` (begun at `mark`) with the comma before it (if any).
+    /// The first member kept after removed ones loses its comma in [`Self::kept`].
+    fn remove(&mut self, mark: Mark, comma: Option<usize>, start: usize, end: usize) {
+        self.replace_range(mark, comma.unwrap_or(start), end, b"");
     }
 
-    /// A member/element at `start` is kept: if every one before it was removed, its comma goes.
-    fn kept(&mut self, kept_before: usize, comma: Option<usize>, start: usize, edits_at: usize) {
+    /// A member/element at `start` (begun at `mark`) is kept: if every one before it was
+    /// removed, its comma (and the whitespace up to it) goes.
+    #[inline(always)]
+    fn kept(&mut self, kept_before: usize, comma: Option<usize>, start: usize, mark: Mark) {
         if kept_before == 0
             && let Some(c) = comma
         {
-            self.edits.insert(edits_at, Edit { start: c, end: start, rep: 0..0 });
+            self.drop_comma(c, start, mark);
+        }
+    }
+
+    /// [`Self::kept`] for the first member kept after removed ones: its comma at `c` goes.
+    #[inline(never)]
+    fn drop_comma(&mut self, c: usize, start: usize, mark: Mark) {
+        if self.out.len() == mark.out && self.copied == mark.copied {
+            self.push_edit(c, start, b"");
+            return;
+        }
+        // The member's walk wrote edits: the output from `mark` holds the input from
+        // `mark.copied` to at least `start` as is, the comma included.
+        let at = mark.out + c.saturating_sub(mark.copied);
+        match self.out.get(at..at + (start - c)) {
+            Some(_) if mark.copied <= c => {
+                self.out.drain(at..at + (start - c));
+            }
+            _ => self.broken = true,
         }
     }
 
@@ -903,7 +953,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             };
             first = false;
             let start = self.pos;
-            let edits_at = self.edits.len();
+            let mark = self.mark();
             let ksp = self.string_span()?;
             let (ks, ke, kesc) = (ksp.start, ksp.end, ksp.esc);
             let key = self.decode(ks, ke, kesc)?;
@@ -920,22 +970,22 @@ impl<'p, 'a> Walker<'p, 'a> {
                     Lean::Hit(sp, gates) => {
                         self.path.push(Step::Key(key));
                         let r = self.string_hit(sp, gates);
-                        self.path.pop();
+                        self.pop_step();
                         r
                     }
                     Lean::Full => {
                         self.path.push(Step::Key(key));
                         let r = self.value(ctx, depth);
-                        self.path.pop();
+                        self.pop_step();
                         r
                     }
                 };
                 match r? {
                     Out::Kept => {
-                        self.kept(kept, comma, start, edits_at);
+                        self.kept(kept, comma, start, mark);
                         kept += 1;
                     }
-                    Out::Remove => self.remove(comma, start, self.pos),
+                    Out::Remove => self.remove(mark, comma, start, self.pos),
                 }
                 continue;
             }
@@ -947,7 +997,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             };
             let Some(proj) = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'['))) else {
                 self.skip_value(depth)?;
-                self.remove(comma, start, self.pos);
+                self.remove(mark, comma, start, self.pos);
                 continue;
             };
             let rule = self.rule_for(&step);
@@ -965,7 +1015,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                     // A key finding points at the member under its masked name; when the key is
                     // kept as is (report) the pointer stops at the parent so the value is not shown.
                     if let StrResult::Replaced(new) = &result {
-                        let mut loc = pointer::render(&self.path);
+                        let mut loc = self.prefix.render(&self.path);
                         pointer::push_key(&mut loc, new);
                         for f in &mut self.findings[before..] {
                             f.location = Location::Pointer(loc.clone());
@@ -979,7 +1029,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                         }
                         StrResult::Remove => {
                             self.skip_value(depth)?;
-                            self.remove(comma, start, self.pos);
+                            self.remove(mark, comma, start, self.pos);
                             continue;
                         }
                     }
@@ -991,21 +1041,21 @@ impl<'p, 'a> Walker<'p, 'a> {
             {
                 self.path.push(step);
                 self.record(f.class, f.detector.clone(), f.action);
-                self.path.pop();
+                self.pop_step();
                 self.skip_value(depth)?;
-                self.remove(comma, start, self.pos);
+                self.remove(mark, comma, start, self.pos);
                 continue;
             }
 
             self.path.push(step);
             let r = self.value(child, depth);
-            self.path.pop();
+            self.pop_step();
             match r? {
                 Out::Kept => {
-                    self.kept(kept, comma, start, edits_at);
+                    self.kept(kept, comma, start, mark);
                     kept += 1;
                 }
-                Out::Remove => self.remove(comma, start, self.pos),
+                Out::Remove => self.remove(mark, comma, start, self.pos),
             }
         }
         Ok(Out::Kept)
@@ -1034,7 +1084,7 @@ impl<'p, 'a> Walker<'p, 'a> {
                 _ => return Err(WALK_ERROR),
             };
             let start = self.pos;
-            let edits_at = self.edits.len();
+            let mark = self.mark();
             let step = Step::Index(index);
             index += 1;
             if lean {
@@ -1043,16 +1093,16 @@ impl<'p, 'a> Walker<'p, 'a> {
                     Lean::Hit(sp, gates) => {
                         self.path.push(Step::Index(index - 1));
                         let r = self.string_hit(sp, gates);
-                        self.path.pop();
+                        self.pop_step();
                         Some(r?)
                     }
                     Lean::Full => None,
                 };
                 if let Some(r) = r {
                     if let Out::Remove = r {
-                        self.replace_range(start, self.pos, b"null");
+                        self.replace_range(mark, start, self.pos, b"null");
                     }
-                    self.kept(kept, comma, start, edits_at);
+                    self.kept(kept, comma, start, mark);
                     kept += 1;
                     continue;
                 }
@@ -1064,7 +1114,7 @@ impl<'p, 'a> Walker<'p, 'a> {
             let proj = proj.filter(|p| p.full || matches!(self.peek(), Some(b'{' | b'[')));
             let Some(proj) = proj.filter(|_| cap.is_none_or(|c| kept < c)) else {
                 self.skip_value(depth)?;
-                self.remove(comma, start, self.pos);
+                self.remove(mark, comma, start, self.pos);
                 continue;
             };
             let rule = if self.p.pointer_rules.is_empty() { None } else { self.rule_for(&step) };
@@ -1078,11 +1128,11 @@ impl<'p, 'a> Walker<'p, 'a> {
             } else {
                 self.value(child, depth)
             };
-            self.path.pop();
+            self.pop_step();
             if let Out::Remove = r? {
-                self.replace_range(start, self.pos, b"null");
+                self.replace_range(mark, start, self.pos, b"null");
             }
-            self.kept(kept, comma, start, edits_at);
+            self.kept(kept, comma, start, mark);
             kept += 1;
         }
         Ok(Out::Kept)
@@ -1127,7 +1177,7 @@ impl<'p, 'a> Walker<'p, 'a> {
         {
             let p = self.p;
             let hit = [Hit { start: 0, end: raw.len(), det: DetId::Builtin(DataClass::CardNumber) }];
-            let location = pointer::render(&self.path);
+            let location = self.prefix.render(&self.path);
             let findings = &mut self.findings;
             let blocked = &mut self.blocked;
             p.rewrite_once(raw, &hit, true, true, &mut self.scratch.spare, &mut |class, detector, action, _, _| {
@@ -1154,11 +1204,12 @@ impl<'p, 'a> Walker<'p, 'a> {
     fn process_str(&mut self, val: &str, gates: Gates) -> Result<StrResult, ApplyError> {
         let p = self.p;
         let path = &self.path;
+        let prefix = &mut self.prefix;
         let findings = &mut self.findings;
         let blocked = &mut self.blocked;
         Ok(p.rewrite(val, gates, true, &mut self.scratch, &mut |class, detector, action, _, _| {
             *blocked |= action == Action::Block;
-            let location = Location::Pointer(pointer::render(path));
+            let location = Location::Pointer(prefix.render(path));
             findings.push(Finding { class, detector: detector.clone(), location, action });
         }))
     }
@@ -1274,6 +1325,56 @@ mod tests {
         }
         out.push(b'"');
         out
+    }
+
+    fn pointers(out: &Applied) -> Vec<String> {
+        out.findings.iter().map(|f| f.location.to_string()).collect()
+    }
+
+    /// Findings in nested objects and arrays, siblings after deeper ones and keys that need
+    /// `~0`/`~1`: every pointer as the full render of the path gives it (which the cached prefix
+    /// also checks itself against in debug builds).
+    #[test]
+    fn finding_pointers_in_nested_objects_and_arrays() {
+        let policy = crate::ExposurePolicy::default().compile().unwrap();
+        let body = br#"{"a~b":{"x/y":[{"email":"jane@example.com","other":"joe@example.com"},"bob@example.com"],
+            "c":"ann@example.com"},"list":[[{"m":"amy@example.com"}],{"n":{"o":"eve@example.com"},"q":"zed@example.com"}],
+            "k":{"kim@example.com":1,"card":{"d":4242424242424242}},"last":"lee@example.com"}"#;
+        let out = policy.apply_json(body, None).unwrap();
+        assert_eq!(
+            pointers(&out),
+            [
+                "/a~0b/x~1y/0/email",
+                "/a~0b/x~1y/0/other",
+                "/a~0b/x~1y/1",
+                "/a~0b/c",
+                "/list/0/0/m",
+                "/list/1/n/o",
+                "/list/1/q",
+                "/k/k***@example.com",
+                "/k/card/d",
+                "/last",
+            ]
+        );
+        // The output is what a second pass leaves as is.
+        let again = policy.apply_json(&out.body, None).unwrap();
+        assert!(!again.changed);
+    }
+
+    /// Members dropped before a kept one take the kept one's comma with them, whether the kept
+    /// member's walk wrote edits (the comma is cut out of what was written) or not.
+    #[test]
+    fn dropped_members_take_the_next_comma_along() {
+        let policy = crate::ExposurePolicy::default().compile().unwrap();
+        let shape = crate::ShapeConfig { allow: vec!["/keep/email".into(), "/id".into()], ..Default::default() }
+            .compile()
+            .unwrap();
+        let body = br#"{"drop":1 , "keep": {"x":2, "email":"jane@example.com"},"gone":[1],"id":7}"#;
+        let out = policy.apply_json(body, Some(&shape)).unwrap();
+        assert_eq!(String::from_utf8(out.body).unwrap(), r#"{ "keep": {"email":"j***@example.com"},"id":7}"#);
+        let body = br#"{"drop":1 , "id":7, "keep": {"email":"jane@example.com", "x":2}}"#;
+        let out = policy.apply_json(body, Some(&shape)).unwrap();
+        assert_eq!(String::from_utf8(out.body).unwrap(), r#"{ "id":7, "keep": {"email":"j***@example.com"}}"#);
     }
 
     #[test]

@@ -103,24 +103,71 @@ fn push_index(out: &mut String, mut i: usize) {
             break;
         }
     }
-    // ASCII digits: always a valid `str`.
-    out.push_str(std::str::from_utf8(&buf[n..]).unwrap_or_default());
+    // ASCII digits, a char each (cheaper than checking them as UTF-8).
+    out.extend(buf[n..].iter().map(|&d| char::from(d)));
 }
 
 /// Renders a path as a JSON pointer.
 pub(crate) fn render(path: &[Step<'_>]) -> String {
-    let len: usize = path.iter().map(|s| 1 + if let Step::Key(k) = s { k.len() } else { 20 }).sum();
-    let mut out = String::with_capacity(len);
+    let mut out = String::with_capacity(rendered_len(path));
+    render_into(&mut out, path);
+    out
+}
+
+/// An upper bound of the rendered length of `path` (an index takes at most 20 digits).
+fn rendered_len(path: &[Step<'_>]) -> usize {
+    path.iter().map(|s| 1 + if let Step::Key(k) = s { k.len() } else { 20 }).sum()
+}
+
+/// Appends the steps of `path` to a pointer.
+pub(crate) fn render_into(out: &mut String, path: &[Step<'_>]) {
     for step in path {
         match step {
-            Step::Key(k) => push_key(&mut out, k),
+            Step::Key(k) => push_key(out, k),
             Step::Index(i) => {
                 out.push('/');
-                push_index(&mut out, *i);
+                push_index(out, *i);
             }
         }
     }
-    out
+}
+
+/// The rendered pointer of a prefix of the walker's path, kept while the walk stays below it:
+/// findings under the same object or array render their parent's part once, and the next
+/// element of an array renders only its index.
+#[derive(Debug, Default)]
+pub(crate) struct PrefixCache {
+    /// `render(&path[..ends.len()])`.
+    text: String,
+    /// The length of `text` after each step.
+    ends: Vec<usize>,
+}
+
+impl PrefixCache {
+    /// The path was cut to `len` steps: the steps past it no longer hold.
+    pub(crate) fn truncate(&mut self, len: usize) {
+        if self.ends.len() > len {
+            self.text.truncate(len.checked_sub(1).and_then(|i| self.ends.get(i).copied()).unwrap_or(0));
+            self.ends.truncate(len);
+        }
+    }
+
+    /// Renders `path`, whose first steps must be those the cache was filled from (the walker
+    /// calls [`Self::truncate`] whenever it pops a step). The parent's part is kept for the next
+    /// call.
+    pub(crate) fn render(&mut self, path: &[Step<'_>]) -> String {
+        let parent = path.len().saturating_sub(1);
+        while let Some(step) = path.get(self.ends.len()).filter(|_| self.ends.len() < parent) {
+            render_into(&mut self.text, std::slice::from_ref(step));
+            self.ends.push(self.text.len());
+        }
+        let rest = path.get(self.ends.len()..).unwrap_or_default();
+        let mut out = String::with_capacity(self.text.len() + rendered_len(rest));
+        out.push_str(&self.text);
+        render_into(&mut out, rest);
+        debug_assert_eq!(out, render(path), "cached pointer prefix out of date");
+        out
+    }
 }
 
 #[cfg(test)]
@@ -135,6 +182,15 @@ mod tests {
         assert!(matches_path(&p, &path));
         assert_eq!(render(&path), "/items/3/a~1b");
         assert!(parse("items").is_err());
+        let mut cache = PrefixCache::default();
+        assert_eq!(cache.render(&path), "/items/3/a~1b");
+        assert_eq!(cache.render(&path[..2]), "/items/3");
+        cache.truncate(1);
+        let sibling = [Step::Key("items".into()), Step::Index(12), Step::Key("b".into())];
+        assert_eq!(cache.render(&sibling), "/items/12/b");
+        cache.truncate(0);
+        let other = [Step::Key("it~ems".into()), Step::Key("x".into())];
+        assert_eq!(cache.render(&other), "/it~0ems/x");
         assert!(parse("/a~2").is_err());
         assert_eq!(parse("").unwrap(), vec![]);
     }
