@@ -348,8 +348,9 @@ pub(crate) fn detect_classes(s: &str, full: bool, f: u64) -> Option<&'static str
     let mut positions = 0;
     let mut i = 0;
     while i < b.len() {
-        // Jump to the next byte that can open a command position.
-        let Some(p) = b[i..].iter().position(|c| matches!(c, b'`' | b'$' | b';' | b'|' | b'&' | b'\n' | b'\r')) else {
+        // Jump to the next byte that can open a command position: a separator (backtick
+        // included) or the `$` of `$(`.
+        let Some(p) = b[i..].iter().position(|&c| is_sep(c) || c == b'$') else {
             break;
         };
         i += p;
